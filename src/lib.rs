@@ -1,0 +1,17 @@
+//! agentjail: a host daemon that runs AI agents' file and shell tool calls
+//! under a security team's policy.
+
+pub mod client;
+pub mod error;
+pub mod fs;
+pub mod policy;
+
+pub mod proto {
+    //! Generated gRPC types for `agentjail.v1`.
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("agentjail.v1");
+
+    /// Encoded descriptor set, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("agentjail_descriptor");
+}

@@ -1,0 +1,138 @@
+//! Decisions: allow or deny, always with the rule that decided.
+
+use globset::GlobSet;
+use std::sync::Arc;
+
+/// What a file tool wants to do with a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// The outcome of a policy check, naming the rule that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub rule: Arc<str>,
+}
+
+impl Decision {
+    pub fn allow(rule: Arc<str>) -> Self {
+        Decision {
+            allowed: true,
+            rule,
+        }
+    }
+    pub fn deny(rule: Arc<str>) -> Self {
+        Decision {
+            allowed: false,
+            rule,
+        }
+    }
+}
+
+/// A compiled list of globs with the display name of each rule.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub(crate) set: GlobSet,
+    pub(crate) rules: Vec<Arc<str>>,
+}
+
+impl RuleSet {
+    pub fn empty() -> Self {
+        RuleSet {
+            set: GlobSet::empty(),
+            rules: Vec::new(),
+        }
+    }
+
+    /// The first rule (in file order) that matches `path`.
+    pub fn first_match(&self, path: &str) -> Option<&Arc<str>> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        self.set
+            .matches(path)
+            .into_iter()
+            .min()
+            .map(|i| &self.rules[i])
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// An agent's file rules, compiled once at load.
+///
+/// Paths given to `check` are canonical workspace-relative paths: `/`
+/// separated, no `.`/`..`, no symlinks left in them, `""` for the root.
+#[derive(Debug, Clone)]
+pub struct FileRules {
+    pub(crate) read: RuleSet,
+    pub(crate) write: RuleSet,
+    pub(crate) deny: RuleSet,
+    /// Set when the workspace is read-only: every write is denied by it.
+    pub(crate) read_only_rule: Option<Arc<str>>,
+    pub(crate) no_read_rule: Arc<str>,
+    pub(crate) no_write_rule: Arc<str>,
+    pub(crate) directory_rule: Arc<str>,
+}
+
+impl FileRules {
+    /// Decide whether `access` to `path` is allowed.
+    ///
+    /// - A deny glob matching the path or any of its ancestors wins.
+    /// - Writes to a read-only workspace are denied.
+    /// - Otherwise the path itself must match a read (or write) glob.
+    /// - Reading a directory (listing, traversing) needs only that no deny
+    ///   rule matches: what is listed is filtered entry by entry.
+    pub fn check(&self, access: Access, path: &str, is_dir: bool) -> Decision {
+        if let Some(rule) = self.denied_by(path) {
+            return Decision::deny(rule.clone());
+        }
+        match access {
+            Access::Read if is_dir => Decision::allow(self.directory_rule.clone()),
+            Access::Read => match self.read.first_match(path) {
+                Some(rule) => Decision::allow(rule.clone()),
+                None => Decision::deny(self.no_read_rule.clone()),
+            },
+            Access::Write => {
+                if let Some(rule) = &self.read_only_rule {
+                    return Decision::deny(rule.clone());
+                }
+                match self.write.first_match(path) {
+                    Some(rule) => Decision::allow(rule.clone()),
+                    None => Decision::deny(self.no_write_rule.clone()),
+                }
+            }
+        }
+    }
+
+    /// The deny rule matching `path` or one of its ancestors, if any.
+    pub fn denied_by(&self, path: &str) -> Option<&Arc<str>> {
+        if self.deny.is_empty() || path.is_empty() {
+            return None;
+        }
+        if let Some(rule) = self.deny.first_match(path) {
+            return Some(rule);
+        }
+        let mut end = path.len();
+        while let Some(slash) = path[..end].rfind('/') {
+            end = slash;
+            if let Some(rule) = self.deny.first_match(&path[..end]) {
+                return Some(rule);
+            }
+        }
+        None
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only_rule.is_some()
+    }
+}

@@ -1,0 +1,11 @@
+//! Policy files: the TOML model, loading with `file:line:col` errors,
+//! compilation into matchers, and the decisions made from them.
+
+pub mod compile;
+pub mod decide;
+pub mod load;
+pub mod model;
+
+pub use compile::{AgentPolicy, CompiledPolicy, Limits, WorkspacePolicy};
+pub use decide::{Access, Decision, FileRules};
+pub use load::{load_dir, load_embedded_default, LoadError, PolicyDiagnostic};
