@@ -1,10 +1,16 @@
 //! agentjail: a host daemon that runs AI agents' file and shell tool calls
 //! under a security team's policy.
 
+pub mod cli;
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod fs;
+pub mod logging;
 pub mod policy;
+pub mod sandbox;
+pub mod server;
+pub mod shell;
 
 pub mod proto {
     //! Generated gRPC types for `agentjail.v1`.

@@ -1,1 +1,124 @@
-fn main() {}
+//! The `agentjail` command: the daemon, its policy tools, and a client.
+
+use agentjail::{cli, config::Config, server};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "agentjail",
+    version,
+    about = "Run AI agents' tool calls under a security team's policy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the ToolSandbox gRPC API (Unix socket, optionally TCP).
+    Serve(ServeArgs),
+    /// Validate policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Call a running daemon, e.g. `agentjail call read-file src/main.rs`.
+    Call(cli::call::CallArgs),
+    /// Show what this host's kernel lets the sandbox enforce, and whether
+    /// the policy's requirements are met.
+    Doctor {
+        /// Policy directory to check against (default: as `serve` would).
+        #[arg(long)]
+        policy_dir: Option<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Config file (default: /etc/agentjail/agentjail.toml if it exists,
+    /// otherwise the embedded defaults).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Override the config's Unix socket path.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Override the config's policy directory.
+    #[arg(long)]
+    policy_dir: Option<PathBuf>,
+    /// Override the config's state directory.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check every policy file in DIR; print each error as file:line:col.
+    Check {
+        /// Policy directory (default: /etc/agentjail/policies).
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => run_serve(args),
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => cli::policy::check(dir.as_deref()),
+        Command::Call(args) => cli::call::run(args),
+        Command::Doctor { policy_dir, config } => cli::doctor::run(config.as_deref(), policy_dir),
+    }
+}
+
+fn run_serve(args: ServeArgs) -> ExitCode {
+    agentjail::logging::init();
+    let loaded = Config::discover(args.config.as_deref());
+    let (mut config, path) = match loaded {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("agentjail: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match &path {
+        Some(p) => tracing::info!(config = %p.display(), "config loaded"),
+        None => tracing::info!("no config file: using the embedded defaults"),
+    }
+    if args.socket.is_some() {
+        config.socket = args.socket;
+    }
+    if args.policy_dir.is_some() {
+        config.policy_dir = args.policy_dir;
+    }
+    if args.state_dir.is_some() {
+        config.state_dir = args.state_dir;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("agentjail")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agentjail: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(server::serve(config));
+    // Blocking tool calls cut by the grace period must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("agentjail: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -45,6 +45,8 @@ pub struct AgentPolicy {
     pub name: String,
     pub workspaces: Vec<WorkspacePolicy>,
     pub limits: Limits,
+    /// None: the agent may run no command.
+    pub shell: Option<super::shell::ShellPolicy>,
 }
 
 impl AgentPolicy {
@@ -80,12 +82,20 @@ impl CompiledPolicy {
 }
 
 /// Builds a matcher from globs. `*` does not cross `/`.
+#[cfg(test)]
 pub(crate) fn build_globset(
     globs: &[(String, Arc<str>)],
 ) -> Result<RuleSet, (usize, globset::Error)> {
+    build_globset_with(globs, true)
+}
+
+pub(crate) fn build_globset_with(
+    globs: &[(String, Arc<str>)],
+    path_semantics: bool,
+) -> Result<RuleSet, (usize, globset::Error)> {
     let mut builder = globset::GlobSetBuilder::new();
     for (i, (glob, _)) in globs.iter().enumerate() {
-        builder.add(compile_glob(glob).map_err(|e| (i, e))?);
+        builder.add(compile_glob_with(glob, path_semantics).map_err(|e| (i, e))?);
     }
     let set = builder.build().map_err(|e| (0, e))?;
     Ok(RuleSet {
@@ -94,10 +104,19 @@ pub(crate) fn build_globset(
     })
 }
 
-/// One glob as the policy and the file tools understand it.
+/// One path glob as the policy and the file tools understand it: `*` does
+/// not cross `/` (only `**` does).
 pub fn compile_glob(glob: &str) -> Result<globset::Glob, globset::Error> {
+    compile_glob_with(glob, true)
+}
+
+/// A glob with path semantics, or over plain text (arguments, names).
+pub fn compile_glob_with(
+    glob: &str,
+    path_semantics: bool,
+) -> Result<globset::Glob, globset::Error> {
     globset::GlobBuilder::new(glob)
-        .literal_separator(true)
+        .literal_separator(path_semantics)
         .backslash_escape(true)
         .empty_alternates(true)
         .build()

@@ -5,7 +5,9 @@ pub mod compile;
 pub mod decide;
 pub mod load;
 pub mod model;
+pub mod shell;
 
 pub use compile::{AgentPolicy, CompiledPolicy, Limits, WorkspacePolicy};
 pub use decide::{Access, Decision, FileRules};
-pub use load::{load_dir, load_embedded_default, LoadError, PolicyDiagnostic};
+pub use load::{LoadError, LoadOptions, PolicyDiagnostic, load_dir, load_embedded_default};
+pub use shell::{AllowedCommand, Requirements, ShellLimits, ShellPolicy};

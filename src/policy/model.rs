@@ -31,6 +31,8 @@ pub struct AgentSpec {
     pub files: FilesSpec,
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// Shell tool calls; without this table the agent may run no command.
+    pub shell: Option<ShellSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,4 +116,203 @@ pub const fn default_max_write_bytes() -> u64 {
 }
 pub const fn default_max_file_bytes() -> u64 {
     64 * 1024 * 1024
+}
+
+/// Shell tool calls: which programs, and the sandbox they run in.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellSpec {
+    /// Allow `shell` requests (a string run by `/bin/sh -c`). The sandbox,
+    /// not the command list, is then what holds.
+    #[serde(default = "no")]
+    pub allow_shell: Spanned<bool>,
+    /// Grant network access (the host's network namespace, TCP allowed).
+    #[serde(default = "no")]
+    pub network: Spanned<bool>,
+    /// `PATH` inside the sandbox; program names are resolved on it.
+    #[serde(default = "default_path")]
+    pub path: Vec<String>,
+    /// Host directories bind-mounted read-only, at the same path, into the
+    /// sandbox.
+    #[serde(default = "default_system_dirs")]
+    pub system_dirs: Vec<Spanned<String>>,
+    /// Entries of the host's /etc visible (read-only) in the sandbox; the
+    /// rest of /etc (shadow, ssl/private, the daemon's config) is absent.
+    #[serde(default = "default_etc")]
+    pub etc: Vec<String>,
+    /// The unprivileged uid and gid commands run as.
+    #[serde(default = "default_sandbox_id")]
+    pub uid: u32,
+    #[serde(default = "default_sandbox_id")]
+    pub gid: u32,
+    /// Environment variable names a request may set (globs, e.g. `CARGO_*`).
+    #[serde(default)]
+    pub env: Vec<Spanned<String>>,
+    /// Default and largest wall-clock timeout.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_max_timeout_ms")]
+    pub max_timeout_ms: u64,
+    /// Default bytes of stdout and of stderr kept by `Run` (head + tail).
+    #[serde(default = "default_output_budget")]
+    pub output_budget_bytes: u64,
+    #[serde(default)]
+    pub limits: ShellLimitsSpec,
+    #[serde(default)]
+    pub requires: RequiresSpec,
+    /// The programs that may be run, each with its argument rules.
+    #[serde(default)]
+    pub commands: Vec<CommandSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    /// A name resolved on the sandbox `PATH`, or an absolute path.
+    pub program: Spanned<String>,
+    /// Refuse the command when any argument matches one of these globs
+    /// (e.g. `push` for git, `/` for rm).
+    #[serde(default)]
+    pub deny_args: Vec<Spanned<String>>,
+}
+
+/// Kernel-enforced limits for each command.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellLimitsSpec {
+    #[serde(default = "default_memory_bytes")]
+    pub memory_bytes: u64,
+    #[serde(default = "default_pids")]
+    pub pids: u64,
+    #[serde(default = "default_cpu_seconds")]
+    pub cpu_seconds: u64,
+    #[serde(default = "default_nofile")]
+    pub nofile: u64,
+    #[serde(default = "default_fsize_bytes")]
+    pub fsize_bytes: u64,
+    /// Share of one CPU, in percent (100 = one core).
+    #[serde(default = "default_cpu_percent")]
+    pub cpu_percent: u64,
+}
+
+impl Default for ShellLimitsSpec {
+    fn default() -> Self {
+        ShellLimitsSpec {
+            memory_bytes: default_memory_bytes(),
+            pids: default_pids(),
+            cpu_seconds: default_cpu_seconds(),
+            nofile: default_nofile(),
+            fsize_bytes: default_fsize_bytes(),
+            cpu_percent: default_cpu_percent(),
+        }
+    }
+}
+
+/// What the host must enforce before any command of this agent runs. The
+/// daemon refuses to start when the host falls short.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiresSpec {
+    #[serde(default = "default_landlock_abi")]
+    pub landlock_abi: Spanned<u32>,
+    #[serde(default = "yes")]
+    pub seccomp: Spanned<bool>,
+    #[serde(default = "yes")]
+    pub namespaces: Spanned<bool>,
+    /// Require cgroup memory and pids limits.
+    #[serde(default = "yes")]
+    pub cgroups: Spanned<bool>,
+}
+
+impl Default for RequiresSpec {
+    fn default() -> Self {
+        RequiresSpec {
+            landlock_abi: default_landlock_abi(),
+            seccomp: yes(),
+            namespaces: yes(),
+            cgroups: yes(),
+        }
+    }
+}
+
+fn no() -> Spanned<bool> {
+    Spanned::new(0..0, false)
+}
+fn yes() -> Spanned<bool> {
+    Spanned::new(0..0, true)
+}
+fn default_landlock_abi() -> Spanned<u32> {
+    Spanned::new(0..0, 3)
+}
+fn default_path() -> Vec<String> {
+    ["/usr/local/bin", "/usr/bin", "/bin"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_system_dirs() -> Vec<Spanned<String>> {
+    ["/usr", "/bin", "/sbin", "/lib", "/lib64"]
+        .iter()
+        .map(|p| Spanned::new(0..0, p.to_string()))
+        .collect()
+}
+fn default_etc() -> Vec<String> {
+    [
+        "hosts",
+        "resolv.conf",
+        "nsswitch.conf",
+        "host.conf",
+        "gai.conf",
+        "ld.so.cache",
+        "ld.so.conf",
+        "ld.so.conf.d",
+        "alternatives",
+        "ssl/certs",
+        "ssl/openssl.cnf",
+        "ca-certificates",
+        "ca-certificates.conf",
+        "localtime",
+        "timezone",
+        "os-release",
+        "debian_version",
+        "protocols",
+        "services",
+        "mime.types",
+        "bash.bashrc",
+        "profile",
+        "inputrc",
+        "environment",
+        "gitconfig",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_sandbox_id() -> u32 {
+    65534
+}
+fn default_timeout_ms() -> u64 {
+    60_000
+}
+fn default_max_timeout_ms() -> u64 {
+    600_000
+}
+fn default_output_budget() -> u64 {
+    1024 * 1024
+}
+fn default_memory_bytes() -> u64 {
+    1024 * 1024 * 1024
+}
+fn default_pids() -> u64 {
+    256
+}
+fn default_cpu_seconds() -> u64 {
+    600
+}
+fn default_nofile() -> u64 {
+    1024
+}
+fn default_fsize_bytes() -> u64 {
+    1024 * 1024 * 1024
+}
+fn default_cpu_percent() -> u64 {
+    100
 }

@@ -1,0 +1,194 @@
+//! The daemon's own configuration (listeners, paths), as opposed to the
+//! security team's policy. With no file at all, embedded defaults apply.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where `serve` looks for a config file when none is given.
+pub const SYSTEM_CONFIG: &str = "/etc/agentjail/agentjail.toml";
+/// Where `serve` looks for policies when the config names none.
+pub const SYSTEM_POLICY_DIR: &str = "/etc/agentjail/policies";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Unix socket path. Default: `/run/agentjail/agentjail.sock` as root,
+    /// `$XDG_RUNTIME_DIR/agentjail.sock` otherwise.
+    pub socket: Option<PathBuf>,
+    /// Permission bits of the socket file (owner and group may connect).
+    #[serde(default = "default_socket_mode")]
+    pub socket_mode: u32,
+    /// Directory of policy files. Default: `/etc/agentjail/policies` when it
+    /// exists, otherwise the embedded default policy.
+    pub policy_dir: Option<PathBuf>,
+    /// Daemon state (default workspaces). Default: `/var/lib/agentjail` as
+    /// root, `$XDG_STATE_HOME/agentjail` otherwise.
+    pub state_dir: Option<PathBuf>,
+    /// How long in-flight calls may run after SIGTERM before they are cut.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+    /// Largest gRPC message accepted or sent.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Optional TCP listener.
+    pub tcp: Option<TcpConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    pub address: SocketAddr,
+    /// Must be true: remote authentication (mTLS, tokens) is not built yet,
+    /// so every TCP caller is the one agent named below.
+    #[serde(default)]
+    pub insecure: bool,
+    pub agent: String,
+}
+
+fn default_socket_mode() -> u32 {
+    0o660
+}
+fn default_shutdown_grace_ms() -> u64 {
+    10_000
+}
+fn default_max_message_bytes() -> usize {
+    32 * 1024 * 1024
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: None,
+            socket_mode: default_socket_mode(),
+            policy_dir: None,
+            state_dir: None,
+            shutdown_grace_ms: default_shutdown_grace_ms(),
+            max_message_bytes: default_max_message_bytes(),
+            tcp: None,
+        }
+    }
+}
+
+/// Where the policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    Dir(PathBuf),
+    Embedded,
+}
+
+impl Config {
+    /// Reads a config file; errors carry `file:line:col`.
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            let (line, col) = crate::policy::load::line_col(&text, e.span().unwrap_or(0..0).start);
+            anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message())
+        })
+    }
+
+    /// The explicit file, else the system file if present, else defaults.
+    pub fn discover(explicit: Option<&Path>) -> anyhow::Result<(Config, Option<PathBuf>)> {
+        if let Some(path) = explicit {
+            return Ok((Config::from_file(path)?, Some(path.to_path_buf())));
+        }
+        let system = Path::new(SYSTEM_CONFIG);
+        if system.exists() {
+            return Ok((Config::from_file(system)?, Some(system.to_path_buf())));
+        }
+        Ok((Config::default(), None))
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket.clone().unwrap_or_else(default_socket_path)
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(default_state_dir)
+    }
+
+    pub fn policy_source(&self) -> PolicySource {
+        match &self.policy_dir {
+            Some(dir) => PolicySource::Dir(dir.clone()),
+            None if Path::new(SYSTEM_POLICY_DIR).is_dir() => {
+                PolicySource::Dir(PathBuf::from(SYSTEM_POLICY_DIR))
+            }
+            None => PolicySource::Embedded,
+        }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// Checks that need no I/O; run before anything is started.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(tcp) = &self.tcp {
+            if !tcp.insecure {
+                anyhow::bail!(
+                    "tcp listener {} needs authentication, which this version does not have; \
+                     set `insecure = true` under [tcp] to accept every TCP caller as agent \"{}\", \
+                     or remove [tcp]",
+                    tcp.address,
+                    tcp.agent
+                );
+            }
+        }
+        if self.socket_mode & !0o777 != 0 {
+            anyhow::bail!("socket_mode {:o} has bits beyond 0o777", self.socket_mode);
+        }
+        Ok(())
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+}
+
+pub fn default_socket_path() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/run/agentjail/agentjail.sock");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => PathBuf::from(dir).join("agentjail.sock"),
+        None => {
+            std::env::temp_dir().join(format!("agentjail-{}.sock", nix::unistd::getuid().as_raw()))
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/var/lib/agentjail");
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home_dir().join(".local/state"))
+        .join("agentjail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_without_insecure_is_refused() {
+        let cfg: Config =
+            toml::from_str("[tcp]\naddress = \"127.0.0.1:7000\"\nagent = \"a\"\n").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("insecure = true"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<Config>("sockett = \"/x\"").is_err());
+    }
+}

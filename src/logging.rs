@@ -1,0 +1,16 @@
+//! Daemon logs: human-readable lines on stderr, filtered by `AGENTJAIL_LOG`
+//! (same syntax as `RUST_LOG`; default `info`).
+
+use std::io::IsTerminal;
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter =
+        EnvFilter::try_from_env("AGENTJAIL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

@@ -1,0 +1,287 @@
+//! Per-launch cgroups: limits for the whole tree, a kill switch, and the
+//! figures reported after exit. Uses cgroup v2 controllers where they are
+//! delegated and v1 hierarchies otherwise; a v2 group is joined even without
+//! controllers for its `cgroup.kill`.
+
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::spec::Limits;
+
+/// Parent group created under each hierarchy.
+const BASE: &str = "agentjail";
+
+/// The cgroup mounts of this host.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// v1 controller name -> mount point (memory, pids, cpu, ...).
+    pub v1: Vec<(String, PathBuf)>,
+    /// The cgroup2 mount point, if any.
+    pub v2: Option<PathBuf>,
+    /// Controllers available to groups under the v2 mount.
+    pub v2_controllers: Vec<String>,
+}
+
+impl Layout {
+    fn parse(mountinfo: &str) -> Self {
+        let mut l = Layout::default();
+        for line in mountinfo.lines() {
+            // "... mountpoint opts - fstype source superopts"
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mnt = pre.split(' ').nth(4).unwrap_or_default();
+            let mut post = post.split(' ');
+            match (post.next(), post.nth(1)) {
+                (Some("cgroup2"), _) => l.v2 = Some(PathBuf::from(mnt)),
+                (Some("cgroup"), Some(opts)) => {
+                    for c in opts
+                        .split(',')
+                        .filter(|o| ["memory", "pids", "cpu", "freezer"].contains(o))
+                    {
+                        l.v1.push((c.to_string(), PathBuf::from(mnt)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(v2) = &l.v2 {
+            let ctl = fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
+            l.v2_controllers = ctl.split_whitespace().map(String::from).collect();
+        }
+        l
+    }
+
+    /// The host layout, read once.
+    pub fn host() -> &'static Layout {
+        static L: OnceLock<Layout> = OnceLock::new();
+        L.get_or_init(|| {
+            Layout::parse(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+        })
+    }
+
+    pub fn v1_mount(&self, controller: &str) -> Option<&Path> {
+        self.v1
+            .iter()
+            .find(|(c, _)| c == controller)
+            .map(|(_, p)| p.as_path())
+    }
+
+    pub fn v2_has(&self, controller: &str) -> bool {
+        self.v2_controllers.iter().any(|c| c == controller)
+    }
+}
+
+/// Figures read from the cgroup after the command ended.
+#[derive(Debug, Clone, Default)]
+pub struct CgroupStats {
+    pub peak_memory_bytes: Option<u64>,
+    pub oom_kills: u64,
+    pub memory_limit_hits: u64,
+    pub pids_limit_hits: u64,
+}
+
+/// The groups of one launch. Dropping it does not remove them: call
+/// [`Cgroup::remove`] once the tree is reaped.
+#[derive(Debug)]
+pub struct Cgroup {
+    dirs: Vec<PathBuf>,
+    memory: Option<(PathBuf, bool)>, // (dir, is_v2)
+    pids: Option<(PathBuf, bool)>,
+    kill_file: Option<PathBuf>,
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> io::Result<()> {
+    fs::write(dir.join(file), value)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}/{file}: {e}", dir.display())))
+}
+
+fn read_key(path: &Path, key: &str) -> u64 {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+impl Cgroup {
+    /// Creates the groups and sets the limits. Fails closed when a limit is
+    /// asked for and no controller can enforce it.
+    pub fn create(id: &str, limits: &Limits) -> io::Result<Self> {
+        let l = Layout::host();
+        let mut cg = Cgroup {
+            dirs: Vec::new(),
+            memory: None,
+            pids: None,
+            kill_file: None,
+        };
+        let mut v2_dir = None;
+        if let Some(v2) = &l.v2 {
+            let dir = v2.join(BASE).join(id);
+            fs::create_dir_all(&dir)?;
+            cg.dirs.push(dir.clone());
+            if dir.join("cgroup.kill").exists() {
+                cg.kill_file = Some(dir.join("cgroup.kill"));
+            }
+            v2_dir = Some(dir);
+        }
+        let mut group = |controller: &str| -> io::Result<Option<(PathBuf, bool)>> {
+            if let (Some(dir), true) = (&v2_dir, l.v2_has(controller)) {
+                return Ok(Some((dir.clone(), true)));
+            }
+            let Some(mnt) = l.v1_mount(controller) else {
+                return Ok(None);
+            };
+            let dir = mnt.join(BASE).join(id);
+            if !cg.dirs.contains(&dir) {
+                fs::create_dir_all(&dir)?;
+                cg.dirs.push(dir.clone());
+            }
+            Ok(Some((dir, false)))
+        };
+        let memory = if limits.memory_bytes.is_some() {
+            group("memory")?
+        } else {
+            None
+        };
+        let pids = if limits.pids.is_some() {
+            group("pids")?
+        } else {
+            None
+        };
+        let cpu = if limits.cpu_millis.is_some() {
+            group("cpu")?
+        } else {
+            None
+        };
+        let result = cg.set_limits(limits, &memory, &pids, &cpu);
+        cg.memory = memory;
+        cg.pids = pids;
+        if let Err(e) = result {
+            cg.remove();
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    fn set_limits(
+        &self,
+        limits: &Limits,
+        memory: &Option<(PathBuf, bool)>,
+        pids: &Option<(PathBuf, bool)>,
+        cpu: &Option<(PathBuf, bool)>,
+    ) -> io::Result<()> {
+        let missing = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("no cgroup controller for the {what} limit"),
+            )
+        };
+        if let Some(bytes) = limits.memory_bytes {
+            match memory {
+                Some((d, true)) => {
+                    write(d, "memory.max", &bytes.to_string())?;
+                    write(d, "memory.swap.max", "0").ok();
+                }
+                Some((d, false)) => {
+                    write(d, "memory.limit_in_bytes", &bytes.to_string())?;
+                    // Without this, swap extends the limit (ignored when swap accounting is off).
+                    write(d, "memory.memsw.limit_in_bytes", &bytes.to_string()).ok();
+                }
+                None => return Err(missing("memory")),
+            }
+        }
+        if let Some(n) = limits.pids {
+            let (d, _) = pids.as_ref().ok_or_else(|| missing("pids"))?;
+            write(d, "pids.max", &n.to_string())?;
+        }
+        if let Some(m) = limits.cpu_millis {
+            match cpu {
+                Some((d, true)) => write(d, "cpu.max", &format!("{} 100000", m * 100))?,
+                Some((d, false)) => {
+                    write(d, "cpu.cfs_period_us", "100000")?;
+                    write(d, "cpu.cfs_quota_us", &(m * 100).to_string())?;
+                }
+                None => return Err(missing("cpu")),
+            }
+        }
+        Ok(())
+    }
+
+    /// `cgroup.procs` of every group, opened for the child, which writes "0"
+    /// (itself) into each before any untrusted code runs.
+    pub fn open_procs(&self) -> io::Result<Vec<OwnedFd>> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                Ok(fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.join("cgroup.procs"))?
+                    .into())
+            })
+            .collect()
+    }
+
+    /// Kills every process in the groups: `cgroup.kill` where cgroup2 has it,
+    /// else each pid listed (the pid namespace teardown covers the rest).
+    pub fn kill(&self) {
+        if let Some(k) = &self.kill_file
+            && fs::write(k, "1").is_ok()
+        {
+            return;
+        }
+        for d in &self.dirs {
+            for pid in fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+            {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    // SAFETY: plain kill(2); pids in our own group.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+
+    pub fn stats(&self) -> CgroupStats {
+        let mut s = CgroupStats::default();
+        match &self.memory {
+            Some((d, true)) => {
+                s.peak_memory_bytes = read_u64(&d.join("memory.peak"));
+                s.oom_kills = read_key(&d.join("memory.events"), "oom_kill ");
+                s.memory_limit_hits = read_key(&d.join("memory.events"), "max ");
+            }
+            Some((d, false)) => {
+                s.peak_memory_bytes = read_u64(&d.join("memory.max_usage_in_bytes"));
+                s.oom_kills = read_key(&d.join("memory.oom_control"), "oom_kill ");
+                s.memory_limit_hits = read_u64(&d.join("memory.failcnt")).unwrap_or(0);
+            }
+            None => {}
+        }
+        if let Some((d, _)) = &self.pids {
+            s.pids_limit_hits = read_key(&d.join("pids.events"), "max ");
+        }
+        s
+    }
+
+    /// Removes the (empty) groups. The kernel may need a moment after the
+    /// last task is reaped, hence the short retry.
+    pub fn remove(&self) {
+        for d in self.dirs.iter().rev() {
+            for attempt in 0..50 {
+                match fs::remove_dir(d) {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 49 => {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The code that runs between clone and execve, in the order of DESIGN.md.
+//!
+//! It runs in a child cloned from a possibly multi-threaded process, so it
+//! only touches data prepared by the parent and raw syscalls: no allocation,
+//! no locks, no glibc wrappers with process-wide state. The cloned child is
+//! pid 1 of a new pid namespace; it sets everything up, confines itself, then
+//! forks the command and stays as its reaper.
+
+use std::ffi::CString;
+
+use libc::c_char;
+
+use super::creds::Creds;
+use super::landlock::LandlockPlan;
+use super::mounts::MountPlan;
+use super::report::{self, Step};
+use super::rlimits::RlimitPlan;
+use super::sys;
+
+/// Everything the child needs, built by the parent.
+#[derive(Debug)]
+pub struct ChildPlan {
+    /// Fds that become the command's 0, 1 and 2.
+    pub stdio: [i32; 3],
+    /// CLOEXEC pipe: a setup failure (step, errno); EOF means exec happened.
+    pub err_w: i32,
+    /// CLOEXEC pipe: init's report of how the command ended.
+    pub status_w: i32,
+    /// A pre-made network namespace to enter, if the pool had one.
+    pub netns: Option<i32>,
+    pub hostname: Vec<u8>,
+    /// [arg_start, arg_end, env_start, env_end] of the daemon (/proc/self/stat).
+    pub daemon_argv_env: [usize; 4],
+    pub mounts: MountPlan,
+    /// Opened `cgroup.procs` files to join.
+    pub cgroup_procs: Vec<i32>,
+    pub rlimits: RlimitPlan,
+    pub creds: Creds,
+    pub landlock: LandlockPlan,
+    pub seccomp: &'static [seccompiler::sock_filter],
+    pub program: CString,
+    /// NULL-terminated pointer arrays into `_strings`.
+    pub argv: Vec<*const c_char>,
+    pub envp: Vec<*const c_char>,
+    pub _strings: Vec<CString>,
+}
+
+/// Sends the failure to the parent and exits.
+macro_rules! step {
+    ($fd:expr, $step:expr, $e:expr) => {
+        if let Err(errno) = $e {
+            report::fail($fd, $step, errno)
+        }
+    };
+    ($fd:expr, $e:expr) => {
+        if let Err((step, errno)) = $e {
+            report::fail($fd, step, errno)
+        }
+    };
+}
+
+/// Signal dispositions inherited from the daemon (handlers, SIG_IGN for
+/// SIGPIPE) must not reach init or the command.
+fn reset_signals() {
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            sys::sigaction_default(sig);
+        }
+    }
+    sys::unblock_all_signals();
+}
+
+/// Moves the prepared fds onto 0, 1, 2, first lifting any that already sit
+/// in that range so no dup2 clobbers a source still needed.
+fn install_stdio(stdio: [i32; 3]) -> Result<(), sys::Errno> {
+    let mut src = stdio;
+    for fd in src.iter_mut() {
+        if *fd < 3 {
+            *fd = sys::check(unsafe {
+                libc::syscall(libc::SYS_fcntl, *fd, libc::F_DUPFD_CLOEXEC, 3)
+            })? as i32;
+        }
+    }
+    for (target, fd) in src.iter().enumerate() {
+        sys::dup2(*fd, target as i32)?;
+    }
+    Ok(())
+}
+
+/// Closes every fd except 0, 1, 2 and `keep` (small, unsorted).
+fn close_all_except(keep: [i32; 2]) -> Result<(), sys::Errno> {
+    let (lo, hi) = if keep[0] < keep[1] {
+        (keep[0], keep[1])
+    } else {
+        (keep[1], keep[0])
+    };
+    let ranges = [(3, lo - 1), (lo + 1, hi - 1), (hi + 1, i32::MAX)];
+    for (a, b) in ranges {
+        if a <= b {
+            sys::close_range(a as u32, b as u32)?;
+        }
+    }
+    Ok(())
+}
+
+/// Overwrites, in init's copy of the daemon's memory, the argv and environ
+/// strings that /proc/1/cmdline and /proc/1/environ read: `ps` then shows
+/// "agentjail-init" and no daemon secret from its environment remains there.
+/// (PR_SET_MM would need CAP_SYS_RESOURCE, which some hosts withhold.)
+fn scrub_daemon_argv_env(r: [usize; 4]) {
+    const NAME: &[u8] = b"agentjail-init";
+    for (start, end) in [(r[0], r[1]), (r[2], r[3])] {
+        if start == 0 || end <= start {
+            continue;
+        }
+        // SAFETY: the kernel-reported argv/environ area of the initial
+        // stack; writable, and nothing in this process reads it any more.
+        unsafe { core::ptr::write_bytes(start as *mut u8, 0, end - start) };
+    }
+    if r[1] > r[0] + NAME.len() {
+        // SAFETY: as above, and the area is longer than NAME.
+        unsafe { core::ptr::copy_nonoverlapping(NAME.as_ptr(), r[0] as *mut u8, NAME.len()) };
+    }
+}
+
+/// Entry point of the cloned child (pid 1 in the sandbox).
+pub fn run_init(p: &mut ChildPlan) -> ! {
+    let e = p.err_w;
+    reset_signals();
+    // 1. No controlling terminal; die with the launching thread; keep the
+    //    copy of the daemon's memory that init carries away from /proc.
+    step!(e, Step::Session, sys::setsid());
+    step!(
+        e,
+        Step::Session,
+        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+    );
+    step!(e, Step::Session, sys::prctl(libc::PR_SET_DUMPABLE, 0));
+    step!(e, Step::Stdio, install_stdio(p.stdio));
+    scrub_daemon_argv_env(p.daemon_argv_env);
+    // 2. Namespaces: pid, mount, ipc, uts (and net) came with clone.
+    if let Some(fd) = p.netns {
+        step!(e, Step::NetNs, sys::setns(fd, libc::CLONE_NEWNET));
+    }
+    step!(e, Step::Hostname, sys::sethostname(&p.hostname));
+    // 3. Filesystem view.
+    step!(e, p.mounts.apply());
+    // 5. cgroups and rlimits (4, closing fds, follows Landlock: see below).
+    for fd in &p.cgroup_procs {
+        step!(e, Step::CgroupJoin, sys::write_all(*fd, b"0"));
+    }
+    step!(e, Step::Rlimit, p.rlimits.apply());
+    // 6. Credentials.
+    step!(e, p.creds.drop_privileges());
+    // A credential change clears both settings: set them again.
+    step!(
+        e,
+        Step::Session,
+        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+    );
+    step!(e, Step::Session, sys::prctl(libc::PR_SET_DUMPABLE, 0));
+    step!(e, Step::Cwd, sys::chdir(p.mounts.cwd().as_ptr()));
+    // 7. Landlock (sets no_new_privs).
+    step!(e, p.landlock.apply());
+    // 4. Only now close inherited fds: the landlock crate owns its ruleset
+    //    fd and does not say which it is.
+    step!(e, Step::CloseFds, close_all_except([p.err_w, p.status_w]));
+    // 8. seccomp last, so the filter need not allow the calls above.
+    step!(e, Step::Seccomp, super::seccomp::apply(p.seccomp));
+    // 9. The command, as init's only child.
+    let pid = match sys::fork() {
+        Ok(pid) => pid,
+        Err(errno) => report::fail(e, Step::ForkCommand, errno),
+    };
+    if pid == 0 {
+        sys::close(p.status_w);
+        let errno = sys::execve(p.program.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
+        report::fail(e, Step::Exec, errno);
+    }
+    sys::close(e);
+    reap(pid, p.status_w)
+}
+
+/// Reaps every process that lands on init until the command exits, then
+/// reports its status and exits, which kills whatever is left in the
+/// namespace (`sleep 1000 &` does not outlive the call).
+fn reap(command: libc::pid_t, status_w: i32) -> ! {
+    loop {
+        let mut status = 0;
+        match sys::wait4(-1, &mut status, 0) {
+            Ok(pid) if pid == command => {
+                let _ = sys::write_all(status_w, &report::encode_status(status));
+                sys::exit(0);
+            }
+            Ok(_) | Err(libc::EINTR) => {}
+            Err(_) => sys::exit(1),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Runs one shell command per call in a kernel-enforced sandbox.
+//!
+//! Synchronous and self-contained (no dependency on the daemon), so the
+//! daemon calls it from a dedicated thread.
+//!
+//! Setup order (parent, then the cloned child; see `child.rs`):
+//!
+//! - parent: validate the spec, resolve argv[0] on the sandbox PATH, create
+//!   pipes (chowned to the sandbox uid) and the per-call cgroups with their
+//!   limits, build the mount plan (with the cached /etc snapshot),
+//!   create the Landlock ruleset, fetch the compiled seccomp program, build
+//!   argv/envp as C strings, take a pre-made network namespace;
+//! - `clone(NEWPID|NEWNS|NEWIPC|NEWUTS[|NEWNET])`: the child is pid 1;
+//! - child: reset signals, setsid, pdeathsig, non-dumpable, stdio onto 0-2,
+//!   setns(net), hostname, mounts + pivot_root, join cgroups, rlimits, drop
+//!   to uid/gid (caps verified empty), chdir, Landlock (+no_new_privs),
+//!   close inherited fds, seccomp, fork the command, which execs; init reaps
+//!   and reports the command's status on a pipe, then exits (killing any
+//!   leftover process of the namespace).
+
+mod cgroup;
+mod child;
+mod creds;
+pub mod etc;
+mod landlock;
+mod launcher;
+mod mounts;
+pub mod netns;
+mod probe;
+mod report;
+mod rlimits;
+mod seccomp;
+mod spec;
+mod sys;
+
+pub use cgroup::CgroupStats;
+pub use launcher::{ExitInfo, SandboxChild, Timings, spawn};
+pub use probe::{KernelSupport, Requirements, probe};
+pub use report::Termination;
+pub use spec::{DEFAULT_ETC, DEFAULT_SYSTEM_DIRS, Limits, SandboxSpec, Stdin, Workspace};

@@ -1,0 +1,226 @@
+//! The async gRPC server: listeners, health, reflection, signals.
+
+pub mod identity;
+pub mod listener;
+pub mod service;
+pub mod shell;
+pub mod state;
+
+use crate::config::{Config, PolicySource};
+use crate::policy::{self, CompiledPolicy, LoadError, LoadOptions};
+use crate::proto::tool_sandbox_server::ToolSandboxServer;
+use crate::sandbox;
+use crate::shell::host;
+use crate::shell::launcher::Launcher;
+use anyhow::Context;
+use service::ToolService;
+use state::State;
+use std::sync::Arc;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tonic::service::Routes;
+use tonic::transport::Server;
+
+/// Fresh network namespaces kept ready, so creating one (about 3 ms here)
+/// is off the critical path of a command.
+const NETNS_POOL: usize = 8;
+
+/// Loads the policy the config points at.
+pub fn load_policy(config: &Config) -> Result<CompiledPolicy, LoadError> {
+    let opts = LoadOptions {
+        state_dir: config.state_path(),
+        open_workspaces: true,
+    };
+    match config.policy_source() {
+        PolicySource::Dir(dir) => policy::load_dir(&dir, &opts),
+        PolicySource::Embedded => policy::load_embedded_default(&opts),
+    }
+}
+
+fn describe_policy(config: &Config) -> String {
+    match config.policy_source() {
+        PolicySource::Dir(dir) => dir.display().to_string(),
+        PolicySource::Embedded => "the embedded default policy".into(),
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    config.validate()?;
+    let policy = load_policy(&config).map_err(|e| {
+        anyhow::anyhow!(
+            "the policy in {} is invalid; the daemon will not start:\n{e}",
+            describe_policy(&config)
+        )
+    })?;
+    let tcp_agent = config.tcp.as_ref().map(|t| t.agent.clone());
+    if let Some(name) = &tcp_agent {
+        anyhow::ensure!(
+            policy.agent(name).is_some(),
+            "[tcp] agent \"{name}\" is not defined in the policy"
+        );
+    }
+    tracing::info!(
+        policy = %describe_policy(&config), version = %policy.version,
+        agents = policy.agents.len(), "policy loaded"
+    );
+    let support = tokio::task::spawn_blocking(sandbox::probe)
+        .await
+        .context("the kernel probe failed")?;
+    for line in support.to_string().lines() {
+        tracing::info!("kernel: {}", line.trim());
+    }
+    let unmet = host::unmet(&policy, &support);
+    anyhow::ensure!(
+        unmet.is_empty(),
+        "refusing to start: this host cannot enforce the policy, and commands never run \
+         unconfined:\n  {}\nFix the host (see `agentjail doctor`), or lower the agent's \
+         shell.requires, or remove its [agents.shell] table",
+        unmet.join("\n  ")
+    );
+    let launcher = if policy.agents.values().any(|a| a.shell.is_some()) {
+        sandbox::netns::start_pool(NETNS_POOL)?;
+        Some(Launcher::start()?)
+    } else {
+        None
+    };
+    let state = Arc::new(State::new(policy, tcp_agent, launcher));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_not_serving::<ToolSandboxServer<ToolService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    let tool_service = ToolSandboxServer::new(ToolService::new(state.clone()))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let routes = Routes::new(tool_service)
+        .add_service(health_service)
+        .add_service(reflection);
+
+    let socket_path = config.socket_path();
+    let (listener, socket_file) = listener::bind(&socket_path, config.socket_mode).await?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn(
+        Server::builder()
+            .add_routes(routes.clone())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                shutdown_requested(shutdown_rx.clone()),
+            ),
+    );
+    if let Some(tcp) = &config.tcp {
+        let incoming = tonic::transport::server::TcpIncoming::bind(tcp.address)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", tcp.address))?;
+        tracing::warn!(address = %tcp.address, agent = %tcp.agent,
+            "TCP listener is INSECURE: every TCP caller is this agent");
+        servers.spawn(
+            Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, shutdown_requested(shutdown_rx)),
+        );
+    }
+    health_reporter
+        .set_serving::<ToolSandboxServer<ToolService>>()
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    tracing::info!(socket = %socket_file.path().display(), "serving");
+
+    wait_for_stop_signal(&config, &state).await?;
+
+    tracing::info!(
+        grace_ms = config.shutdown_grace_ms,
+        "shutting down: draining in-flight calls"
+    );
+    health_reporter
+        .set_not_serving::<ToolSandboxServer<ToolService>>()
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let _ = shutdown_tx.send(true);
+    let drained = tokio::time::timeout(config.shutdown_grace(), async {
+        while let Some(result) = servers.join_next().await {
+            if let Ok(Err(e)) = result {
+                tracing::error!("server error: {e}");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("shutdown grace period over: cutting the calls still running");
+        servers.abort_all();
+    }
+    drop(socket_file);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_requested(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Waits for SIGTERM/SIGINT; reloads the policy on SIGHUP meanwhile.
+async fn wait_for_stop_signal(config: &Config, state: &Arc<State>) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => reload(config, state).await,
+        }
+    }
+}
+
+/// Validates the whole new policy, then swaps it in; a bad one changes
+/// nothing.
+pub async fn reload(config: &Config, state: &Arc<State>) {
+    let cfg = config.clone();
+    let loaded = tokio::task::spawn_blocking(move || load_policy(&cfg)).await;
+    match loaded {
+        Ok(Ok(policy)) => {
+            let support = sandbox::probe();
+            let unmet = host::unmet(&policy, &support);
+            if !unmet.is_empty() {
+                for problem in unmet {
+                    tracing::error!("policy reload refused: {problem}");
+                }
+                tracing::error!("the old policy stays in force");
+                return;
+            }
+            if state.launcher.is_none() && policy.agents.values().any(|a| a.shell.is_some()) {
+                tracing::error!(
+                    "policy reload refused: the new policy grants shell access, which needs a daemon restart to set up the launcher; the old policy stays in force"
+                );
+                return;
+            }
+            if let Some(name) = state.tcp_agent() {
+                if policy.agent(name).is_none() {
+                    tracing::error!(
+                        "policy reload refused: [tcp] agent \"{name}\" is not defined; the old policy stays in force"
+                    );
+                    return;
+                }
+            }
+            let version = policy.version.clone();
+            state.swap_policy(policy);
+            tracing::info!(version = %version, "policy reloaded");
+        }
+        Ok(Err(e)) => {
+            for d in &e.diagnostics {
+                tracing::error!("policy reload refused: {d}");
+            }
+            tracing::error!("the old policy stays in force");
+        }
+        Err(e) => tracing::error!("policy reload failed: {e}"),
+    }
+}

@@ -1,0 +1,52 @@
+//! State shared by every call: the policy in force (swapped whole on
+//! reload) and the request-id counter.
+
+use crate::policy::CompiledPolicy;
+use crate::shell::launcher::Launcher;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub struct State {
+    policy: ArcSwap<CompiledPolicy>,
+    /// Present when the host can sandbox commands (probed at start).
+    pub launcher: Option<Launcher>,
+    tcp_agent: Option<String>,
+    boot_id: u32,
+    next_seq: AtomicU64,
+}
+
+impl State {
+    pub fn new(
+        policy: CompiledPolicy,
+        tcp_agent: Option<String>,
+        launcher: Option<Launcher>,
+    ) -> Self {
+        State {
+            policy: ArcSwap::from_pointee(policy),
+            launcher,
+            tcp_agent,
+            boot_id: rand::random(),
+            next_seq: AtomicU64::new(1),
+        }
+    }
+
+    /// The policy in force; hold the `Arc` for the whole call.
+    pub fn policy(&self) -> Arc<CompiledPolicy> {
+        self.policy.load_full()
+    }
+
+    pub fn swap_policy(&self, policy: CompiledPolicy) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    pub fn tcp_agent(&self) -> Option<&str> {
+        self.tcp_agent.as_deref()
+    }
+
+    /// Unique within this daemon's life, and across restarts in practice.
+    pub fn next_request_id(&self) -> String {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        format!("{:08x}-{seq}", self.boot_id)
+    }
+}

@@ -1,0 +1,150 @@
+//! Shell tool calls: decide a request against the command policy, turn it
+//! into a sandbox spec, launch it on the launcher thread, and drive it.
+
+pub mod env;
+pub mod host;
+pub mod launcher;
+pub mod output;
+pub mod run;
+
+use crate::error::{Reason, ToolError};
+use crate::policy::{AgentPolicy, ShellPolicy, WorkspacePolicy};
+use crate::proto::ExecRequest;
+use crate::sandbox::{self, SandboxSpec, Stdin};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the request's workspace appears inside the sandbox.
+pub const WORKSPACE_MOUNT: &str = "/workspace";
+/// Largest stdin a request may carry.
+pub const MAX_STDIN_BYTES: usize = 16 * 1024 * 1024;
+
+/// A request the policy allowed, ready to launch.
+pub struct Prepared {
+    pub spec: SandboxSpec,
+    pub stdin: Vec<u8>,
+    pub deadlines: run::Deadlines,
+    pub rule: Arc<str>,
+    /// argv as it will run (argv[0] resolved), for logs and audit.
+    pub argv: Vec<String>,
+    pub cwd: String,
+}
+
+fn shell_policy(agent: &AgentPolicy) -> Result<&ShellPolicy, ToolError> {
+    agent.shell.as_ref().ok_or_else(|| {
+        ToolError::denied(
+            &format!("{}: no [agents.shell] table", agent.name),
+            format!(
+                "agent \"{}\" may not run commands; ask for an [agents.shell] table in its policy",
+                agent.name
+            ),
+        )
+    })
+}
+
+/// Decides `req` for `agent` in workspace `ws` and builds the sandbox spec.
+/// `call_deadline` is the client's gRPC deadline, if it sent one.
+pub fn prepare(
+    agent: &AgentPolicy,
+    ws: &WorkspacePolicy,
+    req: &ExecRequest,
+    call_deadline: Option<Duration>,
+) -> Result<Prepared, ToolError> {
+    let shell = shell_policy(agent)?;
+    let allowed = match (req.argv.is_empty(), req.shell.is_empty()) {
+        (false, true) => {
+            if req.argv.iter().any(|a| a.contains('\0')) {
+                return Err(ToolError::invalid("argv contains a NUL byte"));
+            }
+            shell.check_argv(&req.argv)
+        }
+        (true, false) => {
+            if req.shell.contains('\0') {
+                return Err(ToolError::invalid("shell contains a NUL byte"));
+            }
+            shell.check_shell(&req.shell)
+        }
+        _ => {
+            return Err(ToolError::invalid(
+                "set exactly one of argv (a program and its arguments) or shell (a command string)",
+            ));
+        }
+    }
+    .map_err(|decision| {
+        ToolError::denied(
+            &decision.rule,
+            format!("the policy does not allow this command ({})", decision.rule),
+        )
+    })?;
+    if req.stdin.len() > MAX_STDIN_BYTES {
+        return Err(ToolError::new(
+            Reason::TooLarge,
+            format!("stdin is larger than {MAX_STDIN_BYTES} bytes; write it to a file instead"),
+        ));
+    }
+    let cwd_rel = crate::fs::resolve_dir(ws, &req.cwd)?;
+    let inside = |rel: &str| -> PathBuf {
+        if rel.is_empty() {
+            PathBuf::from(WORKSPACE_MOUNT)
+        } else {
+            Path::new(WORKSPACE_MOUNT).join(rel)
+        }
+    };
+    let env = env::build(shell, WORKSPACE_MOUNT, &req.env)?;
+
+    let mut timeout = shell.timeout;
+    if req.timeout_ms > 0 {
+        timeout = Duration::from_millis(req.timeout_ms).min(shell.max_timeout);
+    }
+    if let Some(limit) = call_deadline {
+        timeout = timeout.min(limit);
+    }
+    let budget = match req.output_budget_bytes {
+        0 => shell.output_budget_bytes,
+        n => n.min(shell.output_budget_bytes),
+    };
+    let limits = &shell.limits;
+    let spec = SandboxSpec {
+        argv: allowed.argv.clone(),
+        env,
+        cwd: inside(&cwd_rel),
+        workspace: sandbox::Workspace {
+            host: ws.path.clone(),
+            inside: PathBuf::from(WORKSPACE_MOUNT),
+            writable: !ws.read_only,
+        },
+        system_dirs: shell.system_dirs.clone(),
+        etc_entries: shell.etc.clone(),
+        uid: shell.uid,
+        gid: shell.gid,
+        network: shell.network,
+        limits: sandbox::Limits {
+            nofile: Some(limits.nofile),
+            fsize_bytes: Some(limits.fsize_bytes),
+            cpu_seconds: Some(limits.cpu_seconds),
+            memory_bytes: Some(limits.memory_bytes),
+            pids: Some(limits.pids),
+            cpu_millis: Some(limits.cpu_percent * 10),
+            tmp_bytes: sandbox::Limits::default().tmp_bytes,
+        },
+        stdin: if req.stdin.is_empty() {
+            Stdin::Null
+        } else {
+            Stdin::Pipe
+        },
+        hostname: "agentjail".into(),
+    };
+    Ok(Prepared {
+        argv: allowed.argv,
+        cwd: cwd_rel,
+        spec,
+        stdin: req.stdin.clone(),
+        deadlines: run::Deadlines {
+            timeout,
+            idle: (req.idle_timeout_ms > 0).then(|| Duration::from_millis(req.idle_timeout_ms)),
+            budget: budget as usize,
+        },
+        rule: allowed.rule,
+    })
+}

@@ -1,0 +1,276 @@
+//! Drives one sandboxed command from the async side: feeds stdin, reads
+//! stdout and stderr as they come, enforces the timeout, the idle timeout
+//! and cancellation, and collects the figures once it has ended. The
+//! privileged setup happened in the launcher; nothing here is privileged.
+
+use super::output::HeadTail;
+use crate::proto::{ExecEvent, ExecExited, OutputChunk, exec_event};
+use crate::sandbox::{ExitInfo, SandboxChild, Termination};
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+/// How long to wait for the pipes to close once the command has ended
+/// (the kernel kills the rest of its pid namespace with it).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Per-call limits the driver enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub timeout: Duration,
+    pub idle: Option<Duration>,
+    /// Bytes kept (Run) or streamed (Exec) of each of stdout and stderr.
+    pub budget: usize,
+}
+
+/// Where output goes.
+pub enum Sink {
+    /// Run: keep head and tail within the budget.
+    Capture { stdout: HeadTail, stderr: HeadTail },
+    /// Exec: stream up to the budget, count the rest.
+    Stream(mpsc::Sender<Result<ExecEvent, tonic::Status>>),
+}
+
+/// What happened, for the `Exited` event.
+pub struct Finished {
+    pub exit: ExitInfo,
+    pub timed_out: bool,
+    pub idle_timed_out: bool,
+    pub cancelled: bool,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub sink: Sink,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Out,
+    Err,
+}
+
+struct Counter {
+    total: u64,
+    budget: u64,
+}
+
+impl Counter {
+    /// The part of `data` still within the budget.
+    fn within<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        let room = self.budget.saturating_sub(self.total) as usize;
+        self.total += data.len() as u64;
+        &data[..room.min(data.len())]
+    }
+}
+
+impl Sink {
+    /// Returns false when the receiver has gone away.
+    async fn push(&mut self, which: Which, counter: &mut Counter, data: &[u8]) -> bool {
+        match self {
+            Sink::Capture { stdout, stderr } => {
+                counter.total += data.len() as u64;
+                match which {
+                    Which::Out => stdout.push(data),
+                    Which::Err => stderr.push(data),
+                }
+                true
+            }
+            Sink::Stream(tx) => {
+                let kept = counter.within(data);
+                if kept.is_empty() {
+                    return !tx.is_closed();
+                }
+                let chunk = OutputChunk {
+                    data: kept.to_vec(),
+                };
+                let event = match which {
+                    Which::Out => exec_event::Event::Stdout(chunk),
+                    Which::Err => exec_event::Event::Stderr(chunk),
+                };
+                tx.send(Ok(ExecEvent { event: Some(event) })).await.is_ok()
+            }
+        }
+    }
+
+    async fn closed(&self) {
+        match self {
+            Sink::Stream(tx) => tx.closed().await,
+            Sink::Capture { .. } => std::future::pending().await,
+        }
+    }
+}
+
+fn receiver(file: Option<std::fs::File>) -> io::Result<Option<pipe::Receiver>> {
+    file.map(pipe::Receiver::from_file).transpose()
+}
+
+/// Drives `child` to its end. Dropping the future kills the whole tree
+/// (the child's Drop), so a client that goes away leaves nothing behind.
+pub async fn drive(
+    mut child: SandboxChild,
+    stdin: Vec<u8>,
+    limits: Deadlines,
+    mut sink: Sink,
+) -> io::Result<Finished> {
+    let (stdin_pipe, stdout, stderr) = child.take_stdio();
+    let pidfd = pidfd_open(child.pid)?;
+    // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the same
+    // until the AsyncFd is dropped.
+    let exited_fd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut out = receiver(stdout)?;
+    let mut err = receiver(stderr)?;
+    if let Some(file) = stdin_pipe {
+        let mut sender = pipe::Sender::from_file(file)?;
+        // A command that never reads its stdin must not hold up the call.
+        tokio::spawn(async move {
+            let _ = sender.write_all(&stdin).await;
+        });
+    }
+
+    let started = Instant::now();
+    let deadline = started + limits.timeout;
+    let mut idle_deadline = limits.idle.map(|d| started + d);
+    let mut drain_deadline: Option<Instant> = None;
+    let mut out_counter = Counter {
+        total: 0,
+        budget: limits.budget as u64,
+    };
+    let mut err_counter = Counter {
+        total: 0,
+        budget: limits.budget as u64,
+    };
+    let (mut timed_out, mut idle_timed_out, mut cancelled, mut killed) =
+        (false, false, false, false);
+    let mut out_buf = vec![0u8; READ_CHUNK];
+    let mut err_buf = vec![0u8; READ_CHUNK];
+    let far = started + Duration::from_secs(365 * 24 * 3600);
+
+    loop {
+        if drain_deadline.is_some() && out.is_none() && err.is_none() {
+            break;
+        }
+        tokio::select! {
+            r = read_some(&mut out, &mut out_buf), if out.is_some() => {
+                match r {
+                    Ok(n) if n > 0 => {
+                        idle_deadline = limits.idle.map(|d| Instant::now() + d);
+                        if !sink.push(Which::Out, &mut out_counter, &out_buf[..n]).await && !killed {
+                            cancelled = true;
+                            killed = true;
+                            child.kill_tree();
+                        }
+                    }
+                    _ => out = None,
+                }
+            }
+            r = read_some(&mut err, &mut err_buf), if err.is_some() => {
+                match r {
+                    Ok(n) if n > 0 => {
+                        idle_deadline = limits.idle.map(|d| Instant::now() + d);
+                        if !sink.push(Which::Err, &mut err_counter, &err_buf[..n]).await && !killed {
+                            cancelled = true;
+                            killed = true;
+                            child.kill_tree();
+                        }
+                    }
+                    _ => err = None,
+                }
+            }
+            guard = exited_fd.readable(), if drain_deadline.is_none() => {
+                if let Ok(mut guard) = guard {
+                    guard.retain_ready();
+                }
+                drain_deadline = Some(Instant::now() + DRAIN_GRACE);
+            }
+            _ = sleep_until(deadline), if !killed => {
+                timed_out = true;
+                killed = true;
+                child.kill_tree();
+            }
+            _ = sleep_until(idle_deadline.unwrap_or(far)), if !killed && idle_deadline.is_some() => {
+                idle_timed_out = true;
+                killed = true;
+                child.kill_tree();
+            }
+            _ = sink.closed(), if !killed => {
+                cancelled = true;
+                killed = true;
+                child.kill_tree();
+            }
+            _ = sleep_until(drain_deadline.unwrap_or(far)), if drain_deadline.is_some() => {
+                // Something still holds the pipes: end it all.
+                child.kill_tree();
+                break;
+            }
+        }
+    }
+    let exit = tokio::task::spawn_blocking(move || {
+        let info = child.wait();
+        drop(child);
+        info
+    })
+    .await
+    .map_err(io::Error::other)??;
+    Ok(Finished {
+        exit,
+        timed_out,
+        idle_timed_out,
+        cancelled,
+        stdout_bytes: out_counter.total,
+        stderr_bytes: err_counter.total,
+        sink,
+    })
+}
+
+async fn read_some(pipe: &mut Option<pipe::Receiver>, buf: &mut [u8]) -> io::Result<usize> {
+    match pipe {
+        Some(p) => p.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The `Exited` event for a finished command.
+pub fn exited_event(f: &Finished, budget: u64) -> ExecExited {
+    let (exit_code, signal) = match f.exit.termination {
+        Termination::Exited(code) => (Some(code), None),
+        Termination::Signaled(sig) => (None, Some(sig)),
+    };
+    let cpu = f.exit.user_cpu + f.exit.system_cpu;
+    ExecExited {
+        exit_code,
+        signal,
+        timed_out: f.timed_out,
+        idle_timed_out: f.idle_timed_out,
+        cancelled: f.cancelled,
+        oom_killed: f.exit.oom_killed,
+        wall_time_ms: f.exit.wall.as_millis() as u64,
+        cpu_time_ms: cpu.as_millis() as u64,
+        peak_memory_bytes: f
+            .exit
+            .cgroup
+            .peak_memory_bytes
+            .unwrap_or(f.exit.max_rss_bytes),
+        stdout_bytes: f.stdout_bytes,
+        stderr_bytes: f.stderr_bytes,
+        stdout_truncated: f.stdout_bytes > budget,
+        stderr_truncated: f.stderr_bytes > budget,
+        info: None,
+    }
+}
