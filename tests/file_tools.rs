@@ -17,7 +17,7 @@ async fn whoami_names_the_agent_and_its_workspaces() {
     let who = ok(c.who_am_i(WhoAmIRequest {}).await);
     assert_eq!(who.agent, AGENT);
     assert_eq!(who.identified_by, "unix-peer");
-    assert_eq!(who.uid, 0);
+    assert_eq!(who.uid, my_uid());
     assert_eq!(who.pid, std::process::id());
     let ws: Vec<_> = who
         .workspaces
@@ -412,6 +412,7 @@ async fn write_file_keeps_an_existing_files_mode() {
 
 #[tokio::test]
 async fn files_created_belong_to_the_workspace_owner() {
+    require_root("chown of the workspace");
     let dirs = Dirs::new();
     nix::unistd::chown(
         &dirs.ws,

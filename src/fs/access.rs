@@ -16,6 +16,9 @@ use std::sync::Arc;
 /// Rule named when a hardlinked file belongs to someone else (F9).
 pub(crate) const HARDLINK_RULE: &str =
     "builtin: hardlink to a file the workspace owner does not own";
+/// Rule named when a hardlinked file is read under a policy with deny globs.
+pub(crate) const HARDLINK_DENY_RULE: &str =
+    "builtin: a hardlinked file may be another name for a denied file";
 
 /// Before touching the filesystem: refuse a requested path that a deny glob
 /// (or a read-only workspace, for writes) already rules out, so a missing
@@ -114,16 +117,40 @@ fn denial(access: Access, path: &str, rule: &str) -> ToolError {
     .with("path", path)
 }
 
-/// F9: refuse to read or replace a file with several names when its owner is
-/// not the workspace owner (a hardlink to a file from outside).
-pub(crate) fn check_hardlink(ws: &WorkspacePolicy, meta: &Meta, path: &str) -> ToolResult<()> {
-    if meta.kind == Kind::File && meta.nlink > 1 && meta.uid != ws.owner_uid {
+/// F9/F10: a file with several names. Replacing one is safe (writes rename
+/// a new file into place), but its content is refused:
+/// - when its owner is not the workspace owner (a hardlink to a file from
+///   outside), for reads and replacements alike;
+/// - for reads, whenever the policy has deny globs: the file may be another
+///   name for a denied one, and its other names cannot be found cheaply.
+pub(crate) fn check_hardlink(
+    ws: &WorkspacePolicy,
+    meta: &Meta,
+    path: &str,
+    access: Access,
+) -> ToolResult<()> {
+    if meta.kind != Kind::File || meta.nlink <= 1 {
+        return Ok(());
+    }
+    if meta.uid != ws.owner_uid {
         return Err(ToolError::denied(
             HARDLINK_RULE,
             format!(
                 "`{}` is a hardlink to a file owned by uid {}, not the workspace owner; it cannot be read or replaced through the workspace",
                 display(path),
                 meta.uid
+            ),
+        )
+        .with("path", path));
+    }
+    if access == Access::Read && ws.rules.has_deny() {
+        return Err(ToolError::denied(
+            HARDLINK_DENY_RULE,
+            format!(
+                "`{}` has {} hard links and may be another name for a file a deny rule protects; \
+                 read a copy instead (e.g. `cp` it in a command), or replace it with WriteFile",
+                display(path),
+                meta.nlink
             ),
         )
         .with("path", path));

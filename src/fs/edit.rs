@@ -8,7 +8,7 @@
 //! common mismatch); otherwise the error points at the most similar line.
 
 use super::Outcome;
-use super::access::{precheck, require};
+use super::access::{check_hardlink, precheck, require};
 use super::oserror::os_error;
 use super::path::RelPath;
 use super::resolve::{Follow, resolve};
@@ -51,6 +51,9 @@ pub fn edit_file(
         return Err(os_error("edit", &res.path(), rustix::io::Errno::NOENT));
     }
     let (path, rule) = writable_target(ws, &res, false)?;
+    if let Some(meta) = &res.meta {
+        check_hardlink(ws, meta, &path, Access::Read)?;
+    }
 
     let prepared = Prepared::new(ws, &path)?;
     let Some(original) = prepared.read_existing(limits)? else {

@@ -164,7 +164,7 @@ fn search_file(
     let Ok((file, meta)) = open_regular(ws, path) else {
         return true;
     };
-    if meta.size > limits.max_file_bytes || check_hardlink(ws, &meta, path).is_err() {
+    if meta.size > limits.max_file_bytes || check_hardlink(ws, &meta, path, Access::Read).is_err() {
         return true;
     }
     state.response.files_searched += 1;

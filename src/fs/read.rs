@@ -51,7 +51,7 @@ pub fn read_file(
         None => return Err(os_error("read", &path, rustix::io::Errno::NOENT)),
     }
     let (file, meta) = open_regular(ws, &path)?;
-    check_hardlink(ws, &meta, &path)?;
+    check_hardlink(ws, &meta, &path, Access::Read)?;
 
     let cap = response_cap(limits, req.max_bytes);
     let mut response = match &req.window {

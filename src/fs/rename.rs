@@ -70,7 +70,7 @@ pub fn move_path(
             )
             .with("path", &to_path));
         }
-        check_hardlink(ws, to_meta, &to_path)?;
+        check_hardlink(ws, to_meta, &to_path, Access::Write)?;
     }
     if is_dir {
         checked_tree(

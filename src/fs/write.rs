@@ -188,7 +188,7 @@ impl Prepared {
         };
         if let Some(meta) = &existing {
             match meta.kind {
-                Kind::File => check_hardlink(ws, meta, path)?,
+                Kind::File => check_hardlink(ws, meta, path, Access::Write)?,
                 Kind::Symlink => {
                     return Err(ToolError::new(
                         Reason::SymlinkEscape,

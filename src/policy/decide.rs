@@ -132,6 +132,11 @@ impl FileRules {
         None
     }
 
+    /// Whether any deny glob exists (hardlinked files are then unreadable).
+    pub fn has_deny(&self) -> bool {
+        !self.deny.is_empty()
+    }
+
     pub fn is_read_only(&self) -> bool {
         self.read_only_rule.is_some()
     }

@@ -47,6 +47,9 @@ fn describe_policy(config: &Config) -> String {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     config.validate()?;
+    // Installed first: a SIGTERM that arrives while starting must still
+    // shut down cleanly, not kill the process with the socket left behind.
+    let mut signals = Signals::install()?;
     let policy = load_policy(&config).map_err(|e| {
         anyhow::anyhow!(
             "the policy in {} is invalid; the daemon will not start:\n{e}",
@@ -133,7 +136,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await;
     tracing::info!(socket = %socket_file.path().display(), "serving");
 
-    wait_for_stop_signal(&config, &state).await?;
+    signals.wait_for_stop(&config, &state).await;
 
     tracing::info!(
         grace_ms = config.shutdown_grace_ms,
@@ -167,16 +170,29 @@ async fn shutdown_requested(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Waits for SIGTERM/SIGINT; reloads the policy on SIGHUP meanwhile.
-async fn wait_for_stop_signal(config: &Config, state: &Arc<State>) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => reload(config, state).await,
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGTERM/SIGINT; reloads the policy on SIGHUP meanwhile.
+    async fn wait_for_stop(&mut self, config: &Config, state: &Arc<State>) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => reload(config, state).await,
+            }
         }
     }
 }

@@ -59,15 +59,20 @@ impl ToolService {
                 "this daemon cannot sandbox commands on this host (see `agentjail doctor`)",
             )
         })?;
+        let launch_started = std::time::Instant::now();
         let child = launcher.spawn(prepared.spec.clone()).await.map_err(|e| {
             ToolError::new(
                 Reason::Internal,
                 format!("the sandbox could not be set up, nothing ran: {e}"),
             )
         })?;
+        let t = child.timings();
         tracing::info!(
             request_id, method, agent = %agent.name, argv = ?prepared.argv, cwd = %prepared.cwd,
-            pid = child.pid, decision = "allow", rule = %prepared.rule, "command started"
+            pid = child.pid, decision = "allow", rule = %prepared.rule,
+            setup_us = launch_started.elapsed().as_micros() as u64,
+            prepare_us = t.prepare.as_micros() as u64, clone_us = t.clone.as_micros() as u64,
+            child_setup_us = t.child_setup.as_micros() as u64, "command started"
         );
         let info = CallInfo {
             request_id: request_id.to_string(),

@@ -43,9 +43,24 @@ pub const SIBLING_SECRET: &str = "SIBLING-WS-EVIL-CONTENT\n";
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_agentjail");
 
-/// Whether we run under CI (missing mechanisms must fail, never skip).
-pub fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+/// Tests that need root (chown, mknod, running a client as another uid)
+/// call this: without root they fail with this message, never skip.
+#[track_caller]
+pub fn require_root(what: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "{what} needs root (CI runs the suite as root); run `sudo cargo test`"
+    );
+}
+
+/// The caller's uid: the standard policy maps it to the agent.
+pub fn my_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// The `uids = [...]` line of the standard policy.
+pub fn uids_line() -> String {
+    format!("uids = [{}]", my_uid())
 }
 
 // ------------------------------------------------------------------ dirs
@@ -180,7 +195,7 @@ impl Dirs {
     }
 }
 
-/// The policy most tests run under: agent `tester` = uid 0, workspace
+/// The policy most tests run under: agent `tester` = this uid, workspace
 /// `main` (read-write) and `ro` (read-only), the usual deny globs.
 pub fn standard_policy(d: &Dirs) -> String {
     policy_with(d, r#"read = ["**"]"#, r#"write = ["**"]"#)
@@ -190,7 +205,7 @@ pub fn policy_with(d: &Dirs, read: &str, write: &str) -> String {
     format!(
         r#"[[agents]]
 name = "tester"
-uids = [0]
+{uids}
 
 [[agents.workspaces]]
 name = "main"
@@ -214,6 +229,7 @@ max_file_bytes = 67108864
 "#,
         ws = d.ws.display(),
         ro = d.ro.display(),
+        uids = uids_line(),
     )
 }
 
@@ -551,6 +567,14 @@ pub fn assert_reason_in<T: Debug>(r: Result<Response<T>, Status>, expected: &[&s
             s
         }
     }
+}
+
+/// A refusal by the transport's message size limit: RESOURCE_EXHAUSTED per
+/// the gRPC spec, OUT_OF_RANGE as tonic 0.14 sends it; the message names the
+/// limit.
+pub fn is_message_too_large(s: &Status) -> bool {
+    matches!(s.code(), Code::ResourceExhausted | Code::OutOfRange)
+        && s.message().contains("too large")
 }
 
 /// ErrorInfo metadata of a status.

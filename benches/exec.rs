@@ -1,0 +1,247 @@
+//! `cargo bench --bench exec`: the cost of a sandboxed command, side by side
+//! in one run.
+//!
+//! - `agentjail Run`: `Run` of `/bin/true` end to end over the Unix socket,
+//!   with the full default isolation (namespaces, minimal root, cgroups,
+//!   rlimits, Landlock, seccomp);
+//! - `bare spawn`: the same command spawned with no isolation;
+//! - `bwrap`: the same command under bubblewrap with `--ro-bind / / --dev /dev
+//!   --proc /proc --tmpfs /tmp --unshare-all --die-with-parent --new-session`
+//!   (installed with apt-get by the bench itself when missing).
+//!
+//! The three are measured in interleaved rounds so drift hits them alike.
+//! `BENCH_ITERS` sets the samples per contender (default 300). Must run as
+//! root, like the daemon.
+
+use agentjail::proto::ExecRequest;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROUND: usize = 25;
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is expected.
+    let iters: usize = std::env::var("BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    ensure_bwrap();
+    let daemon = Daemon::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut client = runtime
+        .block_on(agentjail::client::connect_unix(&daemon.socket))
+        .expect("connect to the daemon");
+    let request = ExecRequest {
+        argv: vec!["/bin/true".into()],
+        ..Default::default()
+    };
+    let mut run_once = || {
+        let started = Instant::now();
+        let result = runtime
+            .block_on(client.run(request.clone()))
+            .expect("Run /bin/true")
+            .into_inner();
+        assert_eq!(
+            result.exited.and_then(|e| e.exit_code),
+            Some(0),
+            "/bin/true failed in the sandbox"
+        );
+        started.elapsed()
+    };
+    let bare_once = || time_command(Command::new("/bin/true"));
+    let bwrap_once = || {
+        let mut c = Command::new("bwrap");
+        c.args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "/bin/true",
+        ]);
+        time_command(c)
+    };
+
+    // Warm up caches, the netns pool and the cgroup hierarchy.
+    for _ in 0..20 {
+        run_once();
+        bare_once();
+        bwrap_once();
+    }
+    let (mut ours, mut bare, mut bwrap) = (Vec::new(), Vec::new(), Vec::new());
+    while ours.len() < iters {
+        for _ in 0..ROUND {
+            ours.push(run_once());
+        }
+        for _ in 0..ROUND {
+            bare.push(bare_once());
+        }
+        for _ in 0..ROUND {
+            bwrap.push(bwrap_once());
+        }
+    }
+    let ours = Stats::of(ours);
+    let bare = Stats::of(bare);
+    let bwrap = Stats::of(bwrap);
+    println!("/bin/true, {iters} samples each, interleaved in rounds of {ROUND}");
+    println!(
+        "{:<28} {:>10} {:>10} {:>10}",
+        "", "p50 ms", "p99 ms", "mean ms"
+    );
+    for (name, s) in [
+        ("agentjail Run (unix socket)", &ours),
+        ("bare spawn", &bare),
+        ("bwrap --unshare-all", &bwrap),
+    ] {
+        println!(
+            "{name:<28} {:>10.3} {:>10.3} {:>10.3}",
+            ms(s.p50),
+            ms(s.p99),
+            ms(s.mean)
+        );
+    }
+    let vs_bwrap = ms(ours.p50) / ms(bwrap.p50);
+    let vs_bare = ms(ours.p50) / ms(bare.p50);
+    println!(
+        "p50 ratio agentjail/bwrap: {vs_bwrap:.2} (target <= 0.50: {})",
+        verdict(vs_bwrap <= 0.5)
+    );
+    println!(
+        "p50 ratio agentjail/bare:  {vs_bare:.2} (target <= 2.50: {})",
+        verdict(vs_bare <= 2.5)
+    );
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn time_command(mut c: Command) -> Duration {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let started = Instant::now();
+    let status = c.status().expect("spawn");
+    let elapsed = started.elapsed();
+    assert!(status.success(), "{c:?} failed");
+    elapsed
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+impl Stats {
+    fn of(mut samples: Vec<Duration>) -> Stats {
+        samples.sort();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+        Stats {
+            p50: at(0.5),
+            p99: at(0.99),
+            mean,
+        }
+    }
+}
+
+/// bubblewrap is only a point of comparison: install it for the bench.
+fn ensure_bwrap() {
+    if which("bwrap") {
+        return;
+    }
+    eprintln!("installing bubblewrap for the comparison (apt-get)...");
+    let ok = Command::new("sh")
+        .args([
+            "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap",
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok && which("bwrap"), "could not install bubblewrap");
+}
+
+fn which(program: &str) -> bool {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .any(|dir| Path::new(dir).join(program).is_file())
+}
+
+/// The real daemon on a temporary socket, with one agent (this uid) whose
+/// policy is the default shell isolation.
+struct Daemon {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policies = dir.path().join("policies");
+        let workspace = dir.path().join("ws");
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::create_dir_all(&workspace).unwrap();
+        std::os::unix::fs::chown(&workspace, Some(65534), Some(65534)).unwrap();
+        let uid = nix::unistd::getuid().as_raw();
+        std::fs::write(
+            policies.join("bench.toml"),
+            format!(
+                "[[agents]]\nname = \"bench\"\nuids = [{uid}]\n\
+                 [[agents.workspaces]]\nname = \"main\"\npath = \"{}\"\n\
+                 [agents.shell]\n[[agents.shell.commands]]\nprogram = \"/bin/true\"\n",
+                workspace.display()
+            ),
+        )
+        .unwrap();
+        let socket = dir.path().join("agentjail.sock");
+        let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_agentjail"))
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--policy-dir")
+            .arg(&policies)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .env("AGENTJAIL_LOG", "warn")
+            .stderr(log)
+            .spawn()
+            .expect("start agentjail serve");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "the daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
