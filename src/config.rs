@@ -34,6 +34,51 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Optional TCP listener.
     pub tcp: Option<TcpConfig>,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Write records to a file (they always go to the daemon's log too).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Default: `<state_dir>/audit.jsonl`.
+    pub path: Option<PathBuf>,
+    /// Serve calls even when records cannot be written (development only).
+    #[serde(default)]
+    pub fail_open: bool,
+    /// Rotate the file once it reaches this size.
+    #[serde(default = "default_audit_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Disk space kept allocated ahead of the log, so the records of calls
+    /// already admitted always fit.
+    #[serde(default = "default_audit_reserve_bytes")]
+    pub reserve_bytes: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            enabled: true,
+            path: None,
+            fail_open: false,
+            max_file_bytes: default_audit_max_file_bytes(),
+            reserve_bytes: default_audit_reserve_bytes(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_audit_max_file_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_audit_reserve_bytes() -> u64 {
+    1024 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +112,7 @@ impl Default for Config {
             shutdown_grace_ms: default_shutdown_grace_ms(),
             max_message_bytes: default_max_message_bytes(),
             tcp: None,
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -107,6 +153,13 @@ impl Config {
 
     pub fn state_path(&self) -> PathBuf {
         self.state_dir.clone().unwrap_or_else(default_state_dir)
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        match &self.audit.path {
+            Some(p) => p.clone(),
+            None => self.state_path().join("audit.jsonl"),
+        }
     }
 
     pub fn policy_source(&self) -> PolicySource {

@@ -1,6 +1,7 @@
 //! agentjail: a host daemon that runs AI agents' file and shell tool calls
 //! under a security team's policy.
 
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config;

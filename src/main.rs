@@ -27,6 +27,11 @@ enum Command {
     },
     /// Call a running daemon, e.g. `agentjail call read-file src/main.rs`.
     Call(cli::call::CallArgs),
+    /// Verify and search the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: cli::audit::AuditCommand,
+    },
     /// Show what this host's kernel lets the sandbox enforce, and whether
     /// the policy's requirements are met.
     Doctor {
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
             command: PolicyCommand::Check { dir },
         } => cli::policy::check(dir.as_deref()),
         Command::Call(args) => cli::call::run(args),
+        Command::Audit { command } => cli::audit::run(command),
         Command::Doctor { policy_dir, config } => cli::doctor::run(config.as_deref(), policy_dir),
     }
 }

@@ -1,5 +1,6 @@
 //! Subcommands other than `serve`: policy tools and the client.
 
+pub mod audit;
 pub mod call;
 pub mod doctor;
 pub mod policy;

@@ -40,10 +40,24 @@ pub struct WorkspacePolicy {
     pub rules: FileRules,
 }
 
+/// A workspace's file rules without a handle on its root: what the policy
+/// tools (`policy explain`, `policy test`, lint) decide with. Built for every
+/// workspace, also when the roots are not opened.
+#[derive(Debug, Clone)]
+pub struct WorkspaceRules {
+    pub name: String,
+    pub path: PathBuf,
+    pub read_only: bool,
+    pub rules: FileRules,
+}
+
 #[derive(Debug)]
 pub struct AgentPolicy {
     pub name: String,
+    /// The opened workspaces (empty when the load did not open them).
     pub workspaces: Vec<WorkspacePolicy>,
+    /// Every workspace's rules, in policy order, opened or not.
+    pub workspace_rules: Vec<WorkspaceRules>,
     pub limits: Limits,
     /// None: the agent may run no command.
     pub shell: Option<super::shell::ShellPolicy>,
@@ -65,6 +79,8 @@ impl AgentPolicy {
 pub struct CompiledPolicy {
     pub agents: HashMap<String, Arc<AgentPolicy>>,
     pub by_uid: HashMap<u32, String>,
+    /// Masks secrets in audit records (built-in and policy patterns).
+    pub redactor: crate::audit::Redactor,
     /// sha256 over the policy sources: names the policy in answers and logs.
     pub version: String,
     /// The files it was loaded from (for logs and `policy check`).

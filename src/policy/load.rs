@@ -2,8 +2,8 @@
 //! error with its `file:line:col` instead of stopping at the first.
 
 use super::compile::{
-    AgentPolicy, CompiledPolicy, Limits, WorkspacePolicy, build_globset_with, compile_glob_with,
-    file_rules,
+    AgentPolicy, CompiledPolicy, Limits, WorkspacePolicy, WorkspaceRules, build_globset_with,
+    compile_glob_with, file_rules,
 };
 use super::decide::RuleSet;
 use super::model::{AgentSpec, PolicyFile, ShellSpec, WorkspaceAccess};
@@ -91,7 +91,7 @@ pub fn load_embedded_default(opts: &LoadOptions) -> Result<CompiledPolicy, LoadE
     )
 }
 
-fn read_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, LoadError> {
+pub fn read_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, LoadError> {
     let whole_dir_error = |message: String| LoadError {
         diagnostics: vec![PolicyDiagnostic {
             file: dir.to_path_buf(),
@@ -141,6 +141,8 @@ pub fn compile_sources(
     let mut agents = HashMap::new();
     let mut by_uid: HashMap<u32, String> = HashMap::new();
     let mut hasher = Sha256::new();
+    let mut redact_patterns = Vec::new();
+    let mut redact_builtin = true;
     for (file, text) in sources {
         hasher.update(file.to_string_lossy().as_bytes());
         hasher.update([0]);
@@ -159,6 +161,15 @@ pub fn compile_sources(
                 continue;
             }
         };
+        if let Some(redact) = &parsed.redact {
+            redact_builtin &= redact.builtin;
+            for pattern in &redact.patterns {
+                match regex::Regex::new(pattern.get_ref()) {
+                    Ok(re) => redact_patterns.push(re),
+                    Err(e) => ctx.error(&pattern.span(), format!("invalid redact pattern: {e}")),
+                }
+            }
+        }
         for spec in parsed.agents {
             let name = spec.name.get_ref().clone();
             if agents.contains_key(&name) {
@@ -190,6 +201,7 @@ pub fn compile_sources(
     Ok(CompiledPolicy {
         agents,
         by_uid,
+        redactor: crate::audit::Redactor::new(&redact_patterns, redact_builtin),
         version: hex::encode(hasher.finalize())[..16].to_string(),
         sources: sources.iter().map(|(p, _)| p.clone()).collect(),
     })
@@ -302,9 +314,10 @@ fn compile_agent(
     // and the file tools (which give new files to the root's owner) agree.
     let created_owner = spec.shell.as_ref().map(|s| (s.uid, s.gid));
     let mut workspaces: Vec<WorkspacePolicy> = Vec::new();
+    let mut workspace_rules: Vec<WorkspaceRules> = Vec::new();
     for ws in spec.workspaces.into_inner() {
         let name = ws.name.get_ref().clone();
-        if workspaces.iter().any(|w| w.name == name) {
+        if workspace_rules.iter().any(|w| w.name == name) {
             ctx.error(
                 &ws.name.span(),
                 format!("workspace \"{name}\" is defined twice for agent \"{agent}\""),
@@ -335,6 +348,12 @@ fn compile_agent(
             &name,
             read_only,
         );
+        workspace_rules.push(WorkspaceRules {
+            name: name.clone(),
+            path: path.clone(),
+            read_only,
+            rules: rules.clone(),
+        });
         let opened = if opts.open_workspaces {
             match open_workspace(&path, ws.create, created_owner) {
                 Ok(opened) => Some(opened),
@@ -367,6 +386,7 @@ fn compile_agent(
     Some(AgentPolicy {
         name: agent,
         workspaces,
+        workspace_rules,
         limits,
         shell,
     })

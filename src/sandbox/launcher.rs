@@ -153,8 +153,15 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<SandboxChild> {
 
     // Pipes are owned by their creator with mode 0600: without this, the
     // command cannot reopen its own stdio through /dev/stdout.
-    for fd in [&stdin_r, &stdout_w, &stderr_w] {
-        // SAFETY: fchown on fds we own; fails harmlessly on /dev/null.
+    // Never stdin when it is /dev/null: as root, fchown would succeed and give
+    // the host's /dev/null to the sandbox user, who could then chmod it.
+    let pipes = [
+        stdin_w.is_some().then_some(&stdin_r),
+        Some(&stdout_w),
+        Some(&stderr_w),
+    ];
+    for fd in pipes.into_iter().flatten() {
+        // SAFETY: fchown on pipe fds we own.
         unsafe { libc::fchown(fd.as_raw_fd(), spec.uid, spec.gid) };
     }
     let cgroup = Cgroup::create(&next_id(), &spec.limits)?;

@@ -2,10 +2,12 @@
 
 pub mod identity;
 pub mod listener;
+pub mod record;
 pub mod service;
 pub mod shell;
 pub mod state;
 
+use crate::audit::{AuditLog, WriterConfig};
 use crate::config::{Config, PolicySource};
 use crate::policy::{self, CompiledPolicy, LoadError, LoadOptions};
 use crate::proto::tool_sandbox_server::ToolSandboxServer;
@@ -24,6 +26,35 @@ use tonic::transport::Server;
 /// Fresh network namespaces kept ready, so creating one (about 3 ms here)
 /// is off the critical path of a command.
 const NETNS_POOL: usize = 8;
+
+fn open_audit(config: &Config) -> anyhow::Result<AuditLog> {
+    if !config.audit.enabled {
+        tracing::warn!("the audit log file is off: records go to the daemon's log only");
+        return Ok(AuditLog::disabled());
+    }
+    let path = config.audit_path();
+    let log = AuditLog::open(
+        WriterConfig {
+            path: path.clone(),
+            max_file_bytes: config.audit.max_file_bytes,
+            reserve_bytes: config.audit.reserve_bytes,
+        },
+        config.audit.fail_open,
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the audit log {}; fix its directory's permissions or set [audit] path",
+            path.display()
+        )
+    })?;
+    if config.audit.fail_open {
+        tracing::warn!(
+            "audit fail_open is on: calls are served even when records cannot be written"
+        );
+    }
+    tracing::info!(path = %path.display(), "audit log open");
+    Ok(log)
+}
 
 /// Loads the policy the config points at.
 pub fn load_policy(config: &Config) -> Result<CompiledPolicy, LoadError> {
@@ -87,7 +118,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let state = Arc::new(State::new(policy, tcp_agent, launcher));
+    // The socket first: a second daemon is told the socket is taken before
+    // it touches the audit log.
+    let socket_path = config.socket_path();
+    let (listener, socket_file) = listener::bind(&socket_path, config.socket_mode).await?;
+    let audit = open_audit(&config)?;
+    let state = Arc::new(State::new(
+        policy,
+        tcp_agent,
+        launcher,
+        audit,
+        support.landlock_abi,
+    ));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -105,8 +147,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(reflection);
 
-    let socket_path = config.socket_path();
-    let (listener, socket_file) = listener::bind(&socket_path, config.socket_mode).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(
@@ -174,6 +214,7 @@ struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -182,16 +223,19 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
         })
     }
 
-    /// Waits for SIGTERM/SIGINT; reloads the policy on SIGHUP meanwhile.
+    /// Waits for SIGTERM/SIGINT; reloads the policy on SIGHUP and rotates
+    /// the audit log on SIGUSR1 meanwhile.
     async fn wait_for_stop(&mut self, config: &Config, state: &Arc<State>) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
                 _ = self.hup.recv() => reload(config, state).await,
+                _ = self.usr1.recv() => state.audit.rotate(),
             }
         }
     }

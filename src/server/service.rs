@@ -3,7 +3,9 @@
 //! that allowed it or a status that says why not.
 
 use super::identity::{Caller, agent_for};
+use super::record::{AuditArgs, AuditOutcome, EntryStart};
 use super::state::State;
+use crate::audit;
 use crate::error::{Reason, ToolError, ToolResult};
 use crate::fs::{self, Outcome};
 use crate::policy::{AgentPolicy, Limits, WorkspacePolicy};
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tonic::{Request, Response, Status};
 
+#[derive(Clone)]
 pub struct ToolService {
     state: Arc<State>,
 }
@@ -67,7 +70,7 @@ file_messages! {
 type FileTool<Req, Resp> = fn(&WorkspacePolicy, &Limits, &Req) -> ToolResult<Outcome<Resp>>;
 
 impl ToolService {
-    /// Runs one file tool for the caller of `request`.
+    /// Runs one file tool for the caller of `request`, and audits it.
     async fn file_call<Req, Resp>(
         &self,
         method: &'static str,
@@ -75,43 +78,47 @@ impl ToolService {
         tool: FileTool<Req, Resp>,
     ) -> Result<Response<Resp>, Status>
     where
-        Req: WorkspaceRequest,
-        Resp: WithInfo + Send + 'static,
+        Req: WorkspaceRequest + AuditArgs,
+        Resp: WithInfo + AuditOutcome + Send + 'static,
     {
         let started = Instant::now();
         let request_id = self.state.next_request_id();
         let caller = Caller::from_request(&request);
         let req = request.into_inner();
-        let target = req.target();
         // The policy is taken once: the call finishes under it even if a
         // reload swaps in another meanwhile.
         let policy = self.state.policy();
-        let result = async {
-            let caller = caller?;
-            let agent = agent_for(&caller, &policy, self.state.tcp_agent())?;
-            let index = workspace_index(&agent, req.workspace())?;
-            let worker_agent = agent.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                let ws = &worker_agent.workspaces[index];
-                tool(ws, &worker_agent.limits, &req)
-            })
-            .await
-            .map_err(|e| ToolError::internal(format!("the tool failed unexpectedly: {e}")))??;
-            Ok::<_, ToolError>((agent, outcome))
-        }
-        .await;
+        let entry = EntryStart::new(
+            &request_id,
+            caller.as_ref().ok(),
+            method,
+            &req,
+            &policy.redactor,
+            &policy.version,
+        );
+        let agent = caller.and_then(|c| agent_for(&c, &policy, self.state.tcp_agent()));
+        let result = match &agent {
+            Ok(agent) => self.run_tool(agent, req, tool).await,
+            Err(e) => Err(e.clone()),
+        };
+        let agent_name = agent.as_ref().ok().map(|a| a.name.clone());
         let elapsed_us = started.elapsed().as_micros() as u64;
         match result {
-            Ok((agent, Outcome { mut response, rule })) => {
-                tracing::info!(
-                    request_id = %request_id, method, agent = %agent.name, target = %target,
-                    decision = "allow", rule = %rule, elapsed_us, "call"
-                );
+            Ok(Outcome { mut response, rule }) => {
+                let mut outcome = audit::Outcome {
+                    status: "OK".into(),
+                    duration_us: elapsed_us,
+                    ..Default::default()
+                };
+                response.audit_outcome(&mut outcome);
+                let agent_name = agent_name.unwrap_or_default();
+                let record = entry.allowed(&agent_name, &rule, outcome);
+                let audit_seq = self.audited(record, &request_id).await?;
                 response.set_info(CallInfo {
                     request_id: request_id.clone(),
-                    agent: agent.name.clone(),
+                    agent: agent_name,
                     rule: rule.to_string(),
-                    audit_seq: 0,
+                    audit_seq,
                     policy_version: policy.version.clone(),
                 });
                 let mut response = Response::new(response);
@@ -119,14 +126,50 @@ impl ToolService {
                 Ok(response)
             }
             Err(err) => {
-                tracing::info!(
-                    request_id = %request_id, method, target = %target,
-                    decision = if err.reason == Reason::PolicyDenied { "deny" } else { "error" },
-                    reason = %err.reason, rule = err.metadata_value("rule").unwrap_or(""),
-                    elapsed_us, "call refused: {}", err.message
-                );
+                let record =
+                    entry.refused(agent_name.as_deref(), &err, elapsed_us, &policy.redactor);
+                self.audited(record, &request_id).await?;
                 let mut status = err.to_status();
                 insert_request_id(status.metadata_mut(), &request_id);
+                Err(status)
+            }
+        }
+    }
+
+    /// Admits the call (the audit log must be writable) and runs the tool
+    /// off the async threads.
+    async fn run_tool<Req, Resp>(
+        &self,
+        agent: &Arc<AgentPolicy>,
+        req: Req,
+        tool: FileTool<Req, Resp>,
+    ) -> ToolResult<Outcome<Resp>>
+    where
+        Req: WorkspaceRequest,
+        Resp: Send + 'static,
+    {
+        let index = workspace_index(agent, req.workspace())?;
+        self.state.audit.admit().await?;
+        let agent = agent.clone();
+        tokio::task::spawn_blocking(move || {
+            let ws = &agent.workspaces[index];
+            tool(ws, &agent.limits, &req)
+        })
+        .await
+        .map_err(|e| ToolError::internal(format!("the tool failed unexpectedly: {e}")))?
+    }
+
+    /// Writes a call's record; the call may answer only once it is durable.
+    pub(super) async fn audited(
+        &self,
+        entry: audit::Entry,
+        request_id: &str,
+    ) -> Result<u64, Status> {
+        match self.state.audit.append(entry).await {
+            Ok(seq) => Ok(seq.unwrap_or(0)),
+            Err(e) => {
+                let mut status = e.to_status();
+                insert_request_id(status.metadata_mut(), request_id);
                 Err(status)
             }
         }
@@ -164,18 +207,42 @@ impl ToolSandbox for ToolService {
         &self,
         request: Request<WhoAmIRequest>,
     ) -> Result<Response<WhoAmIResponse>, Status> {
+        let started = Instant::now();
         let request_id = self.state.next_request_id();
         let policy = self.state.policy();
-        let caller = Caller::from_request(&request)?;
-        let agent = agent_for(&caller, &policy, self.state.tcp_agent()).map_err(|e| {
-            tracing::info!(request_id = %request_id, method = "WhoAmI", decision = "deny",
-                reason = %e.reason, "call refused: {}", e.message);
-            e.to_status()
-        })?;
+        let caller = Caller::from_request(&request);
+        let entry = EntryStart::new(
+            &request_id,
+            caller.as_ref().ok(),
+            "WhoAmI",
+            request.get_ref(),
+            &policy.redactor,
+            &policy.version,
+        );
+        let found = caller
+            .and_then(|c| agent_for(&c, &policy, self.state.tcp_agent()).map(|agent| (c, agent)));
+        let (caller, agent) = match found {
+            Ok(found) => found,
+            Err(e) => {
+                let elapsed_us = started.elapsed().as_micros() as u64;
+                let record = entry.refused(None, &e, elapsed_us, &policy.redactor);
+                self.audited(record, &request_id).await?;
+                return Err(e.to_status());
+            }
+        };
         let (identified_by, uid, gid, pid) = match caller {
             Caller::Unix { uid, gid, pid } => ("unix-peer", uid, gid, pid.unwrap_or(0) as u32),
             Caller::TcpInsecure { .. } => ("tcp-insecure", 0, 0, 0),
         };
+        let rule = format!("{}: identified by {identified_by}", agent.name);
+        let outcome = audit::Outcome {
+            status: "OK".into(),
+            duration_us: started.elapsed().as_micros() as u64,
+            ..Default::default()
+        };
+        let audit_seq = self
+            .audited(entry.allowed(&agent.name, &rule, outcome), &request_id)
+            .await?;
         Ok(Response::new(WhoAmIResponse {
             agent: agent.name.clone(),
             identified_by: identified_by.into(),
@@ -194,8 +261,8 @@ impl ToolSandbox for ToolService {
             info: Some(CallInfo {
                 request_id,
                 agent: agent.name.clone(),
-                rule: format!("{}: identified by {identified_by}", agent.name),
-                audit_seq: 0,
+                rule,
+                audit_seq,
                 policy_version: policy.version.clone(),
             }),
         }))

@@ -1,26 +1,32 @@
-//! `Exec` and `Run`: decide, launch in a sandbox, stream or capture.
+//! `Exec` and `Run`: decide, launch in a sandbox, stream or capture, and
+//! audit the command with what was enforced and how it ended.
 
 use super::identity::{Caller, agent_for};
+use super::record::EntryStart;
 use super::service::{ToolService, workspace_index};
+use crate::audit::{self, Enforced, Entry};
 use crate::error::{Reason, ToolError};
-use crate::policy::AgentPolicy;
+use crate::policy::CompiledPolicy;
 use crate::proto::{
-    CallInfo, CapturedOutput, ExecEvent, ExecRequest, ExecResult, ExecStarted, exec_event,
+    CallInfo, CapturedOutput, ExecEvent, ExecExited, ExecRequest, ExecResult, ExecStarted,
+    exec_event,
 };
 use crate::shell::output::HeadTail;
-use crate::shell::run::{self, Sink};
+use crate::shell::run::{self, Finished, Sink};
 use crate::shell::{self, Prepared};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tonic::{Request, Status};
 
 /// An allowed command, launched.
 struct Launched {
-    agent: Arc<AgentPolicy>,
     prepared: Prepared,
     child: crate::sandbox::SandboxChild,
     info: CallInfo,
+    entry: EntryStart,
+    enforced: Enforced,
+    started: Instant,
 }
 
 /// The client's gRPC deadline (`grpc-timeout`), if it sent one.
@@ -40,26 +46,83 @@ fn call_deadline<T>(req: &Request<T>) -> Option<Duration> {
 }
 
 impl ToolService {
+    /// Decides and launches; a refusal is audited here and comes back as
+    /// the status to answer with.
     async fn launch(
         &self,
         method: &'static str,
         request: Request<ExecRequest>,
-        request_id: &str,
-    ) -> Result<Launched, ToolError> {
+    ) -> Result<Launched, Status> {
+        let started = Instant::now();
+        let request_id = self.state().next_request_id();
         let deadline = call_deadline(&request);
-        let caller = Caller::from_request(&request)?;
+        let caller = Caller::from_request(&request);
         let req = request.into_inner();
         let policy = self.state().policy();
-        let agent = agent_for(&caller, &policy, self.state().tcp_agent())?;
-        let index = workspace_index(&agent, &req.workspace)?;
-        let prepared = shell::prepare(&agent, &agent.workspaces[index], &req, deadline)?;
+        let entry = EntryStart::new(
+            &request_id,
+            caller.as_ref().ok(),
+            method,
+            &req,
+            &policy.redactor,
+            &policy.version,
+        );
+        let agent = caller.and_then(|c| agent_for(&c, &policy, self.state().tcp_agent()));
+        let agent_name = agent.as_ref().ok().map(|a| a.name.clone());
+        let launched = match agent {
+            Ok(agent) => self.decide_and_spawn(&agent, &req, deadline).await,
+            Err(e) => Err(e),
+        };
+        match launched {
+            Ok((prepared, child)) => {
+                let info = CallInfo {
+                    request_id,
+                    agent: agent_name.unwrap_or_default(),
+                    rule: prepared.rule.to_string(),
+                    audit_seq: 0,
+                    policy_version: policy.version.clone(),
+                };
+                let enforced = Enforced {
+                    namespaces: if prepared.spec.network {
+                        "pid,mount,ipc,uts"
+                    } else {
+                        "pid,mount,ipc,uts,net"
+                    },
+                    landlock_abi: self.state().landlock_abi,
+                    seccomp: true,
+                    network: prepared.spec.network,
+                    uid: prepared.spec.uid,
+                    gid: prepared.spec.gid,
+                };
+                Ok(Launched {
+                    prepared,
+                    child,
+                    info,
+                    entry,
+                    enforced,
+                    started,
+                })
+            }
+            Err(err) => Err(self.refuse(entry, agent_name, err, started, &policy).await),
+        }
+    }
+
+    async fn decide_and_spawn(
+        &self,
+        agent: &Arc<crate::policy::AgentPolicy>,
+        req: &ExecRequest,
+        deadline: Option<Duration>,
+    ) -> Result<(Prepared, crate::sandbox::SandboxChild), ToolError> {
+        let index = workspace_index(agent, &req.workspace)?;
+        let prepared = shell::prepare(agent, &agent.workspaces[index], req, deadline)?;
         let launcher = self.state().launcher.as_ref().ok_or_else(|| {
             ToolError::new(
                 Reason::Unavailable,
                 "this daemon cannot sandbox commands on this host (see `agentjail doctor`)",
             )
         })?;
-        let launch_started = std::time::Instant::now();
+        self.state().audit.admit().await?;
+        let launch_started = Instant::now();
         let child = launcher.spawn(prepared.spec.clone()).await.map_err(|e| {
             ToolError::new(
                 Reason::Internal,
@@ -67,35 +130,31 @@ impl ToolService {
             )
         })?;
         let t = child.timings();
-        tracing::info!(
-            request_id, method, agent = %agent.name, argv = ?prepared.argv, cwd = %prepared.cwd,
-            pid = child.pid, decision = "allow", rule = %prepared.rule,
+        tracing::debug!(
+            pid = child.pid,
             setup_us = launch_started.elapsed().as_micros() as u64,
-            prepare_us = t.prepare.as_micros() as u64, clone_us = t.clone.as_micros() as u64,
-            child_setup_us = t.child_setup.as_micros() as u64, "command started"
+            prepare_us = t.prepare.as_micros() as u64,
+            clone_us = t.clone.as_micros() as u64,
+            child_setup_us = t.child_setup.as_micros() as u64,
+            "sandbox started"
         );
-        let info = CallInfo {
-            request_id: request_id.to_string(),
-            agent: agent.name.clone(),
-            rule: prepared.rule.to_string(),
-            audit_seq: 0,
-            policy_version: policy.version.clone(),
-        };
-        Ok(Launched {
-            agent,
-            prepared,
-            child,
-            info,
-        })
+        Ok((prepared, child))
     }
 
-    fn refused(&self, method: &str, request_id: &str, err: ToolError) -> Status {
-        tracing::info!(
-            request_id, method,
-            decision = if err.reason == Reason::PolicyDenied { "deny" } else { "error" },
-            reason = %err.reason, rule = err.metadata_value("rule").unwrap_or(""),
-            "call refused: {}", err.message
-        );
+    async fn refuse(
+        &self,
+        entry: EntryStart,
+        agent: Option<String>,
+        err: ToolError,
+        started: Instant,
+        policy: &CompiledPolicy,
+    ) -> Status {
+        let request_id = entry.request_id.clone();
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        let record = entry.refused(agent.as_deref(), &err, elapsed_us, &policy.redactor);
+        if let Err(status) = self.audited(record, &request_id).await {
+            return status;
+        }
         err.to_status()
     }
 
@@ -103,33 +162,31 @@ impl ToolService {
         &self,
         request: Request<ExecRequest>,
     ) -> Result<ExecResult, Status> {
-        let request_id = self.state().next_request_id();
-        let launched = self
-            .launch("Run", request, &request_id)
-            .await
-            .map_err(|e| self.refused("Run", &request_id, e))?;
         let Launched {
-            agent,
             prepared,
             child,
-            info,
-        } = launched;
+            mut info,
+            entry,
+            enforced,
+            started,
+        } = self.launch("Run", request).await?;
         let budget = prepared.deadlines.budget;
         let sink = Sink::Capture {
             stdout: HeadTail::new(budget),
             stderr: HeadTail::new(budget),
         };
-        let exec_id = request_id.clone();
         let finished = run::drive(child, prepared.stdin, prepared.deadlines, sink)
             .await
             .map_err(|e| {
                 ToolError::internal(format!("lost track of the command: {e}")).to_status()
             })?;
         let mut exited = run::exited_event(&finished, budget as u64);
-        log_exit(&request_id, &agent.name, &exited);
+        let record = command_record(entry, &info, enforced, &exited, &finished, started);
+        info.audit_seq = self.audited(record, &info.request_id).await?;
+        let exec_id = info.request_id.clone();
         exited.info = Some(info);
         let Sink::Capture { stdout, stderr } = finished.sink else {
-            unreachable!("Run captures")
+            unreachable!("Run captures its output")
         };
         Ok(ExecResult {
             exec_id,
@@ -143,58 +200,81 @@ impl ToolService {
         &self,
         request: Request<ExecRequest>,
     ) -> Result<mpsc::Receiver<Result<ExecEvent, Status>>, Status> {
-        let request_id = self.state().next_request_id();
-        let launched = self
-            .launch("Exec", request, &request_id)
-            .await
-            .map_err(|e| self.refused("Exec", &request_id, e))?;
         let Launched {
-            agent,
             prepared,
             child,
-            info,
-        } = launched;
+            mut info,
+            entry,
+            enforced,
+            started,
+        } = self.launch("Exec", request).await?;
         let (tx, rx) = mpsc::channel(16);
-        let started = ExecEvent {
+        let started_event = ExecEvent {
             event: Some(exec_event::Event::Started(ExecStarted {
-                exec_id: request_id.clone(),
+                exec_id: info.request_id.clone(),
                 pid: child.pid as u32,
             })),
         };
         // Capacity 16: the first send cannot block.
-        let _ = tx.try_send(Ok(started));
+        let _ = tx.try_send(Ok(started_event));
+        let service = self.clone();
         tokio::spawn(async move {
             let budget = prepared.deadlines.budget as u64;
-            let result = run::drive(
-                child,
-                prepared.stdin,
-                prepared.deadlines,
-                Sink::Stream(tx.clone()),
-            )
-            .await;
-            match result {
+            let sink = Sink::Stream(tx.clone());
+            let result = run::drive(child, prepared.stdin, prepared.deadlines, sink).await;
+            let event = match result {
                 Ok(finished) => {
                     let mut exited = run::exited_event(&finished, budget);
-                    log_exit(&request_id, &agent.name, &exited);
-                    exited.info = Some(info);
-                    let _ = tx
-                        .send(Ok(ExecEvent {
-                            event: Some(exec_event::Event::Exited(exited)),
-                        }))
-                        .await;
+                    let record =
+                        command_record(entry, &info, enforced, &exited, &finished, started);
+                    match service.audited(record, &info.request_id).await {
+                        Ok(seq) => {
+                            info.audit_seq = seq;
+                            exited.info = Some(info);
+                            Ok(ExecEvent {
+                                event: Some(exec_event::Event::Exited(exited)),
+                            })
+                        }
+                        Err(status) => Err(status),
+                    }
                 }
                 Err(e) => {
-                    let _ = tx
-                        .send(Err(ToolError::internal(format!(
-                            "lost track of the command: {e}"
-                        ))
-                        .to_status()))
-                        .await;
+                    Err(ToolError::internal(format!("lost track of the command: {e}")).to_status())
                 }
-            }
+            };
+            let _ = tx.send(event).await;
         });
         Ok(rx)
     }
+}
+
+/// The audit record of a command that ran.
+fn command_record(
+    entry: EntryStart,
+    info: &CallInfo,
+    enforced: Enforced,
+    exited: &ExecExited,
+    finished: &Finished,
+    started: Instant,
+) -> Entry {
+    let outcome = audit::Outcome {
+        status: "OK".into(),
+        exit_code: exited.exit_code,
+        signal: exited.signal,
+        timed_out: Some(exited.timed_out || exited.idle_timed_out),
+        cancelled: Some(exited.cancelled),
+        oom_killed: Some(exited.oom_killed),
+        duration_us: started.elapsed().as_micros() as u64,
+        cpu_ms: Some(exited.cpu_time_ms),
+        peak_memory_bytes: Some(exited.peak_memory_bytes),
+        truncated: Some(exited.stdout_truncated || exited.stderr_truncated),
+        stdout: Some(finished.stdout.clone()),
+        stderr: Some(finished.stderr.clone()),
+        ..Default::default()
+    };
+    let mut record = entry.allowed(&info.agent, &info.rule, outcome);
+    record.enforced = Some(enforced);
+    record
 }
 
 fn captured(buffer: HeadTail) -> CapturedOutput {
@@ -205,13 +285,4 @@ fn captured(buffer: HeadTail) -> CapturedOutput {
         omitted_bytes,
         total_bytes,
     }
-}
-
-fn log_exit(request_id: &str, agent: &str, e: &crate::proto::ExecExited) {
-    tracing::info!(
-        request_id, agent, exit_code = ?e.exit_code, signal = ?e.signal, timed_out = e.timed_out,
-        idle_timed_out = e.idle_timed_out, cancelled = e.cancelled, oom_killed = e.oom_killed,
-        wall_ms = e.wall_time_ms, cpu_ms = e.cpu_time_ms, peak_memory = e.peak_memory_bytes,
-        stdout_bytes = e.stdout_bytes, stderr_bytes = e.stderr_bytes, "command ended"
-    );
 }

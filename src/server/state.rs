@@ -1,6 +1,7 @@
 //! State shared by every call: the policy in force (swapped whole on
 //! reload) and the request-id counter.
 
+use crate::audit::AuditLog;
 use crate::policy::CompiledPolicy;
 use crate::shell::launcher::Launcher;
 use arc_swap::ArcSwap;
@@ -11,6 +12,9 @@ pub struct State {
     policy: ArcSwap<CompiledPolicy>,
     /// Present when the host can sandbox commands (probed at start).
     pub launcher: Option<Launcher>,
+    pub audit: AuditLog,
+    /// What the host enforces, for audit records of commands.
+    pub landlock_abi: i32,
     tcp_agent: Option<String>,
     boot_id: u32,
     next_seq: AtomicU64,
@@ -21,10 +25,14 @@ impl State {
         policy: CompiledPolicy,
         tcp_agent: Option<String>,
         launcher: Option<Launcher>,
+        audit: AuditLog,
+        landlock_abi: i32,
     ) -> Self {
         State {
             policy: ArcSwap::from_pointee(policy),
             launcher,
+            audit,
+            landlock_abi,
             tcp_agent,
             boot_id: rand::random(),
             next_seq: AtomicU64::new(1),

@@ -4,8 +4,10 @@
 //! privileged setup happened in the launcher; nothing here is privileged.
 
 use super::output::HeadTail;
+use crate::audit::StreamDigest;
 use crate::proto::{ExecEvent, ExecExited, OutputChunk, exec_event};
 use crate::sandbox::{ExitInfo, SandboxChild, Termination};
+use sha2::{Digest, Sha256};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
@@ -44,8 +46,8 @@ pub struct Finished {
     pub timed_out: bool,
     pub idle_timed_out: bool,
     pub cancelled: bool,
-    pub stdout_bytes: u64,
-    pub stderr_bytes: u64,
+    pub stdout: StreamDigest,
+    pub stderr: StreamDigest,
     pub sink: Sink,
 }
 
@@ -55,17 +57,40 @@ enum Which {
     Err,
 }
 
+/// Counts and hashes a whole stream (the audit record carries its size and
+/// sha256), whatever part of it is kept.
 struct Counter {
     total: u64,
     budget: u64,
+    hasher: Sha256,
 }
 
 impl Counter {
+    fn new(budget: usize) -> Counter {
+        Counter {
+            total: 0,
+            budget: budget as u64,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn saw(&mut self, data: &[u8]) {
+        self.total += data.len() as u64;
+        self.hasher.update(data);
+    }
+
     /// The part of `data` still within the budget.
     fn within<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
         let room = self.budget.saturating_sub(self.total) as usize;
-        self.total += data.len() as u64;
+        self.saw(data);
         &data[..room.min(data.len())]
+    }
+
+    fn digest(self) -> StreamDigest {
+        StreamDigest {
+            bytes: self.total,
+            sha256: hex::encode(self.hasher.finalize()),
+        }
     }
 }
 
@@ -74,7 +99,7 @@ impl Sink {
     async fn push(&mut self, which: Which, counter: &mut Counter, data: &[u8]) -> bool {
         match self {
             Sink::Capture { stdout, stderr } => {
-                counter.total += data.len() as u64;
+                counter.saw(data);
                 match which {
                     Which::Out => stdout.push(data),
                     Which::Err => stderr.push(data),
@@ -138,14 +163,8 @@ pub async fn drive(
     let deadline = started + limits.timeout;
     let mut idle_deadline = limits.idle.map(|d| started + d);
     let mut drain_deadline: Option<Instant> = None;
-    let mut out_counter = Counter {
-        total: 0,
-        budget: limits.budget as u64,
-    };
-    let mut err_counter = Counter {
-        total: 0,
-        budget: limits.budget as u64,
-    };
+    let mut out_counter = Counter::new(limits.budget);
+    let mut err_counter = Counter::new(limits.budget);
     let (mut timed_out, mut idle_timed_out, mut cancelled, mut killed) =
         (false, false, false, false);
     let mut out_buf = vec![0u8; READ_CHUNK];
@@ -223,8 +242,8 @@ pub async fn drive(
         timed_out,
         idle_timed_out,
         cancelled,
-        stdout_bytes: out_counter.total,
-        stderr_bytes: err_counter.total,
+        stdout: out_counter.digest(),
+        stderr: err_counter.digest(),
         sink,
     })
 }
@@ -267,10 +286,10 @@ pub fn exited_event(f: &Finished, budget: u64) -> ExecExited {
             .cgroup
             .peak_memory_bytes
             .unwrap_or(f.exit.max_rss_bytes),
-        stdout_bytes: f.stdout_bytes,
-        stderr_bytes: f.stderr_bytes,
-        stdout_truncated: f.stdout_bytes > budget,
-        stderr_truncated: f.stderr_bytes > budget,
+        stdout_bytes: f.stdout.bytes,
+        stderr_bytes: f.stderr.bytes,
+        stdout_truncated: f.stdout.bytes > budget,
+        stderr_truncated: f.stderr.bytes > budget,
         info: None,
     }
 }

@@ -1,0 +1,140 @@
+//! The audit trail: one record per call, allowed or denied, in an
+//! append-only JSON Lines file with a hash chain. A call's response is sent
+//! only once its record is durable; when records cannot be written, calls
+//! are refused (fail closed) unless the operator chose fail-open.
+
+pub mod record;
+pub mod redact;
+pub mod verify;
+mod writer;
+
+pub use record::{CallerRecord, Enforced, Entry, Outcome, StreamDigest};
+pub use redact::Redactor;
+pub use writer::{WriterConfig, head_path, read_head};
+
+use crate::error::{Reason, ToolError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::oneshot;
+use writer::{Job, Shared};
+
+/// The daemon's audit log. Cheap to share; all writing happens on its own
+/// thread.
+pub struct AuditLog {
+    jobs: Option<Mutex<mpsc::Sender<Job>>>,
+    shared: Arc<Shared>,
+    fail_open: bool,
+}
+
+impl AuditLog {
+    /// Records go to the daemon's log only.
+    pub fn disabled() -> AuditLog {
+        AuditLog {
+            jobs: None,
+            shared: Arc::new(Shared {
+                healthy: true.into(),
+                last_error: Mutex::new(String::new()),
+            }),
+            fail_open: false,
+        }
+    }
+
+    /// Opens or resumes the log file and starts the writer.
+    pub fn open(cfg: WriterConfig, fail_open: bool) -> std::io::Result<AuditLog> {
+        let shared = Arc::new(Shared {
+            healthy: true.into(),
+            last_error: Mutex::new(String::new()),
+        });
+        let jobs = writer::start(cfg, shared.clone())?;
+        Ok(AuditLog {
+            jobs: Some(Mutex::new(jobs)),
+            shared,
+            fail_open,
+        })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.jobs.is_some()
+    }
+
+    /// False while records cannot be written (health reports NOT_SERVING).
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::SeqCst)
+    }
+
+    fn send(&self, job: Job) -> bool {
+        match &self.jobs {
+            Some(jobs) => jobs.lock().map(|tx| tx.send(job).is_ok()).unwrap_or(false),
+            None => false,
+        }
+    }
+
+    fn unavailable(&self) -> ToolError {
+        let error = self
+            .shared
+            .last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        ToolError::new(
+            Reason::Unavailable,
+            format!(
+                "the audit log cannot be written ({error}), so the call was refused and nothing \
+                 was done; retry later, and tell the operator"
+            ),
+        )
+    }
+
+    /// Before a call does any work: refuse it if its record could not be
+    /// written. A log that was failing is retried first.
+    pub async fn admit(&self) -> Result<(), ToolError> {
+        if self.jobs.is_none() || self.fail_open || self.is_healthy() {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.send(Job::Recover(reply)) && answer.await.unwrap_or(false) {
+            return Ok(());
+        }
+        Err(self.unavailable())
+    }
+
+    /// Writes the call's record and waits until it is durable; returns its
+    /// sequence number (None when the file log is off, or failed under
+    /// fail-open). The record also goes to the daemon's log.
+    pub async fn append(&self, entry: Entry) -> Result<Option<u64>, ToolError> {
+        if tracing::enabled!(target: "agentjail::audit", tracing::Level::INFO) {
+            if let Ok(json) = serde_json::to_string(&entry) {
+                tracing::info!(target: "agentjail::audit", "{json}");
+            }
+        }
+        if self.jobs.is_none() {
+            return Ok(None);
+        }
+        let (reply, answer) = oneshot::channel();
+        let result = if self.send(Job::Append(Box::new(entry), reply)) {
+            answer
+                .await
+                .unwrap_or_else(|_| Err("the audit writer stopped".into()))
+        } else {
+            Err("the audit writer stopped".into())
+        };
+        match result {
+            Ok(seq) => Ok(Some(seq)),
+            Err(e) if self.fail_open => {
+                tracing::error!("audit record lost (fail-open is on): {e}");
+                Ok(None)
+            }
+            Err(e) => {
+                if let Ok(mut last) = self.shared.last_error.lock() {
+                    *last = e;
+                }
+                Err(self.unavailable())
+            }
+        }
+    }
+
+    /// Starts a new file; the chain continues in it.
+    pub fn rotate(&self) {
+        self.send(Job::Rotate);
+    }
+}
