@@ -14,9 +14,11 @@
 //! root, like the daemon.
 
 use agentjail::proto::ExecRequest;
-use std::path::Path;
+use common::{Daemon, ensure_bwrap};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
 
 const ROUND: usize = 25;
 
@@ -27,7 +29,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
     ensure_bwrap();
-    let daemon = Daemon::start();
+    let daemon = Daemon::start("");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -158,90 +160,5 @@ impl Stats {
             p99: at(0.99),
             mean,
         }
-    }
-}
-
-/// bubblewrap is only a point of comparison: install it for the bench.
-fn ensure_bwrap() {
-    if which("bwrap") {
-        return;
-    }
-    eprintln!("installing bubblewrap for the comparison (apt-get)...");
-    let ok = Command::new("sh")
-        .args([
-            "-c",
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap",
-        ])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok && which("bwrap"), "could not install bubblewrap");
-}
-
-fn which(program: &str) -> bool {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .any(|dir| Path::new(dir).join(program).is_file())
-}
-
-/// The real daemon on a temporary socket, with one agent (this uid) whose
-/// policy is the default shell isolation.
-struct Daemon {
-    child: std::process::Child,
-    socket: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let policies = dir.path().join("policies");
-        let workspace = dir.path().join("ws");
-        std::fs::create_dir_all(&policies).unwrap();
-        std::fs::create_dir_all(&workspace).unwrap();
-        std::os::unix::fs::chown(&workspace, Some(65534), Some(65534)).unwrap();
-        let uid = nix::unistd::getuid().as_raw();
-        std::fs::write(
-            policies.join("bench.toml"),
-            format!(
-                "[[agents]]\nname = \"bench\"\nuids = [{uid}]\n\
-                 [[agents.workspaces]]\nname = \"main\"\npath = \"{}\"\n\
-                 [agents.shell]\n[[agents.shell.commands]]\nprogram = \"/bin/true\"\n",
-                workspace.display()
-            ),
-        )
-        .unwrap();
-        let socket = dir.path().join("agentjail.sock");
-        let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_agentjail"))
-            .arg("serve")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--policy-dir")
-            .arg(&policies)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .env("AGENTJAIL_LOG", "warn")
-            .stderr(log)
-            .spawn()
-            .expect("start agentjail serve");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "the daemon did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Daemon {
-            child,
-            socket,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -36,6 +36,25 @@ pub struct Config {
     pub tcp: Option<TcpConfig>,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Serve Prometheus metrics at `http://ADDRESS/metrics` (off when unset).
+    pub metrics_address: Option<SocketAddr>,
+    /// `text`, `json`, or `auto` (JSON under systemd's journal, text on a
+    /// terminal).
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Watch the policy directory and reload on change (SIGHUP always
+    /// reloads).
+    #[serde(default = "yes")]
+    pub watch_policy_dir: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Auto,
+    Text,
+    Json,
 }
 
 /// The audit log.
@@ -113,6 +132,9 @@ impl Default for Config {
             max_message_bytes: default_max_message_bytes(),
             tcp: None,
             audit: AuditConfig::default(),
+            metrics_address: None,
+            log_format: LogFormat::Auto,
+            watch_policy_dir: true,
         }
     }
 }

@@ -62,20 +62,36 @@ struct ServeArgs {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Check every policy file in DIR; print each error as file:line:col.
+    /// Check every policy file in DIR; print each error as file:line:col,
+    /// then warn (file:line:col: warning: ...) about dangerous grants.
     Check {
         /// Policy directory (default: /etc/agentjail/policies).
         dir: Option<PathBuf>,
+        /// Exit 1 when there is any warning, too.
+        #[arg(long)]
+        deny_warnings: bool,
     },
+    /// Print the JSON Schema of policy files (for editors).
+    Schema,
+    /// Decide one request and show the rule that made the decision, and
+    /// those that nearly did. Exit 0 allow, 1 deny, 2 error.
+    Explain(cli::policy::ExplainArgs),
+    /// Run case files (expected decisions) against a policy directory.
+    Test(cli::policy::TestArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => run_serve(args),
-        Command::Policy {
-            command: PolicyCommand::Check { dir },
-        } => cli::policy::check(dir.as_deref()),
+        Command::Policy { command } => match command {
+            PolicyCommand::Check { dir, deny_warnings } => {
+                cli::policy::check(dir.as_deref(), deny_warnings)
+            }
+            PolicyCommand::Schema => cli::policy::schema(),
+            PolicyCommand::Explain(args) => cli::policy::explain(&args),
+            PolicyCommand::Test(args) => cli::policy::test(&args),
+        },
         Command::Call(args) => cli::call::run(args),
         Command::Audit { command } => cli::audit::run(command),
         Command::Doctor { policy_dir, config } => cli::doctor::run(config.as_deref(), policy_dir),
@@ -83,7 +99,6 @@ fn main() -> ExitCode {
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
-    agentjail::logging::init();
     let loaded = Config::discover(args.config.as_deref());
     let (mut config, path) = match loaded {
         Ok(found) => found,
@@ -92,6 +107,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    agentjail::logging::init(config.log_format);
     match &path {
         Some(p) => tracing::info!(config = %p.display(), "config loaded"),
         None => tracing::info!("no config file: using the embedded defaults"),

@@ -34,6 +34,7 @@ impl AuditLog {
             shared: Arc::new(Shared {
                 healthy: true.into(),
                 last_error: Mutex::new(String::new()),
+                queued: 0.into(),
             }),
             fail_open: false,
         }
@@ -44,6 +45,7 @@ impl AuditLog {
         let shared = Arc::new(Shared {
             healthy: true.into(),
             last_error: Mutex::new(String::new()),
+            queued: 0.into(),
         });
         let jobs = writer::start(cfg, shared.clone())?;
         Ok(AuditLog {
@@ -111,6 +113,9 @@ impl AuditLog {
             return Ok(None);
         }
         let (reply, answer) = oneshot::channel();
+        let started = std::time::Instant::now();
+        let depth = self.shared.queued.fetch_add(1, Ordering::SeqCst) + 1;
+        crate::metrics::audit_queue_depth(depth);
         let result = if self.send(Job::Append(Box::new(entry), reply)) {
             answer
                 .await
@@ -118,6 +123,9 @@ impl AuditLog {
         } else {
             Err("the audit writer stopped".into())
         };
+        let depth = self.shared.queued.fetch_sub(1, Ordering::SeqCst) - 1;
+        crate::metrics::audit_queue_depth(depth);
+        crate::metrics::audit_write(started.elapsed());
         match result {
             Ok(seq) => Ok(Some(seq)),
             Err(e) if self.fail_open => {

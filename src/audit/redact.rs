@@ -11,7 +11,7 @@ pub const MASK: &str = "[REDACTED]";
 /// Patterns whose `keep` group (if any) stays and the rest is masked.
 const BUILTIN: &[&str] = &[
     // --password=x, -token:x, api_key=x, secret: x
-    r"(?i)(?P<keep>(?:^|[\s,;&?]|--?)(?:password|passwd|pwd|pass|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|client[-_]?secret|auth)\s*[=:]\s*)[^\s,;&]+",
+    r"(?i)(?P<keep>(?:^|[^A-Za-z0-9]|--?)(?:password|passwd|pwd|pass|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|client[-_]?secret|auth)\s*[=:]\s*)[^\s,;&]+",
     // Authorization: Bearer x / Basic x / token x
     r"(?i)(?P<keep>(?:proxy-)?authorization\s*:\s*(?:bearer|basic|token|digest)?\s*)[^\s]+",
     // scheme://user:password@host

@@ -9,7 +9,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::oneshot;
 
@@ -40,6 +40,8 @@ pub struct WriterConfig {
 pub(crate) struct Shared {
     pub healthy: AtomicBool,
     pub last_error: Mutex<String>,
+    /// Records handed to the writer and not yet answered (a metric).
+    pub queued: AtomicUsize,
 }
 
 impl Shared {

@@ -88,10 +88,6 @@ pub fn load_case_file(path: &Path) -> Result<CaseFile, Vec<PolicyDiagnostic>> {
         let (line, col) = line_col(&text, e.span().map(|s| s.start).unwrap_or(0));
         vec![diag(line, col, e.message().to_string())]
     })?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let mut diags = Vec::new();
     let mut cases = Vec::new();
     for spanned in spec.case {
@@ -133,7 +129,7 @@ pub fn load_case_file(path: &Path) -> Result<CaseFile, Vec<PolicyDiagnostic>> {
             }
         }
         cases.push(Case {
-            location: format!("{file_name}:{line}"),
+            location: format!("{}:{line}", path.display()),
             name: c.name,
             agent: c.agent,
             workspace: c.workspace,

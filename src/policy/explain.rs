@@ -326,8 +326,13 @@ fn explain_file(
             related.push(Related {
                 label: "no match",
                 rule: rule.to_string(),
-                detail: Some("matches neither the path nor a parent directory".into()),
+                detail: None,
             });
+        }
+        if !rules.deny.is_empty() {
+            notes.push(
+                "no files.deny glob matches the path or any of its parent directories".into(),
+            );
         }
         if decision.allowed && !is_dir {
             matched = Some(format!("the path \"{norm}\""));

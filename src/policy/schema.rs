@@ -10,12 +10,51 @@ pub const SCHEMA_PATH: &str = "policies/agentjail-policy.schema.json";
 
 /// The schema as a value (draft-07: the draft TOML editors support best).
 pub fn policy_schema() -> schemars::Schema {
+    use schemars::transform::{RecursiveTransform, Transform};
     let mut schema = schemars::generate::SchemaSettings::draft07()
         .for_deserialize()
         .into_generator()
         .into_root_schema_for::<PolicyFile>();
     schema.insert("title".into(), "agentjail policy file".into());
+    RecursiveTransform(no_null).transform(&mut schema);
     schema
+}
+
+/// TOML has no null: an optional key is simply left out. Drops the `null`
+/// alternatives and `"default": null` that schemars gives `Option<T>`.
+fn no_null(schema: &mut schemars::Schema) {
+    if schema.get("default").is_some_and(|d| d.is_null()) {
+        schema.remove("default");
+    }
+    let types = schema.get("type").and_then(|t| t.as_array()).map(|types| {
+        types
+            .iter()
+            .filter(|t| t.as_str() != Some("null"))
+            .cloned()
+            .collect::<Vec<_>>()
+    });
+    if let Some(mut types) = types {
+        if types.len() == 1 {
+            schema.insert("type".into(), types.remove(0));
+        } else {
+            schema.insert("type".into(), types.into());
+        }
+    }
+    let any_of = schema.get("anyOf").and_then(|a| a.as_array()).map(|alts| {
+        alts.iter()
+            .filter(|a| a.get("type").and_then(|t| t.as_str()) != Some("null"))
+            .cloned()
+            .collect::<Vec<_>>()
+    });
+    if let Some(alts) = any_of {
+        if alts.len() == 1 {
+            // `$ref` with siblings (a description) is ignored in draft-07.
+            schema.remove("anyOf");
+            schema.insert("allOf".into(), alts.into());
+        } else {
+            schema.insert("anyOf".into(), alts.into());
+        }
+    }
 }
 
 /// The schema as pretty-printed JSON with a final newline, as checked in.
@@ -42,5 +81,6 @@ mod tests {
         ] {
             assert!(json.contains(&format!("\"{key}\"")), "{key} missing");
         }
+        assert!(!json.contains("null"), "TOML has no null:\n{json}");
     }
 }

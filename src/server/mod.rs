@@ -6,6 +6,8 @@ pub mod record;
 pub mod service;
 pub mod shell;
 pub mod state;
+pub mod systemd;
+pub mod watch;
 
 use crate::audit::{AuditLog, WriterConfig};
 use crate::config::{Config, PolicySource};
@@ -19,7 +21,6 @@ use service::ToolService;
 use state::State;
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
 use tonic::service::Routes;
 use tonic::transport::Server;
 
@@ -120,9 +121,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     // The socket first: a second daemon is told the socket is taken before
     // it touches the audit log.
-    let socket_path = config.socket_path();
-    let (listener, socket_file) = listener::bind(&socket_path, config.socket_mode).await?;
+    let (listener, socket_file) = match systemd::activated_listener()? {
+        Some(passed) => {
+            tracing::info!("using the socket passed by systemd (socket activation)");
+            (tokio::net::UnixListener::from_std(passed)?, None)
+        }
+        None => {
+            let (listener, file) =
+                listener::bind(&config.socket_path(), config.socket_mode).await?;
+            (listener, Some(file))
+        }
+    };
     let audit = open_audit(&config)?;
+    if let Some(address) = config.metrics_address {
+        crate::metrics::install(address)?;
+    }
     let state = Arc::new(State::new(
         policy,
         tcp_agent,
@@ -147,7 +160,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(reflection);
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(
         Server::builder()
@@ -174,14 +187,37 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    tracing::info!(socket = %socket_file.path().display(), "serving");
+    let socket_name = match &socket_file {
+        Some(file) => file.path().display().to_string(),
+        None => "the socket from systemd".into(),
+    };
+    tracing::info!(socket = %socket_name, "serving");
+    let health_watch = tokio::spawn(report_audit_health(state.clone(), health_reporter.clone()));
+    let watchdog = systemd::spawn_watchdog();
+    let policy_watch = match config.policy_source() {
+        PolicySource::Dir(dir) if config.watch_policy_dir => Some(watch::spawn_policy_watch(
+            dir,
+            config.clone(),
+            state.clone(),
+        )?),
+        _ => None,
+    };
+    systemd::ready(&format!("serving on {socket_name}"));
 
     signals.wait_for_stop(&config, &state).await;
 
+    systemd::stopping();
+    if let Some(w) = policy_watch {
+        w.abort();
+    }
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     tracing::info!(
         grace_ms = config.shutdown_grace_ms,
         "shutting down: draining in-flight calls"
     );
+    health_watch.abort();
     health_reporter
         .set_not_serving::<ToolSandboxServer<ToolService>>()
         .await;
@@ -206,7 +242,31 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_requested(mut rx: watch::Receiver<bool>) {
+/// Health says NOT_SERVING while audit records cannot be written (calls are
+/// refused then), and SERVING again once they can.
+async fn report_audit_health(state: Arc<State>, reporter: tonic_health::server::HealthReporter) {
+    let mut serving = true;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let healthy = state.audit.is_healthy();
+        if healthy == serving {
+            continue;
+        }
+        serving = healthy;
+        let status = if healthy {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        reporter.set_service_status("", status).await;
+        reporter
+            .set_service_status("agentjail.v1.ToolSandbox", status)
+            .await;
+    }
+}
+
+async fn shutdown_requested(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
@@ -244,43 +304,57 @@ impl Signals {
 /// Validates the whole new policy, then swaps it in; a bad one changes
 /// nothing.
 pub async fn reload(config: &Config, state: &Arc<State>) {
+    systemd::reloading();
+    let ok = try_reload(config, state).await;
+    crate::metrics::policy_reload(ok);
+    let version = state.policy().version.clone();
+    systemd::reloaded(&format!("policy {version}"));
+}
+
+/// Returns whether a new policy was swapped in.
+async fn try_reload(config: &Config, state: &Arc<State>) -> bool {
     let cfg = config.clone();
-    let loaded = tokio::task::spawn_blocking(move || load_policy(&cfg)).await;
-    match loaded {
-        Ok(Ok(policy)) => {
-            let support = sandbox::probe();
-            let unmet = host::unmet(&policy, &support);
-            if !unmet.is_empty() {
-                for problem in unmet {
-                    tracing::error!("policy reload refused: {problem}");
-                }
-                tracing::error!("the old policy stays in force");
-                return;
-            }
-            if state.launcher.is_none() && policy.agents.values().any(|a| a.shell.is_some()) {
-                tracing::error!(
-                    "policy reload refused: the new policy grants shell access, which needs a daemon restart to set up the launcher; the old policy stays in force"
-                );
-                return;
-            }
-            if let Some(name) = state.tcp_agent() {
-                if policy.agent(name).is_none() {
-                    tracing::error!(
-                        "policy reload refused: [tcp] agent \"{name}\" is not defined; the old policy stays in force"
-                    );
-                    return;
-                }
-            }
-            let version = policy.version.clone();
-            state.swap_policy(policy);
-            tracing::info!(version = %version, "policy reloaded");
-        }
+    // Probing clones processes: off the async threads, with the loading.
+    let loaded = tokio::task::spawn_blocking(move || {
+        load_policy(&cfg).map(|policy| {
+            let unmet = host::unmet(&policy, &sandbox::probe());
+            (policy, unmet)
+        })
+    })
+    .await;
+    let refuse = |why: String| {
+        tracing::error!("policy reload refused: {why}; the old policy stays in force");
+        false
+    };
+    let (policy, unmet) = match loaded {
+        Ok(Ok(loaded)) => loaded,
         Ok(Err(e)) => {
             for d in &e.diagnostics {
                 tracing::error!("policy reload refused: {d}");
             }
             tracing::error!("the old policy stays in force");
+            return false;
         }
-        Err(e) => tracing::error!("policy reload failed: {e}"),
+        Err(e) => return refuse(format!("the loader failed: {e}")),
+    };
+    if !unmet.is_empty() {
+        return refuse(unmet.join("; "));
     }
+    if state.launcher.is_none() && policy.agents.values().any(|a| a.shell.is_some()) {
+        return refuse(
+            "the new policy grants shell access, which needs a daemon restart to start the launcher"
+                .into(),
+        );
+    }
+    if let Some(name) = state.tcp_agent() {
+        if policy.agent(name).is_none() {
+            return refuse(format!("[tcp] agent \"{name}\" is not defined"));
+        }
+    }
+    let version = policy.version.clone();
+    state.swap_policy(policy);
+    // Host files listed in shell.etc may have changed too.
+    sandbox::etc::refresh();
+    tracing::info!(version = %version, "policy reloaded");
+    true
 }

@@ -82,6 +82,7 @@ impl ToolService {
         Resp: WithInfo + AuditOutcome + Send + 'static,
     {
         let started = Instant::now();
+        let _in_flight = crate::metrics::InFlight::start();
         let request_id = self.state.next_request_id();
         let caller = Caller::from_request(&request);
         let req = request.into_inner();
@@ -165,7 +166,13 @@ impl ToolService {
         entry: audit::Entry,
         request_id: &str,
     ) -> Result<u64, Status> {
-        match self.state.audit.append(entry).await {
+        let started = Instant::now();
+        let (method, decision) = (entry.method, entry.decision);
+        let agent = entry.agent.clone().unwrap_or_default();
+        let work = std::time::Duration::from_micros(entry.outcome.duration_us);
+        let appended = self.state.audit.append(entry).await;
+        crate::metrics::call_finished(method, &agent, decision, work + started.elapsed());
+        match appended {
             Ok(seq) => Ok(seq.unwrap_or(0)),
             Err(e) => {
                 let mut status = e.to_status();

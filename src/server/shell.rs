@@ -129,6 +129,7 @@ impl ToolService {
                 format!("the sandbox could not be set up, nothing ran: {e}"),
             )
         })?;
+        crate::metrics::sandbox_setup(launch_started.elapsed());
         let t = child.timings();
         tracing::debug!(
             pid = child.pid,
@@ -170,6 +171,7 @@ impl ToolService {
             enforced,
             started,
         } = self.launch("Run", request).await?;
+        let _in_flight = crate::metrics::InFlight::start();
         let budget = prepared.deadlines.budget;
         let sink = Sink::Capture {
             stdout: HeadTail::new(budget),
@@ -219,6 +221,7 @@ impl ToolService {
         let _ = tx.try_send(Ok(started_event));
         let service = self.clone();
         tokio::spawn(async move {
+            let _in_flight = crate::metrics::InFlight::start();
             let budget = prepared.deadlines.budget as u64;
             let sink = Sink::Stream(tx.clone());
             let result = run::drive(child, prepared.stdin, prepared.deadlines, sink).await;

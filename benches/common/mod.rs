@@ -1,0 +1,100 @@
+//! Shared by the benches: the real daemon on a temporary socket.
+
+// Each bench uses a different part of this module.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// bubblewrap is only a point of comparison: install it for the bench.
+pub fn ensure_bwrap() {
+    if which("bwrap") {
+        return;
+    }
+    eprintln!("installing bubblewrap for the comparison (apt-get)...");
+    let ok = Command::new("sh")
+        .args([
+            "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap",
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok && which("bwrap"), "could not install bubblewrap");
+}
+
+fn which(program: &str) -> bool {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .any(|dir| Path::new(dir).join(program).is_file())
+}
+
+/// The real daemon on a temporary socket, with one agent (this uid) whose
+/// policy is the default shell isolation.
+pub struct Daemon {
+    child: std::process::Child,
+    pub socket: PathBuf,
+    pub workspace: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// `config` is extra daemon config TOML (e.g. `[audit]\nenabled = false`).
+    pub fn start(config: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policies = dir.path().join("policies");
+        let workspace = dir.path().join("ws");
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::create_dir_all(&workspace).unwrap();
+        std::os::unix::fs::chown(&workspace, Some(65534), Some(65534)).unwrap();
+        let uid = nix::unistd::getuid().as_raw();
+        std::fs::write(
+            policies.join("bench.toml"),
+            format!(
+                "[[agents]]\nname = \"bench\"\nuids = [{uid}]\n\
+                 [[agents.workspaces]]\nname = \"main\"\npath = \"{}\"\n\
+                 [agents.shell]\n[[agents.shell.commands]]\nprogram = \"/bin/true\"\n",
+                workspace.display()
+            ),
+        )
+        .unwrap();
+        let socket = dir.path().join("agentjail.sock");
+        let config_path = dir.path().join("agentjail.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_agentjail"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--policy-dir")
+            .arg(&policies)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .env("AGENTJAIL_LOG", "warn")
+            .stderr(log)
+            .spawn()
+            .expect("start agentjail serve");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "the daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon {
+            child,
+            socket,
+            workspace,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
