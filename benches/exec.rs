@@ -1,7 +1,8 @@
 //! `cargo bench --bench exec`: the cost of a sandboxed command, side by side
 //! in one run.
 //!
-//! - `agentjail Run`: `Run` of `/bin/true` end to end over the Unix socket,
+//! - `agentjail Run`: `Run` of `/bin/true` end to end over the Unix socket
+//!   (audit on, the default, and off),
 //!   with the full default isolation (namespaces, minimal root, cgroups,
 //!   rlimits, Landlock, seccomp);
 //! - `bare spawn`: the same command spawned with no isolation;
@@ -29,22 +30,28 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
     ensure_bwrap();
-    let daemon = Daemon::start("");
+    // Audit on is the default; the audit-off daemon isolates the sandbox's
+    // own cost from the record's fdatasync.
+    let audited = Daemon::start("");
+    let unaudited = Daemon::start("[audit]\nenabled = false\n");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let mut client = runtime
-        .block_on(agentjail::client::connect_unix(&daemon.socket))
-        .expect("connect to the daemon");
+    let connect = |d: &Daemon| {
+        runtime
+            .block_on(agentjail::client::connect_unix(&d.socket))
+            .expect("connect to the daemon")
+    };
+    let mut clients = [connect(&audited), connect(&unaudited)];
     let request = ExecRequest {
         argv: vec!["/bin/true".into()],
         ..Default::default()
     };
-    let mut run_once = || {
+    let mut run_once = |which: usize| {
         let started = Instant::now();
         let result = runtime
-            .block_on(client.run(request.clone()))
+            .block_on(clients[which].run(request.clone()))
             .expect("Run /bin/true")
             .into_inner();
         assert_eq!(
@@ -77,14 +84,19 @@ fn main() {
 
     // Warm up caches, the netns pool and the cgroup hierarchy.
     for _ in 0..20 {
-        run_once();
+        run_once(0);
+        run_once(1);
         bare_once();
         bwrap_once();
     }
-    let (mut ours, mut bare, mut bwrap) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours, mut ours_unaudited, mut bare, mut bwrap) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     while ours.len() < iters {
         for _ in 0..ROUND {
-            ours.push(run_once());
+            ours.push(run_once(0));
+        }
+        for _ in 0..ROUND {
+            ours_unaudited.push(run_once(1));
         }
         for _ in 0..ROUND {
             bare.push(bare_once());
@@ -94,6 +106,7 @@ fn main() {
         }
     }
     let ours = Stats::of(ours);
+    let ours_unaudited = Stats::of(ours_unaudited);
     let bare = Stats::of(bare);
     let bwrap = Stats::of(bwrap);
     println!("/bin/true, {iters} samples each, interleaved in rounds of {ROUND}");
@@ -102,7 +115,8 @@ fn main() {
         "", "p50 ms", "p99 ms", "mean ms"
     );
     for (name, s) in [
-        ("agentjail Run (unix socket)", &ours),
+        ("agentjail Run, audit on", &ours),
+        ("agentjail Run, audit off", &ours_unaudited),
         ("bare spawn", &bare),
         ("bwrap --unshare-all", &bwrap),
     ] {
@@ -113,6 +127,7 @@ fn main() {
             ms(s.mean)
         );
     }
+    // The targets are for the default configuration: audit on.
     let vs_bwrap = ms(ours.p50) / ms(bwrap.p50);
     let vs_bare = ms(ours.p50) / ms(bare.p50);
     println!(

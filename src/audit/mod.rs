@@ -13,6 +13,8 @@ pub use redact::Redactor;
 pub use writer::{WriterConfig, head_path, read_head};
 
 use crate::error::{Reason, ToolError};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::oneshot;
@@ -24,6 +26,7 @@ pub struct AuditLog {
     jobs: Option<Mutex<mpsc::Sender<Job>>>,
     shared: Arc<Shared>,
     fail_open: bool,
+    path: PathBuf,
 }
 
 impl AuditLog {
@@ -31,27 +34,22 @@ impl AuditLog {
     pub fn disabled() -> AuditLog {
         AuditLog {
             jobs: None,
-            shared: Arc::new(Shared {
-                healthy: true.into(),
-                last_error: Mutex::new(String::new()),
-                queued: 0.into(),
-            }),
+            shared: Arc::new(Shared::new()),
             fail_open: false,
+            path: PathBuf::new(),
         }
     }
 
     /// Opens or resumes the log file and starts the writer.
     pub fn open(cfg: WriterConfig, fail_open: bool) -> std::io::Result<AuditLog> {
-        let shared = Arc::new(Shared {
-            healthy: true.into(),
-            last_error: Mutex::new(String::new()),
-            queued: 0.into(),
-        });
+        let shared = Arc::new(Shared::new());
+        let path = cfg.path.clone();
         let jobs = writer::start(cfg, shared.clone())?;
         Ok(AuditLog {
             jobs: Some(Mutex::new(jobs)),
             shared,
             fail_open,
+            path,
         })
     }
 
@@ -90,7 +88,13 @@ impl AuditLog {
     /// Before a call does any work: refuse it if its record could not be
     /// written. A log that was failing is retried first.
     pub async fn admit(&self) -> Result<(), ToolError> {
-        if self.jobs.is_none() || self.fail_open || self.is_healthy() {
+        if self.jobs.is_none() || self.fail_open {
+            return Ok(());
+        }
+        // One stat: the file still being the one written to is what makes
+        // the record possible (a removed log or directory is noticed here,
+        // before the call does its work, not after).
+        if self.is_healthy() && self.file_in_place() {
             return Ok(());
         }
         let (reply, answer) = oneshot::channel();
@@ -98,6 +102,13 @@ impl AuditLog {
             return Ok(());
         }
         Err(self.unavailable())
+    }
+
+    fn file_in_place(&self) -> bool {
+        let expected = self.shared.identity.lock().map(|id| *id).unwrap_or((0, 0));
+        std::fs::metadata(&self.path)
+            .map(|m| (m.dev(), m.ino()) == expected)
+            .unwrap_or(false)
     }
 
     /// Writes the call's record and waits until it is durable; returns its

@@ -12,6 +12,14 @@ pub const MASK: &str = "[REDACTED]";
 const BUILTIN: &[&str] = &[
     // --password=x, -token:x, api_key=x, secret: x
     r"(?i)(?P<keep>(?:^|[^A-Za-z0-9]|--?)(?:password|passwd|pwd|pass|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|client[-_]?secret|auth)\s*[=:]\s*)[^\s,;&]+",
+    // --password value, inside a command string
+    r"(?i)(?P<keep>(?:^|\s)--?(?:password|passwd|pass|secret|token|api[-_]?key|access[-_]?key|auth|client[-_]?secret|private[-_]?key)\s+)[^\s-][^\s]*",
+    // "password": "x" in JSON bodies
+    r#"(?i)(?P<keep>"(?:password|passwd|secret|token|api[-_]?key|access[-_]?token|refresh[-_]?token|client[-_]?secret|private[-_]?key)"\s*:\s*")[^"]*"#,
+    // PGPASSWORD=x, AWS_SECRET_ACCESS_KEY=x, GITHUB_TOKEN=x
+    r"(?P<keep>\b[A-Za-z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|ACCESS_?KEY)[A-Za-z0-9_]*=)[^\s;&]+",
+    // curl -u user:password
+    r"(?P<keep>(?:^|\s)(?:-u|--user)\s*[^:\s]+:)[^\s]+",
     // Authorization: Bearer x / Basic x / token x
     r"(?i)(?P<keep>(?:proxy-)?authorization\s*:\s*(?:bearer|basic|token|digest)?\s*)[^\s]+",
     // scheme://user:password@host
@@ -166,6 +174,21 @@ mod tests {
         let (t, hit) = r().text("key Zx8Qp2Lm9Rt4Vb7Nc1Kd5Hf3Jg6Ws0Ye");
         assert!(hit && !t.contains("Zx8Qp2"), "{t}");
         let (t, hit) = r().text("src/components/navigation/sidebar_items.rs");
+        assert!(!hit, "{t}");
+    }
+
+    #[test]
+    fn masks_secrets_inside_command_strings() {
+        for (text, secret) in [
+            ("mysql --password hunter2xyz -h db", "hunter2xyz"),
+            (r#"curl -d '{"password":"pa55w0rd!"}' x"#, "pa55w0rd!"),
+            ("PGPASSWORD=s3cr3tpw psql", "s3cr3tpw"),
+            ("curl -u bob:b0bpass https://x", "b0bpass"),
+        ] {
+            let (t, hit) = r().text(text);
+            assert!(hit && !t.contains(secret), "{text} -> {t}");
+        }
+        let (t, hit) = r().text("cargo test --release -- --nocapture");
         assert!(!hit, "{t}");
     }
 

@@ -42,6 +42,26 @@ pub(crate) struct Shared {
     pub last_error: Mutex<String>,
     /// Records handed to the writer and not yet answered (a metric).
     pub queued: AtomicUsize,
+    /// (dev, ino) of the file being written, so admission can notice the
+    /// log being removed or replaced before a call does any work.
+    pub identity: Mutex<(u64, u64)>,
+}
+
+impl Shared {
+    pub fn new() -> Shared {
+        Shared {
+            healthy: true.into(),
+            last_error: Mutex::new(String::new()),
+            queued: 0.into(),
+            identity: Mutex::new((0, 0)),
+        }
+    }
+
+    fn set_identity(&self, identity: (u64, u64)) {
+        if let Ok(mut id) = self.identity.lock() {
+            *id = identity;
+        }
+    }
 }
 
 impl Shared {
@@ -78,6 +98,7 @@ struct Log {
 /// Opens (or resumes) the log and starts the writer thread.
 pub(crate) fn start(cfg: WriterConfig, shared: Arc<Shared>) -> io::Result<mpsc::Sender<Job>> {
     let mut log = Log::resume(cfg)?;
+    shared.set_identity(log.identity);
     if let Err(e) = log.reserve() {
         shared.fail(format!(
             "cannot reserve space in {}: {e}",
@@ -106,6 +127,7 @@ fn run(mut log: Log, rx: mpsc::Receiver<Job>, shared: Arc<Shared>) {
                 Job::Append(entry, reply) => appends.push((entry, reply)),
                 Job::Recover(reply) => {
                     let ok = log.recover(&shared);
+                    shared.set_identity(log.identity);
                     let _ = reply.send(ok);
                 }
                 Job::Rotate => {
@@ -117,6 +139,7 @@ fn run(mut log: Log, rx: mpsc::Receiver<Job>, shared: Arc<Shared>) {
         }
         if !appends.is_empty() {
             log.commit(appends, &shared);
+            shared.set_identity(log.identity);
         }
     }
 }

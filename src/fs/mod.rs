@@ -136,3 +136,16 @@ pub fn resolve_dir(ws: &WorkspacePolicy, path: &str) -> crate::error::ToolResult
     access::require(ws, Access::Read, &lexical, &canonical, true)?;
     Ok(canonical)
 }
+
+/// The canonical path of an existing file or directory (not a symlink) at
+/// `path`, and whether it is a directory; None when there is none, or the
+/// path leaves the workspace. Used to mask denied paths in the sandbox.
+pub fn existing_entry(ws: &WorkspacePolicy, path: &str) -> Option<(String, bool)> {
+    let rel = path::RelPath::parse_entry(path).ok()?;
+    let resolved = resolve::resolve(ws, &rel, resolve::Follow::NotLast).ok()?;
+    match resolved.kind()? {
+        meta::Kind::Dir => Some((resolved.path(), true)),
+        meta::Kind::File => Some((resolved.path(), false)),
+        _ => None,
+    }
+}

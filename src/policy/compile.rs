@@ -117,6 +117,7 @@ pub(crate) fn build_globset_with(
     Ok(RuleSet {
         set,
         rules: globs.iter().map(|(_, r)| r.clone()).collect(),
+        globs: globs.iter().map(|(g, _)| g.clone()).collect(),
     })
 }
 

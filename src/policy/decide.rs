@@ -37,6 +37,8 @@ impl Decision {
 pub struct RuleSet {
     pub(crate) set: GlobSet,
     pub(crate) rules: Vec<Arc<str>>,
+    /// The globs as written, in the same order.
+    pub(crate) globs: Vec<String>,
 }
 
 impl RuleSet {
@@ -44,6 +46,7 @@ impl RuleSet {
         RuleSet {
             set: GlobSet::empty(),
             rules: Vec::new(),
+            globs: Vec::new(),
         }
     }
 
@@ -130,6 +133,29 @@ impl FileRules {
             }
         }
         None
+    }
+
+    /// Workspace-relative paths that deny globs name literally: `.git/hooks`
+    /// for `.git/hooks/**`, `.env` for `**/.env` (its root-level instance).
+    /// The sandbox masks those that exist, since Landlock cannot carve
+    /// exceptions out of the workspace it grants.
+    pub fn literal_denied_paths(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for glob in &self.deny.globs {
+            let g = glob.trim_start_matches("./");
+            let g = g
+                .strip_suffix("/**")
+                .or_else(|| g.strip_suffix("/*"))
+                .unwrap_or(g);
+            let g = g.strip_prefix("**/").unwrap_or(g);
+            let literal = !g.is_empty()
+                && !g.contains(['*', '?', '[', ']', '{', '}', '\\'])
+                && !g.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+            if literal && !out.iter().any(|p| p == g) {
+                out.push(g.to_string());
+            }
+        }
+        out
     }
 
     /// Whether any deny glob exists (hardlinked files are then unreadable).

@@ -108,24 +108,24 @@ pub fn explain(
                     "exec needs a program and its arguments".into(),
                 ));
             }
-            let shell = with_shell(agent_policy, request);
-            Ok(match shell {
-                Ok(shell) => explain_exec(shell, argv, subject(agent_policy, None, request)),
-                Err(e) => e,
+            let subject = subject(agent_policy, None, request);
+            Ok(match &agent_policy.shell {
+                Some(shell) => explain_exec(shell, argv, subject),
+                None => no_shell(agent_policy, subject),
             })
         }
         Request::Shell(command) => {
-            let shell = with_shell(agent_policy, request);
-            Ok(match shell {
-                Ok(shell) => explain_shell(shell, command, subject(agent_policy, None, request)),
-                Err(e) => e,
+            let subject = subject(agent_policy, None, request);
+            Ok(match &agent_policy.shell {
+                Some(shell) => explain_shell(shell, command, subject),
+                None => no_shell(agent_policy, subject),
             })
         }
         Request::Env(name) => {
-            let shell = with_shell(agent_policy, request);
-            Ok(match shell {
-                Ok(shell) => explain_env(shell, name, subject(agent_policy, None, request)),
-                Err(e) => e,
+            let subject = subject(agent_policy, None, request);
+            Ok(match &agent_policy.shell {
+                Some(shell) => explain_env(shell, name, subject),
+                None => no_shell(agent_policy, subject),
             })
         }
     }
@@ -144,20 +144,17 @@ fn subject(agent: &AgentPolicy, ws: Option<&WorkspaceRules>, request: &Request) 
     }
 }
 
-/// The agent's shell policy, or the denial the daemon gives without one.
-fn with_shell<'a>(
-    agent: &'a AgentPolicy,
-    request: &Request,
-) -> Result<&'a ShellPolicy, Explanation> {
-    agent.shell.as_ref().ok_or_else(|| Explanation {
+/// The denial the daemon gives an agent without an `[agents.shell]` table.
+fn no_shell(agent: &AgentPolicy, subject: String) -> Explanation {
+    Explanation {
         allowed: false,
         // As the daemon names it (src/shell/mod.rs).
         rule: format!("{}: no [agents.shell] table", agent.name),
         matched: None,
-        subject: subject(agent, None, request),
+        subject,
         related: Vec::new(),
         notes: vec!["without an [agents.shell] table an agent may run no command".into()],
-    })
+    }
 }
 
 /// Lexically normalises a workspace path: `/`-separated, no `.` or empty

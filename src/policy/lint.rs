@@ -227,7 +227,11 @@ fn lint_agent(
                         "agent \"{name}\": {} lets the file tools write {what} in {} {}; add \
                          \"{fix}\" to files.deny",
                         describe(&write[i], ctx),
-                        if writable.len() == 1 { "workspace" } else { "workspaces" },
+                        if writable.len() == 1 {
+                            "workspace"
+                        } else {
+                            "workspaces"
+                        },
                         writable.join(", ")
                     ),
                 );
@@ -326,10 +330,9 @@ fn lint_agent(
     }
     for ws in agent.workspaces.get_ref() {
         let path = expand(ws.path.get_ref(), opts);
-        if !walks.contains_key(&path) {
-            let found = walk(&path, walk_limit);
-            walks.insert(path, found);
-        }
+        walks
+            .entry(path)
+            .or_insert_with_key(|p| walk(p, walk_limit));
     }
     let mut walked = Vec::new();
     for ws in agent.workspaces.get_ref() {

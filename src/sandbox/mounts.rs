@@ -151,6 +151,29 @@ impl MountPlan {
             attrs: ws_attrs,
         });
 
+        // Denied paths the policy names: hidden under the workspace, read-only.
+        for (rel, is_dir) in &spec.masked {
+            let dst = cstr(b.at(&ws.inside.join(rel)))?;
+            if *is_dir {
+                b.ops.push(MountOp::Tmpfs {
+                    dst: dst.clone(),
+                    data: cstr("mode=0555,size=4k,nr_inodes=8")?,
+                    nodev: true,
+                });
+                b.ops.push(MountOp::Attrs {
+                    path: dst,
+                    attrs: ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+                });
+            } else {
+                // /dev/null on a nodev mount: every open fails.
+                b.ops.push(MountOp::Bind {
+                    src: cstr("/dev/null")?,
+                    dst,
+                    attrs: ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+                });
+            }
+        }
+
         b.dirs(Path::new("/tmp"))?;
         let tmp_data = format!("size={},mode=1777,nr_inodes=65536", spec.limits.tmp_bytes);
         b.ops.push(MountOp::Tmpfs {

@@ -81,6 +81,10 @@ pub struct SandboxSpec {
     /// network namespace and Landlock TCP denial.
     pub network: bool,
     pub limits: Limits,
+    /// Paths below the workspace mount to hide: a directory gets an empty
+    /// read-only tmpfs over it, a file becomes unopenable. (relative path,
+    /// is_dir)
+    pub masked: Vec<(PathBuf, bool)>,
     pub stdin: Stdin,
     pub hostname: String,
 }
@@ -139,6 +143,7 @@ impl SandboxSpec {
             gid: 65534,
             network: false,
             limits: Limits::default(),
+            masked: Vec::new(),
             stdin: Stdin::Null,
             hostname: "sandbox".into(),
         }

@@ -148,6 +148,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     health_reporter
         .set_not_serving::<ToolSandboxServer<ToolService>>()
         .await;
+    // tonic-health starts the overall status "" as SERVING: not while starting.
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -249,7 +253,9 @@ async fn report_audit_health(state: Arc<State>, reporter: tonic_health::server::
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     loop {
         tick.tick().await;
-        let healthy = state.audit.is_healthy();
+        // A failing log is retried here too, so health recovers without
+        // waiting for a call to come by.
+        let healthy = state.audit.is_healthy() || state.audit.admit().await.is_ok();
         if healthy == serving {
             continue;
         }

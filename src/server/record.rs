@@ -285,6 +285,10 @@ impl EntryStart {
             Outcome {
                 status: code_name(err.reason.code()).to_string(),
                 reason: Some(err.reason.as_str().to_string()),
+                // The path the tool resolved, when it got that far.
+                resolved_path: err
+                    .metadata_value("path")
+                    .map(|p| redact.text(p).0.into_owned()),
                 message: Some(message.into_owned()),
                 duration_us,
                 ..Default::default()

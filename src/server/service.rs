@@ -129,10 +129,8 @@ impl ToolService {
             Err(err) => {
                 let record =
                     entry.refused(agent_name.as_deref(), &err, elapsed_us, &policy.redactor);
-                self.audited(record, &request_id).await?;
-                let mut status = err.to_status();
-                insert_request_id(status.metadata_mut(), &request_id);
-                Err(status)
+                let seq = self.audited(record, &request_id).await?;
+                Err(refusal_status(&err, &request_id, seq))
             }
         }
     }
@@ -181,6 +179,19 @@ impl ToolService {
             }
         }
     }
+}
+
+/// A refusal's status, carrying the request id and its audit record's
+/// sequence number (`agentjail-audit-seq`), so it can be joined to the log.
+pub(super) fn refusal_status(err: &ToolError, request_id: &str, audit_seq: u64) -> Status {
+    let mut status = err.to_status();
+    insert_request_id(status.metadata_mut(), request_id);
+    if audit_seq > 0 {
+        if let Ok(value) = audit_seq.to_string().parse() {
+            status.metadata_mut().insert("agentjail-audit-seq", value);
+        }
+    }
+    status
 }
 
 fn insert_request_id(metadata: &mut tonic::metadata::MetadataMap, request_id: &str) {
@@ -233,8 +244,8 @@ impl ToolSandbox for ToolService {
             Err(e) => {
                 let elapsed_us = started.elapsed().as_micros() as u64;
                 let record = entry.refused(None, &e, elapsed_us, &policy.redactor);
-                self.audited(record, &request_id).await?;
-                return Err(e.to_status());
+                let seq = self.audited(record, &request_id).await?;
+                return Err(refusal_status(&e, &request_id, seq));
             }
         };
         let (identified_by, uid, gid, pid) = match caller {

@@ -3,7 +3,7 @@
 
 use super::identity::{Caller, agent_for};
 use super::record::EntryStart;
-use super::service::{ToolService, workspace_index};
+use super::service::{ToolService, refusal_status, workspace_index};
 use crate::audit::{self, Enforced, Entry};
 use crate::error::{Reason, ToolError};
 use crate::policy::CompiledPolicy;
@@ -153,10 +153,10 @@ impl ToolService {
         let request_id = entry.request_id.clone();
         let elapsed_us = started.elapsed().as_micros() as u64;
         let record = entry.refused(agent.as_deref(), &err, elapsed_us, &policy.redactor);
-        if let Err(status) = self.audited(record, &request_id).await {
-            return status;
+        match self.audited(record, &request_id).await {
+            Ok(seq) => refusal_status(&err, &request_id, seq),
+            Err(status) => status,
         }
-        err.to_status()
     }
 
     pub(super) async fn run_call(

@@ -128,6 +128,13 @@ pub fn prepare(
             cpu_millis: Some(limits.cpu_percent * 10),
             tmp_bytes: sandbox::Limits::default().tmp_bytes,
         },
+        masked: ws
+            .rules
+            .literal_denied_paths()
+            .iter()
+            .filter_map(|p| crate::fs::existing_entry(ws, p))
+            .map(|(p, is_dir)| (PathBuf::from(p), is_dir))
+            .collect(),
         stdin: if req.stdin.is_empty() {
             Stdin::Null
         } else {
