@@ -239,14 +239,15 @@ fn lint_agent(
         }
     }
 
-    // Commands see the whole workspace: deny globs do not bind them.
+    // Commands see the workspace: only literally named denied paths are
+    // masked in their sandbox.
     if has_shell && !deny.is_empty() {
         ctx.note(
             &deny[0].span,
             format!(
-                "agent \"{name}\": files.deny binds the file tools only; its commands see every \
-                 file of the workspace, denied ones included (read-write unless the workspace is \
-                 read-only)"
+                "agent \"{name}\": in commands, files.deny hides only the paths it names \
+                 literally (e.g. .git/hooks, a root-level .env); other denied files, such as \
+                 sub/.env for **/.env, are visible to commands"
             ),
         );
     }

@@ -110,6 +110,26 @@ fn read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// On a cgroup2 host the per-launch groups get `memory.max` and `pids.max`
+/// only if their parent hands those controllers down: write them into the
+/// base group's `cgroup.subtree_control` once. (A hybrid host, whose cgroup2
+/// hierarchy has no controllers, has nothing to enable.)
+fn enable_v2_controllers(base: &Path, l: &Layout) {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let wanted: Vec<String> = ["memory", "pids", "cpu"]
+            .iter()
+            .filter(|c| l.v2_has(c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        if !wanted.is_empty() {
+            // Failure surfaces below: a limit asked for with no controller
+            // to enforce it fails the launch closed.
+            let _ = fs::write(base.join("cgroup.subtree_control"), wanted.join(" "));
+        }
+    });
+}
+
 impl Cgroup {
     /// Creates the groups and sets the limits. Fails closed when a limit is
     /// asked for and no controller can enforce it.
@@ -125,6 +145,7 @@ impl Cgroup {
         if let Some(v2) = &l.v2 {
             let dir = v2.join(BASE).join(id);
             fs::create_dir_all(&dir)?;
+            enable_v2_controllers(&v2.join(BASE), l);
             cg.dirs.push(dir.clone());
             if dir.join("cgroup.kill").exists() {
                 cg.kill_file = Some(dir.join("cgroup.kill"));
