@@ -22,6 +22,9 @@ use super::sys;
 pub struct ChildPlan {
     /// Fds that become the command's 0, 1 and 2.
     pub stdio: [i32; 3],
+    /// stdin is /dev/null: reopen the sandbox's own node after the mounts,
+    /// so `/dev/stdin` names a file the command may open.
+    pub stdin_null: bool,
     /// CLOEXEC pipe: a setup failure (step, errno); EOF means exec happened.
     pub err_w: i32,
     /// CLOEXEC pipe: init's report of how the command ended.
@@ -145,6 +148,14 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
     step!(e, Step::Hostname, sys::sethostname(&p.hostname));
     // 3. Filesystem view.
     step!(e, p.mounts.apply());
+    if p.stdin_null {
+        let null = match sys::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) {
+            Ok(fd) => fd,
+            Err(errno) => report::fail(e, Step::Stdio, errno),
+        };
+        step!(e, Step::Stdio, sys::dup2(null, 0));
+        sys::close(null);
+    }
     // 5. cgroups and rlimits (4, closing fds, follows Landlock: see below).
     for fd in &p.cgroup_procs {
         step!(e, Step::CgroupJoin, sys::write_all(*fd, b"0"));

@@ -272,6 +272,7 @@ fn build_plan(
             ends.stdout.as_raw_fd(),
             ends.stderr.as_raw_fd(),
         ],
+        stdin_null: spec.stdin == Stdin::Null,
         err_w: ends.err_w.as_raw_fd(),
         status_w: ends.status_w.as_raw_fd(),
         netns: ends.netns.as_ref().map(|f| f.as_raw_fd()),

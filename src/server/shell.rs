@@ -123,12 +123,25 @@ impl ToolService {
         })?;
         self.state().audit.admit().await?;
         let launch_started = Instant::now();
-        let child = launcher.spawn(prepared.spec.clone()).await.map_err(|e| {
-            ToolError::new(
-                Reason::Internal,
-                format!("the sandbox could not be set up, nothing ran: {e}"),
-            )
-        })?;
+        let child = launcher
+            .spawn(prepared.spec.clone())
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::ArgumentListTooLong => ToolError::invalid(format!(
+                    "the arguments and environment are too long for the kernel to run ({e}); \
+                     pass large data through stdin or a file in the workspace"
+                )),
+                std::io::ErrorKind::NotFound if e.to_string().contains("step Exec") => {
+                    ToolError::new(
+                        Reason::NotFound,
+                        format!("the program could not be run in the sandbox, nothing ran: {e}"),
+                    )
+                }
+                _ => ToolError::new(
+                    Reason::Internal,
+                    format!("the sandbox could not be set up, nothing ran: {e}"),
+                ),
+            })?;
         crate::metrics::sandbox_setup(launch_started.elapsed());
         let t = child.timings();
         tracing::debug!(

@@ -94,9 +94,18 @@ impl Counter {
     }
 }
 
+/// What became of a chunk of output.
+enum Pushed {
+    Done,
+    /// The client is not keeping up: hold this event, read no more output
+    /// until it fits (the timers keep running meanwhile).
+    Held(Result<ExecEvent, tonic::Status>),
+    /// The client has gone away.
+    Closed,
+}
+
 impl Sink {
-    /// Returns false when the receiver has gone away.
-    async fn push(&mut self, which: Which, counter: &mut Counter, data: &[u8]) -> bool {
+    fn push(&mut self, which: Which, counter: &mut Counter, data: &[u8]) -> Pushed {
         match self {
             Sink::Capture { stdout, stderr } => {
                 counter.saw(data);
@@ -104,12 +113,16 @@ impl Sink {
                     Which::Out => stdout.push(data),
                     Which::Err => stderr.push(data),
                 }
-                true
+                Pushed::Done
             }
             Sink::Stream(tx) => {
                 let kept = counter.within(data);
                 if kept.is_empty() {
-                    return !tx.is_closed();
+                    return if tx.is_closed() {
+                        Pushed::Closed
+                    } else {
+                        Pushed::Done
+                    };
                 }
                 let chunk = OutputChunk {
                     data: kept.to_vec(),
@@ -118,8 +131,20 @@ impl Sink {
                     Which::Out => exec_event::Event::Stdout(chunk),
                     Which::Err => exec_event::Event::Stderr(chunk),
                 };
-                tx.send(Ok(ExecEvent { event: Some(event) })).await.is_ok()
+                match tx.try_send(Ok(ExecEvent { event: Some(event) })) {
+                    Ok(()) => Pushed::Done,
+                    Err(mpsc::error::TrySendError::Full(event)) => Pushed::Held(event),
+                    Err(mpsc::error::TrySendError::Closed(_)) => Pushed::Closed,
+                }
             }
+        }
+    }
+
+    /// Room for one held event (never, for Capture).
+    async fn room(&self) -> Option<mpsc::Permit<'_, Result<ExecEvent, tonic::Status>>> {
+        match self {
+            Sink::Stream(tx) => tx.reserve().await.ok(),
+            Sink::Capture { .. } => std::future::pending().await,
         }
     }
 
@@ -171,35 +196,37 @@ pub async fn drive(
     let mut err_buf = vec![0u8; READ_CHUNK];
     let far = started + Duration::from_secs(365 * 24 * 3600);
 
+    let mut held: Option<Result<ExecEvent, tonic::Status>> = None;
     loop {
         if drain_deadline.is_some() && out.is_none() && err.is_none() {
             break;
         }
+        // One step of output, taken out of the select so that the pipes'
+        // buffers can be borrowed again for the next round.
+        let mut got: Option<(Which, usize)> = None;
         tokio::select! {
-            r = read_some(&mut out, &mut out_buf), if out.is_some() => {
+            r = read_some(&mut out, &mut out_buf), if out.is_some() && held.is_none() => {
                 match r {
-                    Ok(n) if n > 0 => {
-                        idle_deadline = limits.idle.map(|d| Instant::now() + d);
-                        if !sink.push(Which::Out, &mut out_counter, &out_buf[..n]).await && !killed {
-                            cancelled = true;
-                            killed = true;
-                            child.kill_tree();
-                        }
-                    }
+                    Ok(n) if n > 0 => got = Some((Which::Out, n)),
                     _ => out = None,
                 }
             }
-            r = read_some(&mut err, &mut err_buf), if err.is_some() => {
+            r = read_some(&mut err, &mut err_buf), if err.is_some() && held.is_none() => {
                 match r {
-                    Ok(n) if n > 0 => {
-                        idle_deadline = limits.idle.map(|d| Instant::now() + d);
-                        if !sink.push(Which::Err, &mut err_counter, &err_buf[..n]).await && !killed {
+                    Ok(n) if n > 0 => got = Some((Which::Err, n)),
+                    _ => err = None,
+                }
+            }
+            permit = sink.room(), if held.is_some() => {
+                match (permit, held.take()) {
+                    (Some(permit), Some(event)) => permit.send(event),
+                    _ => {
+                        if !killed {
                             cancelled = true;
                             killed = true;
                             child.kill_tree();
                         }
                     }
-                    _ => err = None,
                 }
             }
             guard = exited_fd.readable(), if drain_deadline.is_none() => {
@@ -224,9 +251,28 @@ pub async fn drive(
                 child.kill_tree();
             }
             _ = sleep_until(drain_deadline.unwrap_or(far)), if drain_deadline.is_some() => {
-                // Something still holds the pipes: end it all.
+                // Something still holds the pipes (or the client stopped
+                // reading): end it all.
                 child.kill_tree();
                 break;
+            }
+        }
+        if let Some((which, n)) = got {
+            idle_deadline = limits.idle.map(|d| Instant::now() + d);
+            let (buf, counter) = match which {
+                Which::Out => (&out_buf[..n], &mut out_counter),
+                Which::Err => (&err_buf[..n], &mut err_counter),
+            };
+            match sink.push(which, counter, buf) {
+                Pushed::Done => {}
+                Pushed::Held(event) => held = Some(event),
+                Pushed::Closed => {
+                    if !killed {
+                        cancelled = true;
+                        killed = true;
+                        child.kill_tree();
+                    }
+                }
             }
         }
     }

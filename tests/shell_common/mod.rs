@@ -1,0 +1,1048 @@
+//! Harness for the shell-tool integration tests (`exec_api.rs`,
+//! `escape_shell.rs`): starts the real `agentjail serve` binary with a policy
+//! that grants the test process (uid 0) an `[agents.shell]` table, talks to
+//! it over its Unix socket with the real tonic client, and inspects the host
+//! (`/proc`, cgroups, files) to prove that nothing happened outside.
+//!
+//! Kept apart from `tests/common/mod.rs` (the file-tool harness) on purpose:
+//! the shell tests need their own workspace ownership, daemon environment
+//! and inherited fds. Included with `#[path = "shell_common/mod.rs"]` so
+//! Cargo does not build it as a test target of its own.
+//!
+//! Layout of every test directory (`ShellDirs`):
+//!
+//! ```text
+//! <root>/                 0755
+//!   ws/                   the agent's workspace "main", owned by the sandbox uid
+//!   ro/readme.txt         its read-only workspace "ro" (also sandbox-owned)
+//!   other-ws/secret.txt   another agent's workspace (policy names it)
+//!   outside/secret.txt    host files the sandbox must never read or change
+//!   policies/test.toml    the policy under test
+//!   state/                --state-dir
+//!   run/agentjail.sock    the socket
+//!   agentjail.toml        the daemon config
+//!   daemon.log            the daemon's stdout and stderr
+//! ```
+
+#![allow(dead_code)]
+
+use agentjail::error::reason_of;
+use agentjail::proto::tool_sandbox_client::ToolSandboxClient;
+use agentjail::proto::*;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_agentjail");
+/// The agent of the test policy (uid 0: the test process).
+pub const AGENT: &str = "tester";
+/// The unprivileged identity commands run as; the workspace is theirs.
+pub const SANDBOX_UID: u32 = 65534;
+pub const SANDBOX_GID: u32 = 65534;
+/// Content of `outside/secret.txt` and `other-ws/secret.txt`.
+pub const SECRET: &str = "HOST-SECRET-7f3a9c1e";
+/// Content of `ro/readme.txt`.
+pub const RO_CONTENT: &str = "read-only workspace content\n";
+/// Written as a comment into the policy file: must never reach a command.
+pub const POLICY_CANARY: &str = "POLICY-CANARY-5d2b8e40";
+/// The sandbox `PATH` of the test policy (host view of the same dirs).
+pub const SANDBOX_PATH: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin"];
+
+/// Programs the suites cannot work without: missing ones fail the test.
+pub const ESSENTIAL: &[&str] = &[
+    "sh", "bash", "cat", "echo", "true", "false", "sleep", "id", "ls", "env", "python3", "ps",
+    "kill", "ln", "mknod", "mount", "unshare", "xargs", "find", "setsid", "yes", "head", "cp",
+    "seq", "touch", "pwd", "wc", "readlink", "stat", "grep", "tr", "mkfifo", "chown", "getent",
+];
+
+/// Whether we run under CI (`CI=true`): nothing may be skipped there.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Where `name` resolves on the sandbox PATH (which binds the host dirs).
+pub fn on_sandbox_path(name: &str) -> Option<PathBuf> {
+    SANDBOX_PATH
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Fails the test (never skips it) when a program the suite needs is not
+/// installed where the sandbox can see it.
+#[track_caller]
+pub fn require_programs(names: &[&str]) {
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| on_sandbox_path(n).is_none())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "programs needed by this test are missing from {SANDBOX_PATH:?}: {missing:?} \
+         (install them; these tests fail rather than skip)"
+    );
+}
+
+// ------------------------------------------------------------------ dirs
+
+pub struct ShellDirs {
+    tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub ws: PathBuf,
+    pub ro: PathBuf,
+    pub other_ws: PathBuf,
+    pub outside: PathBuf,
+    pub policy_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Default for ShellDirs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ShellDirs {
+    pub fn new() -> ShellDirs {
+        let tmp = tempfile::Builder::new()
+            .prefix("aj-shell-")
+            .tempdir_in("/tmp")
+            .expect("create temp dir");
+        let root = tmp.path().to_path_buf();
+        set_mode(&root, 0o755);
+        let d = ShellDirs {
+            ws: root.join("ws"),
+            ro: root.join("ro"),
+            other_ws: root.join("other-ws"),
+            outside: root.join("outside"),
+            policy_dir: root.join("policies"),
+            state_dir: root.join("state"),
+            socket: root.join("run").join("agentjail.sock"),
+            config: root.join("agentjail.toml"),
+            log: root.join("daemon.log"),
+            root,
+            tmp,
+        };
+        for dir in [
+            &d.ws,
+            &d.ro,
+            &d.other_ws,
+            &d.outside,
+            &d.policy_dir,
+            &d.state_dir,
+            &d.socket.parent().unwrap().to_path_buf(),
+        ] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(d.ro.join("readme.txt"), RO_CONTENT).unwrap();
+        // Owned by the sandbox user: only the policy's read-only mount, not
+        // file permissions, keeps the command from writing in `ro`.
+        for p in [&d.ws, &d.ro, &d.ro.join("readme.txt")] {
+            std::os::unix::fs::chown(p, Some(SANDBOX_UID), Some(SANDBOX_GID)).unwrap();
+        }
+        set_mode(&d.ws, 0o755);
+        std::fs::write(d.outside.join("secret.txt"), SECRET).unwrap();
+        std::fs::write(d.other_ws.join("secret.txt"), SECRET).unwrap();
+        // World-readable on purpose: only the sandbox's view may hide them.
+        set_mode(&d.outside.join("secret.txt"), 0o644);
+        set_mode(&d.other_ws.join("secret.txt"), 0o644);
+        d
+    }
+
+    /// A path inside the workspace, on the host.
+    pub fn w(&self, rel: &str) -> PathBuf {
+        self.ws.join(rel)
+    }
+
+    /// Every file directly in `outside/`, `other-ws/`, `ro/` and the policy
+    /// dir, with its content, for before/after comparisons.
+    pub fn outside_snapshot(&self) -> Vec<(String, Vec<u8>)> {
+        let mut v = Vec::new();
+        for dir in [&self.outside, &self.other_ws, &self.ro, &self.policy_dir] {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let content = std::fs::read(e.path()).unwrap_or_default();
+                v.push((e.path().display().to_string(), content));
+            }
+        }
+        v.sort();
+        v
+    }
+
+    pub fn keep(self) -> PathBuf {
+        self.tmp.keep()
+    }
+}
+
+// ---------------------------------------------------------------- policy
+
+/// The `[agents.shell]` table of the test policy. `Policy::default()` is a
+/// permissive shell (every program the suites use) with small limits.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub allow_shell: bool,
+    pub network: bool,
+    pub path: Vec<String>,
+    pub env: Vec<String>,
+    pub timeout_ms: u64,
+    pub max_timeout_ms: u64,
+    pub output_budget_bytes: u64,
+    pub memory_bytes: u64,
+    pub pids: u64,
+    pub cpu_seconds: u64,
+    pub nofile: u64,
+    pub fsize_bytes: u64,
+    pub cpu_percent: u64,
+    /// Raw lines for `[agents.shell.requires]`.
+    pub requires: Vec<String>,
+    /// (program, deny_args)
+    pub commands: Vec<(String, Vec<String>)>,
+    /// Raw TOML appended after the tester agent (e.g. another agent).
+    pub extra: String,
+    /// Raw TOML lines of the tester's `[agents.files]` table.
+    pub files: String,
+}
+
+/// Every program the suites run, with the usual argument rules.
+pub fn standard_commands() -> Vec<(String, Vec<String>)> {
+    let mut v: Vec<(String, Vec<String>)> = [
+        "sh",
+        "bash",
+        "cat",
+        "echo",
+        "true",
+        "false",
+        "sleep",
+        "id",
+        "ls",
+        "env",
+        "python3",
+        "ps",
+        "kill",
+        "ln",
+        "mknod",
+        "mount",
+        "chroot",
+        "unshare",
+        "strace",
+        "pivot_root",
+        "xargs",
+        "find",
+        "setsid",
+        "yes",
+        "head",
+        "cp",
+        "seq",
+        "touch",
+        "pwd",
+        "wc",
+        "readlink",
+        "stat",
+        "grep",
+        "tr",
+        "sort",
+        "sed",
+        "mkfifo",
+        "chown",
+        "getent",
+        "curl",
+        "timeout",
+        "dd",
+        "printf",
+        "nsenter",
+    ]
+    .iter()
+    .map(|p| (p.to_string(), Vec::new()))
+    .collect();
+    v.push((
+        "git".into(),
+        vec!["push".into(), "--upload-pack*".into(), "--exec*".into()],
+    ));
+    v.push(("rm".into(), vec!["/".into(), "--no-preserve-root".into()]));
+    v
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            allow_shell: true,
+            network: false,
+            path: SANDBOX_PATH.iter().map(|s| s.to_string()).collect(),
+            env: vec!["FOO".into(), "CARGO_*".into(), "AJ_*".into()],
+            timeout_ms: 30_000,
+            max_timeout_ms: 120_000,
+            output_budget_bytes: 1024 * 1024,
+            memory_bytes: 512 << 20,
+            pids: 256,
+            cpu_seconds: 120,
+            nofile: 256,
+            fsize_bytes: 256 << 20,
+            cpu_percent: 100,
+            requires: Vec::new(),
+            commands: standard_commands(),
+            extra: String::new(),
+            files: String::new(),
+        }
+    }
+}
+
+fn toml_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+impl Policy {
+    pub fn toml(&self, dirs: &ShellDirs) -> String {
+        let mut t = format!(
+            r#"# {POLICY_CANARY}
+[[agents]]
+name = "{AGENT}"
+uids = [0]
+
+[[agents.workspaces]]
+name = "main"
+path = "{ws}"
+access = "read-write"
+
+[[agents.workspaces]]
+name = "ro"
+path = "{ro}"
+access = "read-only"
+
+[agents.files]
+{files}
+
+[agents.shell]
+allow_shell = {allow_shell}
+network = {network}
+path = {path}
+uid = {SANDBOX_UID}
+gid = {SANDBOX_GID}
+env = {env}
+timeout_ms = {timeout_ms}
+max_timeout_ms = {max_timeout_ms}
+output_budget_bytes = {budget}
+
+[agents.shell.limits]
+memory_bytes = {memory}
+pids = {pids}
+cpu_seconds = {cpu_seconds}
+nofile = {nofile}
+fsize_bytes = {fsize}
+cpu_percent = {cpu_percent}
+
+[agents.shell.requires]
+{requires}
+"#,
+            ws = dirs.ws.display(),
+            ro = dirs.ro.display(),
+            files = self.files,
+            allow_shell = self.allow_shell,
+            network = self.network,
+            path = toml_list(&self.path),
+            env = toml_list(&self.env),
+            timeout_ms = self.timeout_ms,
+            max_timeout_ms = self.max_timeout_ms,
+            budget = self.output_budget_bytes,
+            memory = self.memory_bytes,
+            pids = self.pids,
+            cpu_seconds = self.cpu_seconds,
+            nofile = self.nofile,
+            fsize = self.fsize_bytes,
+            cpu_percent = self.cpu_percent,
+            requires = self.requires.join("\n"),
+        );
+        for (program, deny) in &self.commands {
+            t.push_str(&format!(
+                "\n[[agents.shell.commands]]\nprogram = {program:?}\ndeny_args = {}\n",
+                toml_list(deny)
+            ));
+        }
+        // Another agent owns other-ws: the tester's sandbox must not see it.
+        t.push_str(&format!(
+            r#"
+[[agents]]
+name = "other"
+uids = [54321]
+
+[[agents.workspaces]]
+name = "main"
+path = "{}"
+"#,
+            dirs.other_ws.display()
+        ));
+        t.push_str(&self.extra);
+        t
+    }
+}
+
+// ---------------------------------------------------------------- daemon
+
+/// How to start a daemon beyond its policy.
+#[derive(Default)]
+pub struct Launch {
+    /// Extra environment of the daemon process.
+    pub env: Vec<(String, String)>,
+    /// Host files handed to the daemon as inherited (non-CLOEXEC) fds 3, 4, ...
+    pub inherited_files: Vec<PathBuf>,
+}
+
+pub struct ShellDaemon {
+    pub dirs: ShellDirs,
+    child: Option<Child>,
+    pub pid: u32,
+}
+
+/// `agentjail serve` for `dirs` (config, socket, policy and state dirs),
+/// output appended to `dirs.log`.
+pub fn serve_command(dirs: &ShellDirs) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&dirs.config)
+        .arg("--socket")
+        .arg(&dirs.socket)
+        .arg("--policy-dir")
+        .arg(&dirs.policy_dir)
+        .arg("--state-dir")
+        .arg(&dirs.state_dir)
+        .env("AGENTJAIL_LOG", "info")
+        .env_remove("AGENTJAIL_SOCKET")
+        .stdin(Stdio::null());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&dirs.log)
+        .unwrap();
+    cmd.stdout(log.try_clone().unwrap()).stderr(log);
+    cmd
+}
+
+/// Writes the policy and an (almost empty) config file.
+pub fn write_policy(dirs: &ShellDirs, policy: &Policy) {
+    std::fs::write(dirs.policy_dir.join("test.toml"), policy.toml(dirs)).unwrap();
+    std::fs::write(&dirs.config, "shutdown_grace_ms = 2000\n").unwrap();
+}
+
+impl ShellDaemon {
+    /// `Policy::default()` in fresh directories.
+    pub async fn start() -> ShellDaemon {
+        Self::start_with(Policy::default()).await
+    }
+
+    pub async fn start_with(policy: Policy) -> ShellDaemon {
+        Self::launch(ShellDirs::new(), &policy, Launch::default()).await
+    }
+
+    pub async fn launch(dirs: ShellDirs, policy: &Policy, launch: Launch) -> ShellDaemon {
+        write_policy(&dirs, policy);
+        let mut cmd = serve_command(&dirs);
+        for (k, v) in &launch.env {
+            cmd.env(k, v);
+        }
+        let files: Vec<std::fs::File> = launch
+            .inherited_files
+            .iter()
+            .map(|p| std::fs::File::open(p).unwrap())
+            .collect();
+        if !files.is_empty() {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            let raw: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+            assert!(raw.len() <= 8, "at most 8 inherited files");
+            // SAFETY: only async-signal-safe fcntl/dup2 calls between fork
+            // and exec. The sources are first lifted above the targets, so
+            // no dup2 clobbers one still needed; dup2 onto a different fd
+            // clears FD_CLOEXEC, so the daemon inherits them.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut lifted = [-1i32; 8];
+                    for (i, fd) in raw.iter().enumerate() {
+                        lifted[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
+                        if lifted[i] < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    for (i, fd) in lifted.iter().take(raw.len()).enumerate() {
+                        if libc::dup2(*fd, 3 + i as i32) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawn agentjail serve");
+        drop(files);
+        let pid = child.id();
+        let mut d = ShellDaemon {
+            dirs,
+            child: Some(child),
+            pid,
+        };
+        d.wait_ready().await;
+        d
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.dirs.log).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "agentjail serve exited during start-up with {status}; log:\n{}",
+                    self.log()
+                );
+            }
+            if self.dirs.socket.exists()
+                && let Ok(mut c) = self.try_client().await
+                && c.who_am_i(WhoAmIRequest {}).await.is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agentjail serve not ready after 15s; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn try_client(&self) -> Result<ToolSandboxClient<Channel>, tonic::transport::Error> {
+        Ok(
+            ToolSandboxClient::new(agentjail::client::unix_channel(&self.dirs.socket).await?)
+                .max_decoding_message_size(256 * 1024 * 1024)
+                .max_encoding_message_size(256 * 1024 * 1024),
+        )
+    }
+
+    /// A fresh client on its own connection.
+    pub async fn client(&self) -> ToolSandboxClient<Channel> {
+        self.try_client()
+            .await
+            .expect("connect to the daemon socket")
+    }
+
+    pub async fn run(&self, req: ExecRequest) -> Result<ExecResult, Status> {
+        self.client().await.run(req).await.map(|r| r.into_inner())
+    }
+
+    /// Runs `req`; panics on an RPC error (a non-zero exit is not one).
+    #[track_caller]
+    pub fn run_ok(&self, req: ExecRequest) -> impl std::future::Future<Output = Ran> + '_ {
+        let caller = std::panic::Location::caller();
+        async move {
+            let what = format!("{:?}{:?}", req.argv, req.shell);
+            match self.run(req).await {
+                Ok(r) => Ran::from(r),
+                Err(s) => panic!(
+                    "Run {what} failed as an RPC ({caller}): {}\nlog:\n{}",
+                    describe(&s),
+                    self.log()
+                ),
+            }
+        }
+    }
+
+    /// `/bin/sh -c script`, through Run.
+    pub async fn sh(&self, script: &str) -> Ran {
+        self.run_ok(sh_req(script)).await
+    }
+
+    /// argv, through Run.
+    pub async fn argv(&self, argv: &[&str]) -> Ran {
+        self.run_ok(argv_req(argv)).await
+    }
+
+    /// `python3 -c code`, through Run.
+    pub async fn py(&self, code: &str) -> Ran {
+        self.run_ok(argv_req(&["python3", "-c", code])).await
+    }
+
+    /// Every event of an Exec call, in order, until the stream ends.
+    pub async fn exec_events(&self, req: ExecRequest) -> Result<Vec<ExecEvent>, Status> {
+        let mut stream = self.client().await.exec(req).await?.into_inner();
+        let mut events = Vec::new();
+        while let Some(e) = stream.message().await? {
+            events.push(e);
+        }
+        Ok(events)
+    }
+
+    /// Asserts that the daemon process is alive and still runs commands.
+    pub async fn assert_serving(&mut self) {
+        if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+            panic!("the daemon died with {status}; log:\n{}", self.log());
+        }
+        let r = self.argv(&["echo", "still-serving"]).await;
+        assert_eq!(r.stdout, "still-serving\n", "{r:?}");
+    }
+
+    /// The daemon's audit records (`<state>/audit.jsonl`, one JSON object
+    /// per call), oldest first.
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dirs.state_dir.join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// Shell calls the daemon allowed, i.e. launched a sandbox for,
+    /// according to its audit log.
+    pub fn commands_allowed(&self) -> usize {
+        self.audit_records()
+            .iter()
+            .filter(|r| {
+                matches!(r["method"].as_str(), Some("Exec" | "Run"))
+                    && r["decision"].as_str() == Some("allow")
+            })
+            .count()
+    }
+
+    /// Shell calls the daemon refused, according to its audit log.
+    pub fn commands_refused(&self) -> usize {
+        self.audit_records()
+            .iter()
+            .filter(|r| {
+                matches!(r["method"].as_str(), Some("Exec" | "Run"))
+                    && r["decision"].as_str() != Some("allow")
+            })
+            .count()
+    }
+
+    /// Resident set size of the daemon now, and its peak, in KiB.
+    pub fn rss_kib(&self) -> (u64, u64) {
+        (
+            proc_status_kib(self.pid, "VmRSS:"),
+            proc_status_kib(self.pid, "VmHWM:"),
+        )
+    }
+
+    /// Processes descended from the daemon (its sandboxes), as
+    /// `pid state cmdline` lines.
+    pub fn descendants(&self) -> Vec<String> {
+        descendants_of(self.pid)
+    }
+
+    /// Per-launch cgroups of this daemon that still exist.
+    pub fn leftover_cgroups(&self) -> Vec<PathBuf> {
+        let prefix = format!("{}-", self.pid);
+        let mut v = Vec::new();
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let base = h.path().join("agentjail");
+            for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    v.push(e.path());
+                }
+            }
+        }
+        v
+    }
+
+    /// Asserts that no process of any sandbox of this daemon is left (no
+    /// orphan, no zombie) and that its per-launch cgroups are gone, allowing
+    /// `grace` for the teardown to finish.
+    pub async fn assert_no_leftovers(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        loop {
+            let procs = self.descendants();
+            let cgroups = self.leftover_cgroups();
+            if procs.is_empty() && cgroups.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "left behind after {grace:?}: processes {procs:#?}, cgroups {cgroups:#?}\nlog:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends `signal` to the daemon and waits (at most `within`) for it to
+    /// exit; returns its status.
+    pub async fn kill_with(&mut self, signal: i32, within: Duration) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid as i32, signal) };
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not exit within {within:?} of signal {signal}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Exit status of the daemon process if it has ended.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().unwrap().try_wait().unwrap()
+    }
+}
+
+impl Drop for ShellDaemon {
+    /// SIGKILL; but while a sandbox is still running (a test that failed
+    /// mid-command), SIGTERM first so that the daemon ends it and removes
+    /// its cgroups, which a killed daemon would leave behind.
+    fn drop(&mut self) {
+        let busy = !self.descendants().is_empty();
+        if let Some(mut child) = self.child.take() {
+            if busy && let Ok(None) = child.try_wait() {
+                // SAFETY: kill(2) on our own unreaped child.
+                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "----- daemon log ({}) -----\n{}\n----- end of daemon log -----",
+                self.dirs.log.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+// ------------------------------------------------------------ host /proc
+
+/// (pid, ppid, state) of every process on the host.
+pub fn host_processes() -> Vec<(u32, u32, char)> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        v.push((pid, ppid, state));
+    }
+    v
+}
+
+pub fn cmdline_of(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .replace('\0', " ")
+        .trim()
+        .to_string()
+}
+
+/// Every process below `root`, as `pid state cmdline` lines.
+pub fn descendants_of(root: u32) -> Vec<String> {
+    let procs = host_processes();
+    let mut found = vec![root];
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        for (pid, ppid, state) in &procs {
+            if *ppid == parent && !found.contains(pid) {
+                found.push(*pid);
+                out.push(format!("{pid} {state} {}", cmdline_of(*pid)));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Host pids whose command line contains `marker` (the test's own
+/// processes, which never contain it, excluded).
+pub fn host_pids_with(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    host_processes()
+        .into_iter()
+        .map(|(pid, _, _)| pid)
+        .filter(|pid| *pid != me && cmdline_of(*pid).contains(marker))
+        .collect()
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes. Async, so
+/// the client's connection tasks keep running meanwhile (a blocking sleep
+/// would stall a current-thread runtime and hide a cancellation).
+pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts that no host process carries `marker`, allowing `grace`.
+pub async fn assert_no_process_with(marker: &str, grace: Duration) {
+    let ok = wait_until(grace, || host_pids_with(marker).is_empty()).await;
+    assert!(
+        ok,
+        "processes with {marker:?} still on the host after {grace:?}: {:?}",
+        host_pids_with(marker)
+            .iter()
+            .map(|p| format!("{p} {}", cmdline_of(*p)))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// A marker unique to this test run, for `sleep <marker>`-style commands:
+/// a number that `sleep` accepts and no other process carries.
+pub fn unique_sleep(seconds: u32) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{seconds}.{:05}{:04}1",
+        std::process::id() % 100_000,
+        n % 10_000
+    )
+}
+
+// -------------------------------------------------------------- requests
+
+pub fn sh_req(script: &str) -> ExecRequest {
+    ExecRequest {
+        shell: script.into(),
+        ..Default::default()
+    }
+}
+
+pub fn argv_req(argv: &[&str]) -> ExecRequest {
+    ExecRequest {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+pub fn py_req(code: &str) -> ExecRequest {
+    argv_req(&["python3", "-c", code])
+}
+
+/// A Run result in a form that is easy to assert on.
+pub struct Ran {
+    /// head + tail, lossy UTF-8.
+    pub stdout: String,
+    pub stderr: String,
+    pub exited: ExecExited,
+    pub result: ExecResult,
+}
+
+impl From<ExecResult> for Ran {
+    fn from(r: ExecResult) -> Self {
+        let text = |c: &Option<CapturedOutput>| {
+            let c = c.clone().unwrap_or_default();
+            let mut v = c.head;
+            v.extend_from_slice(&c.tail);
+            String::from_utf8_lossy(&v).into_owned()
+        };
+        Ran {
+            stdout: text(&r.stdout),
+            stderr: text(&r.stderr),
+            exited: r.exited.clone().expect("ExecResult without exited"),
+            result: r,
+        }
+    }
+}
+
+impl Ran {
+    pub fn code(&self) -> Option<i32> {
+        self.exited.exit_code
+    }
+
+    pub fn signal(&self) -> Option<i32> {
+        self.exited.signal
+    }
+
+    pub fn stdout_capture(&self) -> CapturedOutput {
+        self.result.stdout.clone().unwrap_or_default()
+    }
+
+    pub fn stderr_capture(&self) -> CapturedOutput {
+        self.result.stderr.clone().unwrap_or_default()
+    }
+
+    /// Asserts exit code 0 and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code(), Some(0), "expected exit 0: {self:?}");
+        &self.stdout
+    }
+
+    /// Lines of stdout.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+}
+
+impl fmt::Debug for Ran {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &self.exited;
+        write!(
+            f,
+            "Ran {{ exit_code: {:?}, signal: {:?}, timed_out: {}, idle_timed_out: {}, cancelled: {}, \
+             oom_killed: {}, wall_ms: {}, cpu_ms: {}, peak_mem: {}, stdout_bytes: {}, \
+             stderr_bytes: {},\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- end }}",
+            e.exit_code,
+            e.signal,
+            e.timed_out,
+            e.idle_timed_out,
+            e.cancelled,
+            e.oom_killed,
+            e.wall_time_ms,
+            e.cpu_time_ms,
+            e.peak_memory_bytes,
+            e.stdout_bytes,
+            e.stderr_bytes,
+            truncate(&self.stdout, 4000),
+            truncate(&self.stderr, 4000)
+        )
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.len() <= n {
+        s.to_string()
+    } else {
+        let mut end = n;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}... ({} bytes)", &s[..end], s.len())
+    }
+}
+
+// ------------------------------------------------------------ statuses
+
+pub fn describe(s: &Status) -> String {
+    format!(
+        "code {:?}, reason {:?}, message {:?}, metadata {:?}",
+        s.code(),
+        reason_of(s),
+        s.message(),
+        error_meta(s)
+    )
+}
+
+pub fn error_meta(s: &Status) -> BTreeMap<String, String> {
+    use tonic_types::StatusExt;
+    s.get_details_error_info()
+        .map(|i| i.metadata.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Asserts the call failed with gRPC `code` and reason `reason`; returns
+/// the status for further checks.
+#[track_caller]
+pub fn assert_refused<T: fmt::Debug>(r: Result<T, Status>, code: Code, reason: &str) -> Status {
+    match r {
+        Ok(v) => panic!("expected {code:?}/{reason}, got success: {v:?}"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "{}", describe(&s));
+            assert_eq!(reason_of(&s).as_deref(), Some(reason), "{}", describe(&s));
+            assert!(!s.message().is_empty(), "empty message: {}", describe(&s));
+            s
+        }
+    }
+}
+
+// ------------------------------------------------------------ python
+
+/// A Python program that makes raw syscalls and prints, for each,
+/// `name ret errno`. `setup` runs first (Python statements); `calls` are
+/// (name, "nr, args...") with Python expressions as arguments (`b"..."` for
+/// pointers to bytes).
+pub fn py_syscalls<N: AsRef<str>>(setup: &str, calls: &[(N, String)]) -> String {
+    let mut code = String::from(
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n\
+         def sc(name, *a):\n    ctypes.set_errno(0)\n    r = libc.syscall(*a)\n    e = ctypes.get_errno()\n    print(name, r, e, flush=True)\n",
+    );
+    code.push_str(setup);
+    code.push('\n');
+    for (name, args) in calls {
+        code.push_str(&format!("sc({:?}, {args})\n", name.as_ref()));
+    }
+    code
+}
+
+/// Parses `name ret errno` lines into name -> (ret, errno).
+pub fn parse_syscalls(out: &str) -> BTreeMap<String, (i64, i32)> {
+    out.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next()?.to_string();
+            let ret = f.next()?.parse().ok()?;
+            let errno = f.next()?.parse().ok()?;
+            Some((name, (ret, errno)))
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------ host files
+
+pub fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+pub fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+/// Puts a file in the workspace as the sandbox user would own it.
+pub fn put_ws(dirs: &ShellDirs, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
+    let p = dirs.w(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+        std::os::unix::fs::chown(parent, Some(SANDBOX_UID), Some(SANDBOX_GID)).unwrap();
+    }
+    std::fs::write(&p, content).unwrap();
+    std::os::unix::fs::chown(&p, Some(SANDBOX_UID), Some(SANDBOX_GID)).unwrap();
+    p
+}
