@@ -115,10 +115,16 @@ impl AuditLog {
     /// sequence number (None when the file log is off, or failed under
     /// fail-open). The record also goes to the daemon's log.
     pub async fn append(&self, entry: Entry) -> Result<Option<u64>, ToolError> {
-        if tracing::enabled!(target: "agentjail::audit", tracing::Level::INFO) {
-            if let Ok(json) = serde_json::to_string(&entry) {
-                tracing::info!(target: "agentjail::audit", "{json}");
-            }
+        let logged = tracing::enabled!(target: "agentjail::audit", tracing::Level::INFO);
+        if self.jobs.is_none() && !logged {
+            return Ok(None);
+        }
+        // Serialised here, on the caller's task, so the single writer thread
+        // only chains, hashes and writes.
+        let json = serde_json::to_string(&entry)
+            .map_err(|e| ToolError::internal(format!("cannot serialise the audit record: {e}")))?;
+        if logged {
+            tracing::info!(target: "agentjail::audit", "{json}");
         }
         if self.jobs.is_none() {
             return Ok(None);
@@ -127,7 +133,7 @@ impl AuditLog {
         let started = std::time::Instant::now();
         let depth = self.shared.queued.fetch_add(1, Ordering::SeqCst) + 1;
         crate::metrics::audit_queue_depth(depth);
-        let result = if self.send(Job::Append(Box::new(entry), reply)) {
+        let result = if self.send(Job::Append(json, reply)) {
             answer
                 .await
                 .unwrap_or_else(|_| Err("the audit writer stopped".into()))

@@ -101,31 +101,38 @@ pub struct Entry {
     pub redacted: bool,
 }
 
-/// The serialised head of a line: everything but `hash`.
-#[derive(Serialize)]
-pub(crate) struct Chained<'a> {
-    pub seq: u64,
-    pub time: String,
-    pub prev: &'a str,
-    #[serde(flatten)]
-    pub entry: &'a Entry,
-}
-
 /// The suffix every line ends with: `,"hash":"<64 hex>"}`.
 pub const HASH_KEY: &str = ",\"hash\":\"";
 pub const HASH_HEX_LEN: usize = 64;
 /// `prev` of the first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Serialises a chained record: returns the full line (with `\n`) and its
-/// hash. The hash is sha256 of the JSON object without its `hash` member,
-/// exactly as written (`{...}` up to the member, then `}`).
-pub(crate) fn seal(chained: &Chained<'_>) -> (String, String) {
+/// Builds a record's line: its place in the chain (`seq`, `time`, `prev`),
+/// then the entry's members (`entry_json`, already serialised by the caller,
+/// off the writer thread), then `hash`. Returns the line (with `\n`) and its
+/// hash: sha256 of the JSON object without its `hash` member, exactly as
+/// written (`{...}` up to the member, then `}`).
+pub(crate) fn seal(seq: u64, time: &str, prev: &str, entry_json: &str) -> (String, String) {
     use sha2::{Digest, Sha256};
-    let body = serde_json::to_string(chained).expect("audit records always serialise");
-    let hash = hex::encode(Sha256::digest(body.as_bytes()));
-    let mut line = String::with_capacity(body.len() + HASH_KEY.len() + HASH_HEX_LEN + 3);
-    line.push_str(&body[..body.len() - 1]);
+    let members = entry_json
+        .strip_prefix('{')
+        .and_then(|e| e.strip_suffix('}'))
+        .unwrap_or("");
+    let mut line = String::with_capacity(members.len() + 256);
+    line.push_str("{\"seq\":");
+    line.push_str(&seq.to_string());
+    line.push_str(",\"time\":\"");
+    line.push_str(time);
+    line.push_str("\",\"prev\":\"");
+    line.push_str(prev);
+    line.push('"');
+    if !members.is_empty() {
+        line.push(',');
+        line.push_str(members);
+    }
+    line.push('}');
+    let hash = hex::encode(Sha256::digest(line.as_bytes()));
+    line.pop();
     line.push_str(HASH_KEY);
     line.push_str(&hash);
     line.push_str("\"}\n");

@@ -3,7 +3,7 @@
 //! and space reserved ahead so a record never fails for lack of space after
 //! its call has done its work.
 
-use super::record::{Chained, Entry, GENESIS, HASH_HEX_LEN, seal};
+use super::record::{GENESIS, HASH_HEX_LEN, seal};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
@@ -20,7 +20,8 @@ const MAX_BATCH: usize = 4096;
 pub(crate) type AppendReply = oneshot::Sender<Result<u64, String>>;
 
 pub(crate) enum Job {
-    Append(Box<Entry>, AppendReply),
+    /// A record's entry, serialised as a JSON object by the caller.
+    Append(String, AppendReply),
     /// Try to make the log writable again; answers whether it is.
     Recover(oneshot::Sender<bool>),
     Rotate,
@@ -93,6 +94,8 @@ struct Log {
     reserved_to: u64,
     seq: u64,
     prev: String,
+    /// The head file, kept open: it is rewritten after every batch.
+    head: Option<File>,
 }
 
 /// Opens (or resumes) the log and starts the writer thread.
@@ -176,11 +179,12 @@ impl Log {
             seq,
             prev,
             file: Some(file),
+            head: None,
             cfg,
         })
     }
 
-    fn commit(&mut self, appends: Vec<(Box<Entry>, AppendReply)>, shared: &Shared) {
+    fn commit(&mut self, appends: Vec<(String, AppendReply)>, shared: &Shared) {
         // No health gate here: calls were admitted while the log was
         // healthy, and the space reserved then is what their records use.
         let (start_seq, start_prev) = (self.seq, self.prev.clone());
@@ -188,13 +192,8 @@ impl Log {
         let mut seqs = Vec::with_capacity(appends.len());
         for (entry, _) in &appends {
             self.seq += 1;
-            let chained = Chained {
-                seq: self.seq,
-                time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-                prev: &self.prev,
-                entry,
-            };
-            let (line, hash) = seal(&chained);
+            let time = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+            let (line, hash) = seal(self.seq, &time, &self.prev, entry);
             buf.push_str(&line);
             self.prev = hash;
             seqs.push(self.seq);
@@ -269,6 +268,7 @@ impl Log {
 
     fn reopen(&mut self) -> io::Result<()> {
         self.file = None;
+        self.head = None;
         if let Some(dir) = self.cfg.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -370,18 +370,24 @@ impl Log {
     /// Records the chain's head beside the log (not synced: it only needs
     /// to survive a process crash). `audit verify` uses it to notice a log
     /// whose last records were cut off.
-    fn write_head(&self) {
+    fn write_head(&mut self) {
         let line = format!("{:020} {}\n", self.seq, self.prev);
         let path = head_path(&self.cfg.path);
-        let result = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o640)
-            .open(&path)
-            .and_then(|f| f.write_all_at(line.as_bytes(), 0));
-        if let Err(e) = result {
-            tracing::warn!("cannot update {}: {e}", path.display());
+        if self.head.is_none() {
+            self.head = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o640)
+                .open(&path)
+                .map_err(|e| tracing::warn!("cannot open {}: {e}", path.display()))
+                .ok();
+        }
+        if let Some(head) = &self.head {
+            if let Err(e) = head.write_all_at(line.as_bytes(), 0) {
+                tracing::warn!("cannot update {}: {e}", path.display());
+                self.head = None;
+            }
         }
     }
 }

@@ -258,7 +258,7 @@ pub struct ShellLimitsSpec {
     /// RLIMIT_FSIZE: largest file a process may write, in bytes.
     #[serde(default = "default_fsize_bytes")]
     pub fsize_bytes: u64,
-    /// Share of one CPU, in percent (100 = one core).
+    /// Share of one CPU, in percent (100 = one core; 0 = no CPU limit).
     #[serde(default = "default_cpu_percent")]
     pub cpu_percent: u64,
 }

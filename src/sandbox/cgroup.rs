@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, mpsc};
 
 use super::spec::Limits;
 
@@ -294,7 +294,39 @@ impl Cgroup {
     /// Removes the (empty) groups. The kernel may need a moment after the
     /// last task is reaped, hence the short retry.
     pub fn remove(&self) {
-        for d in self.dirs.iter().rev() {
+        remove_dirs(&self.dirs);
+    }
+
+    /// Removes the groups on a background thread: a group whose last
+    /// processes are still being torn down is busy for a few milliseconds,
+    /// and the command's answer need not wait for that.
+    pub fn remove_in_background(&self) {
+        static REMOVER: OnceLock<Option<Mutex<mpsc::Sender<Vec<PathBuf>>>>> = OnceLock::new();
+        let remover = REMOVER.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Vec<PathBuf>>();
+            std::thread::Builder::new()
+                .name("agentjail-cgroup-rm".into())
+                .spawn(move || {
+                    for dirs in rx {
+                        remove_dirs(&dirs);
+                    }
+                })
+                .ok()
+                .map(|_| Mutex::new(tx))
+        });
+        let sent = remover
+            .as_ref()
+            .and_then(|tx| tx.lock().ok())
+            .is_some_and(|tx| tx.send(self.dirs.clone()).is_ok());
+        if !sent {
+            self.remove();
+        }
+    }
+}
+
+fn remove_dirs(dirs: &[PathBuf]) {
+    {
+        for d in dirs.iter().rev() {
             for attempt in 0..50 {
                 match fs::remove_dir(d) {
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 49 => {

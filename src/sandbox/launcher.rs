@@ -349,7 +349,7 @@ impl SandboxChild {
         let t = Instant::now();
         self.cgroup.kill();
         let cg = self.cgroup.stats();
-        self.cgroup.remove();
+        self.cgroup.remove_in_background();
         self.timings.cleanup = t.elapsed();
         let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
         Ok(Some(ExitInfo {

@@ -125,7 +125,7 @@ pub fn prepare(
             cpu_seconds: Some(limits.cpu_seconds),
             memory_bytes: Some(limits.memory_bytes),
             pids: Some(limits.pids),
-            cpu_millis: Some(limits.cpu_percent * 10),
+            cpu_millis: (limits.cpu_percent > 0).then_some(limits.cpu_percent * 10),
             tmp_bytes: sandbox::Limits::default().tmp_bytes,
         },
         masked: ws
