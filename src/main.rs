@@ -135,6 +135,8 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     let result = runtime.block_on(server::serve(config));
     // Blocking tool calls cut by the grace period must not hold up the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    // The last commands' cgroups are removed on a background thread.
+    agentjail::sandbox::finish_removals(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -301,26 +301,53 @@ impl Cgroup {
     /// processes are still being torn down is busy for a few milliseconds,
     /// and the command's answer need not wait for that.
     pub fn remove_in_background(&self) {
-        static REMOVER: OnceLock<Option<Mutex<mpsc::Sender<Vec<PathBuf>>>>> = OnceLock::new();
-        let remover = REMOVER.get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Vec<PathBuf>>();
+        let sent = remover()
+            .and_then(|tx| tx.lock().ok())
+            .is_some_and(|tx| tx.send(Removal::Dirs(self.dirs.clone())).is_ok());
+        if !sent {
+            self.remove();
+        }
+    }
+}
+
+enum Removal {
+    Dirs(Vec<PathBuf>),
+    /// Answered once every removal queued before it is done.
+    Flush(mpsc::Sender<()>),
+}
+
+fn remover() -> Option<&'static Mutex<mpsc::Sender<Removal>>> {
+    static REMOVER: OnceLock<Option<Mutex<mpsc::Sender<Removal>>>> = OnceLock::new();
+    REMOVER
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Removal>();
             std::thread::Builder::new()
                 .name("agentjail-cgroup-rm".into())
                 .spawn(move || {
-                    for dirs in rx {
-                        remove_dirs(&dirs);
+                    for job in rx {
+                        match job {
+                            Removal::Dirs(dirs) => remove_dirs(&dirs),
+                            Removal::Flush(done) => {
+                                let _ = done.send(());
+                            }
+                        }
                     }
                 })
                 .ok()
                 .map(|_| Mutex::new(tx))
-        });
-        let sent = remover
-            .as_ref()
-            .and_then(|tx| tx.lock().ok())
-            .is_some_and(|tx| tx.send(self.dirs.clone()).is_ok());
-        if !sent {
-            self.remove();
-        }
+        })
+        .as_ref()
+}
+
+/// Waits (up to `limit`) for the queued cgroup removals, so a daemon that
+/// stops cleanly leaves no group behind.
+pub fn finish_removals(limit: std::time::Duration) {
+    let (done, finished) = mpsc::channel();
+    let queued = remover()
+        .and_then(|tx| tx.lock().ok())
+        .is_some_and(|tx| tx.send(Removal::Flush(done)).is_ok());
+    if queued {
+        let _ = finished.recv_timeout(limit);
     }
 }
 

@@ -33,7 +33,7 @@ mod seccomp;
 mod spec;
 mod sys;
 
-pub use cgroup::CgroupStats;
+pub use cgroup::{CgroupStats, finish_removals};
 pub use launcher::{ExitInfo, SandboxChild, Timings, spawn};
 pub use probe::{KernelSupport, Requirements, probe};
 pub use report::Termination;
