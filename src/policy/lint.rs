@@ -91,16 +91,7 @@ impl Ctx<'_> {
     }
     /// `file:line` of a span, as rule names give it.
     fn at(&self, span: &Range<usize>) -> String {
-        if span.is_empty() {
-            return "default".into();
-        }
-        let (line, _) = line_col(self.text, span.start);
-        let name = self
-            .file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        format!("{name}:{line}")
+        super::load::rule_location(self.file, self.text, span)
     }
 }
 

@@ -227,17 +227,22 @@ impl FileCtx<'_> {
 
     /// `file:line` of a span, for rule names.
     fn location(&self, span: &std::ops::Range<usize>) -> String {
-        if span.is_empty() {
-            return "default".into();
-        }
-        let (line, _) = line_col(self.text, span.start);
-        let name = self
-            .file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        format!("{name}:{line}")
+        rule_location(self.file, self.text, span)
     }
+}
+
+/// `file:line` of a span as rule names give it (`default` for a value the
+/// file does not set).
+pub(crate) fn rule_location(file: &Path, text: &str, span: &std::ops::Range<usize>) -> String {
+    if span.is_empty() {
+        return "default".into();
+    }
+    let (line, _) = line_col(text, span.start);
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{name}:{line}")
 }
 
 /// 1-based line and column (in characters) of a byte offset.

@@ -324,42 +324,18 @@ fn default_path() -> Vec<String> {
         .map(String::from)
         .to_vec()
 }
+/// The sandbox's own defaults: one list, in `sandbox::spec`.
 fn default_system_dirs() -> Vec<Spanned<String>> {
-    ["/usr", "/bin", "/sbin", "/lib", "/lib64"]
+    crate::sandbox::DEFAULT_SYSTEM_DIRS
         .iter()
         .map(|p| Spanned::new(0..0, p.to_string()))
         .collect()
 }
 fn default_etc() -> Vec<String> {
-    [
-        "hosts",
-        "resolv.conf",
-        "nsswitch.conf",
-        "host.conf",
-        "gai.conf",
-        "ld.so.cache",
-        "ld.so.conf",
-        "ld.so.conf.d",
-        "alternatives",
-        "ssl/certs",
-        "ssl/openssl.cnf",
-        "ca-certificates",
-        "ca-certificates.conf",
-        "localtime",
-        "timezone",
-        "os-release",
-        "debian_version",
-        "protocols",
-        "services",
-        "mime.types",
-        "bash.bashrc",
-        "profile",
-        "inputrc",
-        "environment",
-        "gitconfig",
-    ]
-    .map(String::from)
-    .to_vec()
+    crate::sandbox::DEFAULT_ETC
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
 }
 fn default_sandbox_id() -> u32 {
     65534
