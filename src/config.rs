@@ -20,6 +20,9 @@ pub struct Config {
     /// Permission bits of the socket file (owner and group may connect).
     #[serde(default = "default_socket_mode")]
     pub socket_mode: u32,
+    /// Group given the socket the daemon binds itself, so that its members
+    /// may connect (with `socket_mode` 0660). Default: the daemon's group.
+    pub socket_group: Option<String>,
     /// Directory of policy files. Default: `/etc/agentjail/policies` when it
     /// exists, otherwise the embedded default policy.
     pub policy_dir: Option<PathBuf>,
@@ -126,6 +129,7 @@ impl Default for Config {
         Config {
             socket: None,
             socket_mode: default_socket_mode(),
+            socket_group: None,
             policy_dir: None,
             state_dir: None,
             shutdown_grace_ms: default_shutdown_grace_ms(),

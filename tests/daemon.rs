@@ -7,7 +7,7 @@ use agentjail::proto::tool_sandbox_client::ToolSandboxClient;
 use agentjail::proto::*;
 use common::*;
 use std::collections::HashSet;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -272,6 +272,26 @@ async fn socket_is_created_with_restrictive_permissions() {
     let meta = std::fs::symlink_metadata(&d.dirs.socket).unwrap();
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+}
+
+#[tokio::test]
+async fn socket_group_gives_the_socket_to_that_group() {
+    let dirs = Dirs::new();
+    let policy = standard_policy(&dirs);
+    // Debian's nogroup (65534) stands in for the packaged `agentjail` group.
+    let d = Daemon::start_with(dirs, &policy, "socket_group = \"nogroup\"").await;
+    let meta = std::fs::symlink_metadata(&d.dirs.socket).unwrap();
+    assert_eq!(meta.gid(), 65534);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    // An unknown group is a clear refusal to start, not a world-open socket.
+    let dirs = Dirs::new();
+    std::fs::write(dirs.policy_dir.join("test.toml"), standard_policy(&dirs)).unwrap();
+    std::fs::write(&dirs.config, "socket_group = \"no-such-group-xyz\"\n").unwrap();
+    let status = serve_command(&dirs).status().unwrap();
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&dirs.log).unwrap();
+    assert!(log.contains("no-such-group-xyz"), "{log}");
+    assert!(!exists(&dirs.socket), "no socket left behind");
 }
 
 #[tokio::test]

@@ -27,7 +27,22 @@ impl Drop for SocketFile {
 pub async fn bind(
     path: &Path,
     mode: u32,
+    group: Option<&str>,
 ) -> anyhow::Result<(tokio::net::UnixListener, SocketFile)> {
+    let gid = match group {
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .with_context(|| format!("cannot look up group {name}"))?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no group named {name:?} on this host (socket_group); create it or remove the setting"
+                    )
+                })?
+                .gid
+                .as_raw(),
+        ),
+        None => None,
+    };
     if let Some(parent) = path.parent() {
         if !parent.exists() {
             std::fs::create_dir_all(parent)
@@ -60,6 +75,10 @@ pub async fn bind(
     let file = SocketFile {
         path: path.to_path_buf(),
     };
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .with_context(|| format!("cannot give {} to group {gid}", path.display()))?;
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set permissions on {}", path.display()))?;
     Ok((listener, file))

@@ -127,8 +127,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             (tokio::net::UnixListener::from_std(passed)?, None)
         }
         None => {
-            let (listener, file) =
-                listener::bind(&config.socket_path(), config.socket_mode).await?;
+            let (listener, file) = listener::bind(
+                &config.socket_path(),
+                config.socket_mode,
+                config.socket_group.as_deref(),
+            )
+            .await?;
             (listener, Some(file))
         }
     };
