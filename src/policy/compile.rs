@@ -148,6 +148,7 @@ pub(crate) fn file_rules(
     read_only: bool,
 ) -> FileRules {
     FileRules {
+        literal_denied: FileRules::literal_paths_of(&deny),
         read,
         write,
         deny,

@@ -85,6 +85,8 @@ pub struct FileRules {
     pub(crate) no_read_rule: Arc<str>,
     pub(crate) no_write_rule: Arc<str>,
     pub(crate) directory_rule: Arc<str>,
+    /// See [`FileRules::literal_denied_paths`].
+    pub(crate) literal_denied: Vec<String>,
 }
 
 impl FileRules {
@@ -135,13 +137,18 @@ impl FileRules {
         None
     }
 
-    /// Workspace-relative paths that deny globs name literally: `.git/hooks`
-    /// for `.git/hooks/**`, `.env` for `**/.env` (its root-level instance).
-    /// The sandbox masks those that exist, since Landlock cannot carve
-    /// exceptions out of the workspace it grants.
-    pub fn literal_denied_paths(&self) -> Vec<String> {
+    /// Workspace-relative paths that deny globs name literally (computed
+    /// once at load): the sandbox masks those that exist.
+    pub fn literal_denied_paths(&self) -> &[String] {
+        &self.literal_denied
+    }
+
+    /// `.git/hooks` for `.git/hooks/**`, `.env` for `**/.env` (its
+    /// root-level instance): what the sandbox can mask, since Landlock
+    /// cannot carve exceptions out of the workspace it grants.
+    pub(crate) fn literal_paths_of(deny: &RuleSet) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for glob in &self.deny.globs {
+        for glob in &deny.globs {
             let g = glob.trim_start_matches("./");
             let g = g
                 .strip_suffix("/**")

@@ -107,12 +107,11 @@ impl ShellPolicy {
                 self.agent, self.path
             ))));
         };
-        let rule = self.commands.iter().find(|c| {
-            let target = c
-                .resolved
-                .clone()
-                .or_else(|| resolve_program(&c.program, &self.path));
-            target.as_deref() == Some(resolved.as_path())
+        // A program missing at load is looked up again (it may have been
+        // installed since); the others compare without allocating.
+        let rule = self.commands.iter().find(|c| match &c.resolved {
+            Some(target) => *target == resolved,
+            None => resolve_program(&c.program, &self.path).as_deref() == Some(resolved.as_path()),
         });
         let Some(rule) = rule else {
             return Err(Decision::deny(Arc::from(format!(

@@ -74,25 +74,13 @@ impl ToolService {
             Err(e) => Err(e),
         };
         match launched {
-            Ok((prepared, child)) => {
+            Ok((prepared, enforced, child)) => {
                 let info = CallInfo {
                     request_id,
                     agent: agent_name.unwrap_or_default(),
                     rule: prepared.rule.to_string(),
                     audit_seq: 0,
                     policy_version: policy.version.clone(),
-                };
-                let enforced = Enforced {
-                    namespaces: if prepared.spec.network {
-                        "pid,mount,ipc,uts"
-                    } else {
-                        "pid,mount,ipc,uts,net"
-                    },
-                    landlock_abi: self.state().landlock_abi,
-                    seccomp: true,
-                    network: prepared.spec.network,
-                    uid: prepared.spec.uid,
-                    gid: prepared.spec.gid,
                 };
                 Ok(Launched {
                     prepared,
@@ -112,9 +100,21 @@ impl ToolService {
         agent: &Arc<crate::policy::AgentPolicy>,
         req: &ExecRequest,
         deadline: Option<Duration>,
-    ) -> Result<(Prepared, crate::sandbox::SandboxChild), ToolError> {
+    ) -> Result<(Prepared, Enforced, crate::sandbox::SandboxChild), ToolError> {
         let index = workspace_index(agent, &req.workspace)?;
-        let prepared = shell::prepare(agent, &agent.workspaces[index], req, deadline)?;
+        let (spec, prepared) = shell::prepare(agent, &agent.workspaces[index], req, deadline)?;
+        let enforced = Enforced {
+            namespaces: if spec.network {
+                "pid,mount,ipc,uts"
+            } else {
+                "pid,mount,ipc,uts,net"
+            },
+            landlock_abi: self.state().landlock_abi,
+            seccomp: true,
+            network: spec.network,
+            uid: spec.uid,
+            gid: spec.gid,
+        };
         let launcher = self.state().launcher.as_ref().ok_or_else(|| {
             ToolError::new(
                 Reason::Unavailable,
@@ -123,25 +123,20 @@ impl ToolService {
         })?;
         self.state().audit.admit().await?;
         let launch_started = Instant::now();
-        let child = launcher
-            .spawn(prepared.spec.clone())
-            .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::ArgumentListTooLong => ToolError::invalid(format!(
-                    "the arguments and environment are too long for the kernel to run ({e}); \
+        let child = launcher.spawn(spec).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::ArgumentListTooLong => ToolError::invalid(format!(
+                "the arguments and environment are too long for the kernel to run ({e}); \
                      pass large data through stdin or a file in the workspace"
-                )),
-                std::io::ErrorKind::NotFound if e.to_string().contains("step Exec") => {
-                    ToolError::new(
-                        Reason::NotFound,
-                        format!("the program could not be run in the sandbox, nothing ran: {e}"),
-                    )
-                }
-                _ => ToolError::new(
-                    Reason::Internal,
-                    format!("the sandbox could not be set up, nothing ran: {e}"),
-                ),
-            })?;
+            )),
+            std::io::ErrorKind::NotFound if e.to_string().contains("step Exec") => ToolError::new(
+                Reason::NotFound,
+                format!("the program could not be run in the sandbox, nothing ran: {e}"),
+            ),
+            _ => ToolError::new(
+                Reason::Internal,
+                format!("the sandbox could not be set up, nothing ran: {e}"),
+            ),
+        })?;
         crate::metrics::sandbox_setup(launch_started.elapsed());
         let t = child.timings();
         tracing::debug!(
@@ -152,7 +147,7 @@ impl ToolService {
             child_setup_us = t.child_setup.as_micros() as u64,
             "sandbox started"
         );
-        Ok((prepared, child))
+        Ok((prepared, enforced, child))
     }
 
     async fn refuse(

@@ -20,9 +20,9 @@ pub const WORKSPACE_MOUNT: &str = "/workspace";
 /// Largest stdin a request may carry.
 pub const MAX_STDIN_BYTES: usize = 16 * 1024 * 1024;
 
-/// A request the policy allowed, ready to launch.
+/// A request the policy allowed, ready to launch (its sandbox spec is
+/// returned beside it, to be moved into the launcher).
 pub struct Prepared {
-    pub spec: SandboxSpec,
     pub stdin: Vec<u8>,
     pub deadlines: run::Deadlines,
     pub rule: Arc<str>,
@@ -50,7 +50,7 @@ pub fn prepare(
     ws: &WorkspacePolicy,
     req: &ExecRequest,
     call_deadline: Option<Duration>,
-) -> Result<Prepared, ToolError> {
+) -> Result<(SandboxSpec, Prepared), ToolError> {
     let shell = shell_policy(agent)?;
     let allowed = match (req.argv.is_empty(), req.shell.is_empty()) {
         (false, true) => {
@@ -142,16 +142,18 @@ pub fn prepare(
         },
         hostname: "agentjail".into(),
     };
-    Ok(Prepared {
-        argv: allowed.argv,
-        cwd: cwd_rel,
+    Ok((
         spec,
-        stdin: req.stdin.clone(),
-        deadlines: run::Deadlines {
-            timeout,
-            idle: (req.idle_timeout_ms > 0).then(|| Duration::from_millis(req.idle_timeout_ms)),
-            budget: budget as usize,
+        Prepared {
+            argv: allowed.argv,
+            cwd: cwd_rel,
+            stdin: req.stdin.clone(),
+            deadlines: run::Deadlines {
+                timeout,
+                idle: (req.idle_timeout_ms > 0).then(|| Duration::from_millis(req.idle_timeout_ms)),
+                budget: budget as usize,
+            },
+            rule: allowed.rule,
         },
-        rule: allowed.rule,
-    })
+    ))
 }
