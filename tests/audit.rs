@@ -17,15 +17,12 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
-
-/// The sandbox identity commands run as (the policy's shell.uid/gid).
-const SANDBOX_UID: u32 = 65534;
 
 // ------------------------------------------------------------------ setup
 
@@ -39,7 +36,7 @@ fn shell_policy(d: &Dirs) -> String {
 allow_shell = true
 path = ["/usr/local/bin", "/usr/bin", "/bin"]
 uid = {SANDBOX_UID}
-gid = {SANDBOX_UID}
+gid = {SANDBOX_GID}
 env = ["AJ_*", "FOO"]
 timeout_ms = 30000
 output_budget_bytes = 65536
@@ -55,17 +52,11 @@ output_budget_bytes = 65536
     p
 }
 
-/// Gives the workspace to the sandbox uid, so commands can write in it.
-fn shell_workspace(d: &Dirs) {
-    std::os::unix::fs::chown(&d.ws, Some(SANDBOX_UID), Some(SANDBOX_UID)).unwrap();
-    set_mode(&d.ws, 0o755);
-}
-
 /// A daemon with the shell policy; `extra` goes into its config.
 async fn start_shell_daemon(extra: &str) -> Daemon {
     require_root("chowning the workspace to the sandbox uid");
     let dirs = Dirs::new();
-    shell_workspace(&dirs);
+    dirs.give_ws_to_sandbox();
     let policy = shell_policy(&dirs);
     Daemon::start_with(dirs, &policy, extra).await
 }
@@ -413,7 +404,7 @@ impl Expect {
 async fn every_rpc_produces_exactly_one_record_and_denials_do_too() {
     require_root("a client running as uid 65534 and a sandbox-owned workspace");
     let dirs = Dirs::new();
-    shell_workspace(&dirs);
+    dirs.give_ws_to_sandbox();
     let policy = shell_policy(&dirs);
     let d = Daemon::start_with(dirs, &policy, "socket_mode = 0o666").await;
     let log = audit_file(&d);
@@ -849,7 +840,7 @@ async fn produce_log(calls: usize) -> (Vec<String>, String) {
     }
     let log = audit_file(&d);
     wait_head(&log, calls as u64).await;
-    assert_eq!(d.stop().code(), Some(0));
+    assert_eq!(d.stop().await.code(), Some(0));
     let lines = complete_lines(&log);
     assert_eq!(lines.len(), calls);
     let head = std::fs::read_to_string(agentjail::audit::head_path(&log)).unwrap();
@@ -1131,45 +1122,6 @@ async fn rotation_keeps_one_chain_across_files() {
     assert!(v.out.contains("note"), "{v:?}");
 }
 
-/// A restarted daemon: `serve_command` on the same directories, killed on
-/// drop.
-struct Restarted {
-    child: Child,
-}
-
-impl Restarted {
-    async fn start(dirs: &Dirs) -> Restarted {
-        let mut child = serve_command(dirs)
-            .spawn()
-            .expect("restart agentjail serve");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "the restarted daemon exited with {status}; log:\n{}",
-                    std::fs::read_to_string(&dirs.log).unwrap_or_default()
-                );
-            }
-            if health_status(&dirs.socket, "").await == Ok(1) {
-                return Restarted { child };
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the restarted daemon is not ready after 15 s; log:\n{}",
-                std::fs::read_to_string(&dirs.log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Restarted {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// One acknowledged call of the crash test.
 #[derive(Debug, Clone)]
 struct Acked {
@@ -1315,7 +1267,7 @@ async fn kill_9_under_load_loses_no_acknowledged_record() {
 
     // Restart on the same state dir: the cut line is removed, the chain
     // continues.
-    let _restarted = Restarted::start(&d.dirs).await;
+    let _restarted = Serve::new().start(&d.dirs).await;
     let raw = std::fs::read(&log).unwrap();
     assert!(
         raw.is_empty() || raw.last() == Some(&b'\n'),
@@ -1438,7 +1390,7 @@ async fn disk_full_refuses_calls_unaudited_work_never_happens_and_recovers() {
     let audit_dir = mount_root.path().join("auditfs");
     let _mount = Tmpfs::mount(&audit_dir, "2m");
     let dirs = Dirs::new();
-    shell_workspace(&dirs);
+    dirs.give_ws_to_sandbox();
     let log = audit_dir.join("audit.jsonl");
     let policy = shell_policy(&dirs);
     let extra = format!(
@@ -1447,7 +1399,7 @@ async fn disk_full_refuses_calls_unaudited_work_never_happens_and_recovers() {
     );
     let d = Daemon::start_with(dirs, &policy, &extra).await;
     put(&d.dirs.w("keep.txt"), "keep\n");
-    std::os::unix::fs::chown(d.dirs.w("keep.txt"), Some(SANDBOX_UID), Some(SANDBOX_UID)).unwrap();
+    give_to_sandbox(&d.dirs.w("keep.txt"));
     let mut c = d.client().await;
     for _ in 0..3 {
         ok(c.read_file(read_req("keep.txt")).await);

@@ -285,13 +285,26 @@ async fn socket_group_gives_the_socket_to_that_group() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     // An unknown group is a clear refusal to start, not a world-open socket.
     let dirs = Dirs::new();
-    std::fs::write(dirs.policy_dir.join("test.toml"), standard_policy(&dirs)).unwrap();
-    std::fs::write(&dirs.config, "socket_group = \"no-such-group-xyz\"\n").unwrap();
-    let status = serve_command(&dirs).status().unwrap();
-    assert!(!status.success());
-    let log = std::fs::read_to_string(&dirs.log).unwrap();
+    let log = refused_start(
+        &dirs,
+        &standard_policy(&dirs),
+        "socket_group = \"no-such-group-xyz\"\n",
+    )
+    .await;
     assert!(log.contains("no-such-group-xyz"), "{log}");
-    assert!(!exists(&dirs.socket), "no socket left behind");
+}
+
+/// Starts a daemon on `policy` and `config` that must refuse to: asserts
+/// that it exits with a failure and binds no socket; returns its log.
+async fn refused_start(dirs: &Dirs, policy: &str, config: &str) -> String {
+    dirs.write_setup(policy, config);
+    let status = Serve::new()
+        .until_exit(dirs, "the daemon started although it must refuse")
+        .await;
+    let log = std::fs::read_to_string(&dirs.log).unwrap();
+    assert!(!status.success(), "log:\n{log}");
+    assert!(!exists(&dirs.socket), "a socket was bound or left behind");
+    log
 }
 
 #[tokio::test]
@@ -300,7 +313,7 @@ async fn sigterm_removes_the_socket_and_exits_zero() {
     assert!(exists(&d.dirs.socket));
     let mut c = d.client().await;
     ok(c.who_am_i(WhoAmIRequest {}).await);
-    let status = d.stop();
+    let status = d.stop().await;
     assert_eq!(
         status.code(),
         Some(0),
@@ -314,18 +327,9 @@ async fn sigterm_removes_the_socket_and_exits_zero() {
 #[tokio::test]
 async fn a_second_daemon_does_not_steal_the_socket() {
     let mut d = Daemon::start().await;
-    let mut second = serve_command(&d.dirs).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = second.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = second.kill();
-            panic!("the second daemon kept running");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = Serve::new()
+        .until_exit(&d.dirs, "the second daemon kept running")
+        .await;
     assert!(!status.success());
     // It says why: the socket is in use.
     let socket = d.dirs.socket.display().to_string();
@@ -458,30 +462,13 @@ async fn invalid_policy_at_start_refuses_to_start() {
         &uids_line(),
         &format!("{}\nunknown_thing = true", uids_line()),
     );
-    std::fs::write(dirs.policy_dir.join("test.toml"), policy).unwrap();
-    std::fs::write(&dirs.config, "").unwrap();
-    let mut child = serve_command(&dirs).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the daemon started with an invalid policy");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let log = std::fs::read_to_string(&dirs.log).unwrap();
-    assert!(!status.success(), "log:\n{log}");
+    let log = refused_start(&dirs, &policy, "").await;
     let expected = format!("{}:4:1:", dirs.policy_dir.join("test.toml").display());
     assert!(
         log.contains(&expected),
         "log should contain {expected:?}:\n{log}"
     );
     assert!(log.contains("unknown_thing"), "{log}");
-    assert!(!exists(&dirs.socket), "a socket was bound");
 }
 
 #[tokio::test]
@@ -695,17 +682,13 @@ async fn insecure_tcp_listener_maps_to_its_agent() {
 #[tokio::test]
 async fn tcp_without_insecure_refuses_to_start() {
     let dirs = Dirs::new();
-    std::fs::write(dirs.policy_dir.join("test.toml"), standard_policy(&dirs)).unwrap();
-    std::fs::write(
-        &dirs.config,
+    let log = refused_start(
+        &dirs,
+        &standard_policy(&dirs),
         "[tcp]\naddress = \"127.0.0.1:1\"\nagent = \"tester\"\n",
     )
-    .unwrap();
-    let out = serve_command(&dirs).status().unwrap();
-    assert!(!out.success());
-    let log = std::fs::read_to_string(&dirs.log).unwrap();
+    .await;
     assert!(log.contains("insecure = true"), "{log}");
-    assert!(!exists(&dirs.socket));
 }
 
 // ------------------------------------------------------------------ CLI

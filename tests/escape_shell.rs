@@ -229,10 +229,7 @@ async fn s2_host_secrets_are_unreadable() {
     let d = ShellDaemon::launch(
         dirs,
         &Policy::default(),
-        Launch {
-            env: vec![("AGENTJAIL_TEST_SECRET".into(), SECRET.into())],
-            ..Launch::default()
-        },
+        Serve::new().env("AGENTJAIL_TEST_SECRET", SECRET),
     )
     .await;
     put_ws(&d.dirs, "mine.txt", "my own file\n");
@@ -1663,19 +1660,14 @@ fn secret_env() -> Vec<(String, String)> {
 /// inherited fds 3 and 4.
 async fn leaky_daemon() -> ShellDaemon {
     let dirs = ShellDirs::new();
-    let files = vec![
-        dirs.outside.join("secret.txt"),
-        dirs.other_ws.join("secret.txt"),
-    ];
-    let d = ShellDaemon::launch(
-        dirs,
-        &Policy::default(),
-        Launch {
-            env: secret_env(),
-            inherited_files: files,
-        },
-    )
-    .await;
+    let mut serve = Serve::new();
+    for (k, v) in secret_env() {
+        serve = serve.env(k, v);
+    }
+    for file in [&dirs.outside, &dirs.other_ws] {
+        serve = serve.fd(std::fs::File::open(file.join("secret.txt")).unwrap());
+    }
+    let d = ShellDaemon::launch(dirs, &Policy::default(), serve).await;
     // The case is real: the daemon does hold them.
     let environ =
         String::from_utf8_lossy(&std::fs::read(format!("/proc/{}/environ", d.pid)).unwrap())
@@ -2098,22 +2090,9 @@ async fn r4_a_policy_the_host_cannot_enforce_is_refused_at_start() {
         ..Policy::default()
     };
     write_policy(&dirs, &policy);
-    let mut child = serve_command(&dirs).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "serve kept running with an unenforceable policy; log:\n{}",
-                std::fs::read_to_string(&dirs.log).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = Serve::new()
+        .until_exit(&dirs, "serve kept running with an unenforceable policy")
+        .await;
     let log = std::fs::read_to_string(&dirs.log).unwrap();
     assert!(!status.success(), "{status}: {log}");
     for needle in [
@@ -2149,7 +2128,7 @@ async fn r4_a_policy_the_host_cannot_enforce_is_refused_at_start() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert!(out.contains("every requirement is met"), "{out}");
-    let mut d = ShellDaemon::launch(dirs, &Policy::default(), Launch::default()).await;
+    let mut d = ShellDaemon::launch(dirs, &Policy::default(), Serve::new()).await;
     d.assert_serving().await;
 }
 

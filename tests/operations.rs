@@ -14,18 +14,13 @@ use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::Status;
 
 // ------------------------------------------------------------- helpers
-
-/// The unprivileged identity commands run as (the policy default).
-const SANDBOX_ID: u32 = 65534;
 
 /// An `[agents.shell]` table for the tester agent of `standard_policy`:
 /// `sleep` and `true` by argv, nothing else.
@@ -44,8 +39,7 @@ program = "true"
 /// workspace to the sandbox user so commands can run in it.
 fn shell_policy(d: &Dirs) -> String {
     require_root("running commands in the sandbox");
-    std::os::unix::fs::chown(&d.ws, Some(SANDBOX_ID), Some(SANDBOX_ID)).unwrap();
-    set_mode(&d.ws, 0o755);
+    d.give_ws_to_sandbox();
     format!("{}{SHELL_TABLE}", standard_policy(d))
 }
 
@@ -145,97 +139,12 @@ fn audit_records(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// A daemon started with a hand-made command (environment, inherited fds),
-/// killed on drop.
-struct Proc {
-    child: Option<Child>,
-    pid: u32,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command, log: &Path) -> Proc {
-        let child = cmd.spawn().expect("spawn agentjail serve");
-        Proc {
-            pid: child.id(),
-            child: Some(child),
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().unwrap().try_wait().unwrap()
-    }
-
-    /// Waits until health on `socket` answers SERVING.
-    async fn wait_serving(&mut self, socket: &Path) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.exited() {
-                panic!(
-                    "the daemon exited during start-up with {status}; log:\n{}",
-                    self.log()
-                );
-            }
-            let last = health_status(socket, "").await;
-            if last == Ok(1) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not serving after 15 s ({last:?}); log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn signal(&self, sig: rustix::process::Signal) {
-        send_signal(self.pid, sig);
-    }
-
-    /// Waits (at most `limit`) for the exit status.
-    async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.exited() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not exit within {limit:?}; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "----- daemon log ({}) -----\n{}\n----- end of daemon log -----",
-                self.log.display(),
-                self.log()
-            );
-        }
-    }
-}
-
-/// Writes `policy` and the config file the way `Daemon::start_with` does.
-fn write_setup(dirs: &Dirs, policy: &str, config: &str) {
-    std::fs::write(dirs.policy_dir.join("test.toml"), policy).unwrap();
-    std::fs::write(&dirs.config, config).unwrap();
+/// Fresh directories with the standard policy and the config of
+/// `Daemon::start`, for the tests that start the daemon their own way.
+fn standard_setup() -> Dirs {
+    let dirs = Dirs::new();
+    dirs.write_setup(&standard_policy(&dirs), "shutdown_grace_ms = 2000\n");
+    dirs
 }
 
 // ------------------------------------------------- reload under load
@@ -701,7 +610,7 @@ impl Notifications {
 
     /// Receives until a datagram contains `line` as one of its lines;
     /// returns that datagram.
-    async fn until(&mut self, line: &str, limit: Duration, p: &Proc) -> String {
+    async fn until(&mut self, line: &str, limit: Duration, p: &Server) -> String {
         let deadline = Instant::now() + limit;
         let mut buf = vec![0u8; 4096];
         loop {
@@ -727,17 +636,16 @@ impl Notifications {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn systemd_notify_ready_reloading_watchdog_and_stopping() {
-    let dirs = Dirs::new();
-    write_setup(&dirs, &standard_policy(&dirs), "shutdown_grace_ms = 2000\n");
+    let dirs = standard_setup();
     let notify_path = dirs.root.join("notify.sock");
     let mut notes = Notifications::bind(&notify_path);
-    let mut cmd = serve_command(&dirs);
-    cmd.env("NOTIFY_SOCKET", &notify_path)
+    let mut p = Serve::new()
+        .env("NOTIFY_SOCKET", &notify_path)
         .env("WATCHDOG_USEC", "200000")
         .env_remove("WATCHDOG_PID")
         .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID");
-    let mut p = Proc::spawn(cmd, &dirs.log);
+        .env_remove("LISTEN_PID")
+        .spawn(&dirs);
 
     // READY=1 with a STATUS, and only once the socket answers.
     let ready = notes.until("READY=1", Duration::from_secs(15), &p).await;
@@ -806,63 +714,16 @@ async fn systemd_notify_ready_reloading_watchdog_and_stopping() {
     assert_eq!(status.code(), Some(0), "log:\n{}", p.log());
 }
 
-/// `agentjail serve` started through `sh`, which exports its own pid as
-/// LISTEN_PID and then execs the daemon (same pid), with `listener` as fd 3
-/// and LISTEN_FDS=1: what systemd does for a socket unit.
-fn socket_activated_command(dirs: &Dirs, listener: &std::os::unix::net::UnixListener) -> Command {
-    use std::os::fd::AsRawFd;
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg("LISTEN_PID=$$; export LISTEN_PID; exec \"$@\"")
-        .arg("sh")
-        .arg(BIN)
-        .arg("serve")
-        .arg("--config")
-        .arg(&dirs.config)
-        .arg("--socket")
-        .arg(&dirs.socket)
-        .arg("--policy-dir")
-        .arg(&dirs.policy_dir)
-        .arg("--state-dir")
-        .arg(&dirs.state_dir)
-        .env("AGENTJAIL_LOG", "info")
-        .env("LISTEN_FDS", "1")
-        .env_remove("LISTEN_PID")
-        .env_remove("LISTEN_FDNAMES")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("AGENTJAIL_SOCKET")
-        .stdin(Stdio::null());
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&dirs.log)
-        .unwrap();
-    cmd.stdout(log.try_clone().unwrap()).stderr(log);
-    let fd = listener.as_raw_fd();
-    // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and
-    // exec. dup2 onto another number clears FD_CLOEXEC; when the listener
-    // already is fd 3, the flag is cleared by hand.
-    unsafe {
-        cmd.pre_exec(move || {
-            if fd == 3 {
-                let flags = libc::fcntl(3, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd
+/// The daemon started the way systemd does for a socket unit: `listener` as
+/// fd 3, LISTEN_FDS=1 and LISTEN_PID its own pid.
+fn socket_activated(dirs: &Dirs, listener: std::os::unix::net::UnixListener) -> Server {
+    Serve::new().fd(listener).socket_activation().spawn(dirs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_activation_serves_on_the_passed_socket_and_leaves_it_to_systemd() {
     use std::os::unix::fs::FileTypeExt;
-    let dirs = Dirs::new();
-    write_setup(&dirs, &standard_policy(&dirs), "shutdown_grace_ms = 2000\n");
+    let dirs = standard_setup();
     put(&dirs.w("a.txt"), "activated\n");
     let activated = dirs.root.join("run").join("activated.sock");
     let listener = std::os::unix::net::UnixListener::bind(&activated).unwrap();
@@ -879,8 +740,7 @@ async fn socket_activation_serves_on_the_passed_socket_and_leaves_it_to_systemd(
         c.who_am_i(WhoAmIRequest {}).await
     }));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut p = Proc::spawn(socket_activated_command(&dirs, &listener), &dirs.log);
-    drop(listener);
+    let mut p = socket_activated(&dirs, listener);
 
     p.wait_serving(&activated).await;
     let early = early_call.await.unwrap().expect("the early call timed out");
@@ -922,11 +782,11 @@ async fn socket_activation_serves_on_the_passed_socket_and_leaves_it_to_systemd(
 async fn a_socket_for_another_pid_is_ignored() {
     // LISTEN_PID of another process: the daemon binds its own socket, as
     // sd_listen_fds(3) requires.
-    let dirs = Dirs::new();
-    write_setup(&dirs, &standard_policy(&dirs), "shutdown_grace_ms = 2000\n");
-    let mut cmd = serve_command(&dirs);
-    cmd.env("LISTEN_FDS", "1").env("LISTEN_PID", "1");
-    let mut p = Proc::spawn(cmd, &dirs.log);
+    let dirs = standard_setup();
+    let mut p = Serve::new()
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_PID", "1")
+        .spawn(&dirs);
     p.wait_serving(&dirs.socket).await;
     assert!(!p.log().contains("socket activation"), "{}", p.log());
     p.signal(rustix::process::Signal::TERM);
@@ -937,27 +797,9 @@ async fn a_socket_for_another_pid_is_ignored() {
 #[tokio::test]
 async fn socket_activation_with_a_wrong_fd_refuses_to_start() {
     // fd 3 is a regular file, not a listening Unix socket: refuse.
-    let dirs = Dirs::new();
-    write_setup(&dirs, &standard_policy(&dirs), "shutdown_grace_ms = 2000\n");
+    let dirs = standard_setup();
     let file = std::fs::File::open(dirs.policy_dir.join("test.toml")).unwrap();
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg("LISTEN_PID=$$; export LISTEN_PID; exec \"$@\" 3<&0 0</dev/null")
-        .arg("sh")
-        .arg(BIN)
-        .args(["serve", "--config"])
-        .arg(&dirs.config)
-        .arg("--socket")
-        .arg(&dirs.socket)
-        .arg("--policy-dir")
-        .arg(&dirs.policy_dir)
-        .arg("--state-dir")
-        .arg(&dirs.state_dir)
-        .env("LISTEN_FDS", "1")
-        .stdin(Stdio::from(file));
-    let log = std::fs::File::create(&dirs.log).unwrap();
-    cmd.stdout(log.try_clone().unwrap()).stderr(log);
-    let mut p = Proc::spawn(cmd, &dirs.log);
+    let mut p = Serve::new().fd(file).socket_activation().spawn(&dirs);
     let status = p.wait_exit(Duration::from_secs(15)).await;
     assert!(!status.success(), "started on a regular file as its socket");
     assert!(p.log().contains("not a Unix stream socket"), "{}", p.log());
@@ -1304,8 +1146,8 @@ async fn health_is_not_serving_while_draining() {
     use tonic_health::pb::health_client::HealthClient;
     let dirs = Dirs::new();
     let policy = shell_policy(&dirs);
-    write_setup(&dirs, &policy, "shutdown_grace_ms = 30000\n");
-    let mut p = Proc::spawn(serve_command(&dirs), &dirs.log);
+    dirs.write_setup(&policy, "shutdown_grace_ms = 30000\n");
+    let mut p = Serve::new().spawn(&dirs);
     p.wait_serving(&dirs.socket).await;
     let socket = dirs.socket.clone();
     assert_eq!(
@@ -1375,8 +1217,7 @@ async fn health_never_says_serving_before_the_tool_service_is_up() {
     // Socket activation lets clients connect before the daemon runs, so
     // their checks arrive while it is starting.
     for round in 0..3 {
-        let dirs = Dirs::new();
-        write_setup(&dirs, &standard_policy(&dirs), "shutdown_grace_ms = 2000\n");
+        let dirs = standard_setup();
         let activated = dirs.root.join("run").join("activated.sock");
         let listener = std::os::unix::net::UnixListener::bind(&activated).unwrap();
         let mut probes = Vec::new();
@@ -1405,8 +1246,7 @@ async fn health_never_says_serving_before_the_tool_service_is_up() {
                 },
             )));
         }
-        let mut p = Proc::spawn(socket_activated_command(&dirs, &listener), &dirs.log);
-        drop(listener);
+        let mut p = socket_activated(&dirs, listener);
         let mut seen = Vec::new();
         for probe in probes {
             seen.extend(probe.await.unwrap().expect("a health probe timed out"));
@@ -1427,13 +1267,12 @@ async fn health_never_says_serving_before_the_tool_service_is_up() {
 /// its log.
 async fn log_of_a_run(config: &str, env: &[(&str, &str)]) -> String {
     let dirs = Dirs::new();
-    write_setup(&dirs, &standard_policy(&dirs), config);
-    let mut cmd = serve_command(&dirs);
-    cmd.env_remove("JOURNAL_STREAM");
+    dirs.write_setup(&standard_policy(&dirs), config);
+    let mut serve = Serve::new().env_remove("JOURNAL_STREAM");
     for (k, v) in env {
-        cmd.env(k, v);
+        serve = serve.env(k, v);
     }
-    let mut p = Proc::spawn(cmd, &dirs.log);
+    let mut p = serve.spawn(&dirs);
     p.wait_serving(&dirs.socket).await;
     let mut c = agentjail::client::connect_unix(&dirs.socket).await.unwrap();
     ok(c.who_am_i(WhoAmIRequest {}).await);

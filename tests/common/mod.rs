@@ -1,12 +1,15 @@
 //! Test harness: starts the real `agentjail serve` binary on a Unix socket in
-//! a temporary directory and talks to it with the real tonic client.
+//! a temporary directory and talks to it with the real tonic client. The
+//! launching itself (directories, command line, process handle) is shared
+//! with the shell harness in `tests/launch`.
 //!
-//! Layout of every test directory (`Dirs`):
+//! Layout of every test directory (`Dirs`): the `launch::DaemonDirs` layout
+//! with these files in it:
 //!
 //! ```text
 //! <root>/                 0755, so other uids can reach the socket
 //!   ws/                   workspace "main" (read-write)
-//!   ro/                   workspace "ro" (read-only)
+//!   ro/readme.txt         workspace "ro" (read-only)
 //!   ws-evil/f.txt         a sibling sharing the workspace's name as prefix
 //!   outside/secret.txt    sentinel files the daemon must never touch
 //!   policies/test.toml    the policy under test
@@ -18,16 +21,26 @@
 
 #![allow(dead_code)]
 
+#[path = "../launch/mod.rs"]
+mod launch;
+
+// Every suite uses a different part of these.
+#[allow(unused_imports)]
+pub use launch::{
+    BIN, DaemonDirs, SANDBOX_GID, SANDBOX_UID, Serve, Server, give_to_sandbox, health_status,
+    send_signal, set_mode,
+};
+
 use agentjail::error::reason_of;
 use agentjail::proto::tool_sandbox_client::ToolSandboxClient;
 use agentjail::proto::*;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 use tonic_types::StatusExt;
@@ -40,8 +53,6 @@ pub const SECRET: &str = "TOP-SECRET-OUTSIDE-CONTENT\n";
 pub const OUTSIDE_ONLY_NAME: &str = "outside-only-name.txt";
 /// Content of `ws-evil/f.txt`.
 pub const SIBLING_SECRET: &str = "SIBLING-WS-EVIL-CONTENT\n";
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_agentjail");
 
 /// Tests that need root (chown, mknod, running a client as another uid)
 /// call this: without root they fail with this message, never skip.
@@ -66,72 +77,33 @@ pub fn uids_line() -> String {
 // ------------------------------------------------------------------ dirs
 
 pub struct Dirs {
-    tmp: tempfile::TempDir,
-    pub root: PathBuf,
-    pub ws: PathBuf,
-    pub ro: PathBuf,
+    base: DaemonDirs,
+    /// `ws-evil/`: shares the workspace's name as a prefix.
     pub sibling: PathBuf,
-    pub outside: PathBuf,
-    pub policy_dir: PathBuf,
-    pub state_dir: PathBuf,
-    pub socket: PathBuf,
-    pub config: PathBuf,
-    pub log: PathBuf,
 }
 
-impl Default for Dirs {
-    fn default() -> Self {
-        Self::new()
+/// The shared layout's paths (`ws`, `socket`, `log`, ...) read as `dirs.ws`.
+impl Deref for Dirs {
+    type Target = DaemonDirs;
+    fn deref(&self) -> &DaemonDirs {
+        &self.base
     }
 }
 
 impl Dirs {
     pub fn new() -> Dirs {
-        let tmp = tempfile::Builder::new()
-            .prefix("aj-test-")
-            .tempdir_in("/tmp")
-            .expect("create temp dir");
-        let root = tmp.path().to_path_buf();
-        set_mode(&root, 0o755);
+        let base = DaemonDirs::new("aj-test-");
         let d = Dirs {
-            ws: root.join("ws"),
-            ro: root.join("ro"),
-            sibling: root.join("ws-evil"),
-            outside: root.join("outside"),
-            policy_dir: root.join("policies"),
-            state_dir: root.join("state"),
-            socket: root.join("run").join("agentjail.sock"),
-            config: root.join("agentjail.toml"),
-            log: root.join("daemon.log"),
-            root,
-            tmp,
+            sibling: base.root.join("ws-evil"),
+            base,
         };
-        for dir in [
-            &d.ws,
-            &d.ro,
-            &d.sibling,
-            &d.outside,
-            &d.policy_dir,
-            &d.state_dir,
-        ] {
-            std::fs::create_dir_all(dir).unwrap();
-        }
-        let run = d.socket.parent().unwrap();
-        std::fs::create_dir_all(run).unwrap();
-        set_mode(run, 0o755);
         put(&d.outside.join("secret.txt"), SECRET);
         put(&d.outside.join(OUTSIDE_ONLY_NAME), SECRET);
         put(&d.outside.join("f.txt"), SECRET);
-        std::fs::create_dir_all(d.outside.join("sub")).unwrap();
         put(&d.outside.join("sub/deep-secret.txt"), SECRET);
         put(&d.sibling.join("f.txt"), SIBLING_SECRET);
         put(&d.ro.join("readme.txt"), "read-only content\n");
         d
-    }
-
-    /// A path inside the main workspace.
-    pub fn w(&self, rel: &str) -> PathBuf {
-        self.ws.join(rel)
     }
 
     /// A path inside `outside/`.
@@ -191,7 +163,7 @@ impl Dirs {
     }
 
     pub fn keep(self) -> PathBuf {
-        self.tmp.keep()
+        self.base.keep()
     }
 }
 
@@ -236,33 +208,10 @@ max_file_bytes = 67108864
 // ---------------------------------------------------------------- daemon
 
 pub struct Daemon {
+    /// First, so the daemon is gone before its directories are.
+    server: Server,
     pub dirs: Dirs,
-    child: Option<Child>,
     pub pid: u32,
-}
-
-/// `agentjail serve` for `dirs`, output to `dirs.log`.
-pub fn serve_command(dirs: &Dirs) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(&dirs.config)
-        .arg("--socket")
-        .arg(&dirs.socket)
-        .arg("--policy-dir")
-        .arg(&dirs.policy_dir)
-        .arg("--state-dir")
-        .arg(&dirs.state_dir)
-        .env("AGENTJAIL_LOG", "info")
-        .env_remove("AGENTJAIL_SOCKET")
-        .stdin(Stdio::null());
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&dirs.log)
-        .unwrap();
-    cmd.stdout(log.try_clone().unwrap()).stderr(log);
-    cmd
 }
 
 impl Daemon {
@@ -276,50 +225,20 @@ impl Daemon {
     /// `policy` as `policies/test.toml`; `config_extra` appended to the
     /// config file.
     pub async fn start_with(dirs: Dirs, policy: &str, config_extra: &str) -> Daemon {
-        std::fs::write(dirs.policy_dir.join("test.toml"), policy).unwrap();
-        std::fs::write(
-            &dirs.config,
-            format!("shutdown_grace_ms = 2000\n{config_extra}\n"),
-        )
-        .unwrap();
-        let child = serve_command(&dirs).spawn().expect("spawn agentjail serve");
-        let pid = child.id();
-        let mut d = Daemon {
+        dirs.write_setup(
+            policy,
+            &format!("shutdown_grace_ms = 2000\n{config_extra}\n"),
+        );
+        let server = Serve::new().start(&dirs).await;
+        Daemon {
+            pid: server.pid,
+            server,
             dirs,
-            child: Some(child),
-            pid,
-        };
-        d.wait_ready().await;
-        d
+        }
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.dirs.log).unwrap_or_default()
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut last;
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "agentjail serve exited during start-up with {status}; log:\n{}",
-                    self.log()
-                );
-            }
-            match health_status(&self.dirs.socket, "").await {
-                Ok(1) => return,
-                Ok(s) => last = format!("health status {s}"),
-                Err(e) => last = e,
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "agentjail serve not ready after 10s ({last}); log:\n{}",
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.server.log()
     }
 
     pub async fn channel(&self) -> Channel {
@@ -329,14 +248,14 @@ impl Daemon {
     }
 
     pub async fn client(&self) -> ToolSandboxClient<Channel> {
-        ToolSandboxClient::new(self.channel().await)
-            .max_decoding_message_size(256 * 1024 * 1024)
-            .max_encoding_message_size(usize::MAX)
+        launch::tool_client(&self.dirs.socket)
+            .await
+            .expect("connect to the daemon socket")
     }
 
     /// Asserts that the daemon process is alive and answers a real call.
     pub async fn assert_serving(&mut self) {
-        if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+        if let Some(status) = self.server.exited() {
             panic!("the daemon died with {status}; log:\n{}", self.log());
         }
         assert_eq!(
@@ -354,34 +273,18 @@ impl Daemon {
     }
 
     /// SIGTERM, then wait (at most 15 s) for the exit status.
-    pub fn stop(&mut self) -> ExitStatus {
-        let child = self.child.as_mut().expect("daemon already stopped");
-        send_signal(child.id(), rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "daemon did not exit within 15s of SIGTERM; log:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    pub async fn stop(&mut self) -> ExitStatus {
+        self.server.stop().await
     }
 
     /// Resident set size of the daemon, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        proc_status_kib(self.pid, "VmRSS:")
+        self.server.status_kib("VmRSS:")
     }
 
     /// Peak resident set size of the daemon, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        proc_status_kib(self.pid, "VmHWM:")
+        self.server.status_kib("VmHWM:")
     }
 
     /// `agentjail call --socket S <args>` as the current user.
@@ -396,62 +299,6 @@ impl Daemon {
             .output()
             .expect("run agentjail call")
     }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "----- daemon log ({}) -----\n{}\n----- end of daemon log -----",
-                self.dirs.log.display(),
-                self.log()
-            );
-        }
-    }
-}
-
-/// Sends `sig` to process `pid`.
-pub fn send_signal(pid: u32, sig: rustix::process::Signal) {
-    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a valid pid");
-    rustix::process::kill_process(pid, sig).expect("kill");
-}
-
-fn proc_status_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-}
-
-/// grpc.health.v1 Check(service) on the socket: the status number
-/// (1 = SERVING) or why it could not be asked.
-pub async fn health_status(socket: &Path, service: &str) -> Result<i32, String> {
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_client::HealthClient;
-    let channel = tokio::time::timeout(
-        Duration::from_secs(2),
-        agentjail::client::unix_channel(socket),
-    )
-    .await
-    .map_err(|_| "connect timed out".to_string())?
-    .map_err(|e| format!("connect: {e}"))?;
-    let resp = tokio::time::timeout(
-        Duration::from_secs(2),
-        HealthClient::new(channel).check(HealthCheckRequest {
-            service: service.into(),
-        }),
-    )
-    .await
-    .map_err(|_| "health check timed out".to_string())?
-    .map_err(|s| format!("health check: {s:?}"))?;
-    Ok(resp.into_inner().status)
 }
 
 // ------------------------------------------------------------ assertions
@@ -619,10 +466,6 @@ pub fn get(path: &Path) -> String {
 
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
-}
-
-pub fn set_mode(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 pub fn mode_of(path: &Path) -> u32 {

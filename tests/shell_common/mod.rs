@@ -5,11 +5,13 @@
 //! (`/proc`, cgroups, files) to prove that nothing happened outside.
 //!
 //! Kept apart from `tests/common/mod.rs` (the file-tool harness) on purpose:
-//! the shell tests need their own workspace ownership, daemon environment
-//! and inherited fds. Included with `#[path = "shell_common/mod.rs"]` so
-//! Cargo does not build it as a test target of its own.
+//! the shell tests need their own workspace ownership, policy and
+//! assertions. Starting the daemon is shared with it (`tests/launch`).
+//! Included with `#[path = "shell_common/mod.rs"]` so Cargo does not build
+//! it as a test target of its own.
 //!
-//! Layout of every test directory (`ShellDirs`):
+//! Layout of every test directory (`ShellDirs`): the `launch::DaemonDirs`
+//! layout with these files in it:
 //!
 //! ```text
 //! <root>/                 0755
@@ -26,24 +28,29 @@
 
 #![allow(dead_code)]
 
+#[path = "../launch/mod.rs"]
+mod launch;
+
+// Every suite uses a different part of these.
+#[allow(unused_imports)]
+pub use launch::{
+    BIN, DaemonDirs, SANDBOX_GID, SANDBOX_UID, Serve, Server, give_to_sandbox, set_mode,
+};
+
 use agentjail::error::reason_of;
 use agentjail::proto::tool_sandbox_client::ToolSandboxClient;
 use agentjail::proto::*;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_agentjail");
 /// The agent of the test policy (uid 0: the test process).
 pub const AGENT: &str = "tester";
-/// The unprivileged identity commands run as; the workspace is theirs.
-pub const SANDBOX_UID: u32 = 65534;
-pub const SANDBOX_GID: u32 = 65534;
 /// Content of `outside/secret.txt` and `other-ws/secret.txt`.
 pub const SECRET: &str = "HOST-SECRET-7f3a9c1e";
 /// Content of `ro/readme.txt`.
@@ -94,75 +101,39 @@ pub fn require_programs(names: &[&str]) {
 // ------------------------------------------------------------------ dirs
 
 pub struct ShellDirs {
-    tmp: tempfile::TempDir,
-    pub root: PathBuf,
-    pub ws: PathBuf,
-    pub ro: PathBuf,
+    base: DaemonDirs,
+    /// `other-ws/`: another agent's workspace.
     pub other_ws: PathBuf,
-    pub outside: PathBuf,
-    pub policy_dir: PathBuf,
-    pub state_dir: PathBuf,
-    pub socket: PathBuf,
-    pub config: PathBuf,
-    pub log: PathBuf,
 }
 
-impl Default for ShellDirs {
-    fn default() -> Self {
-        Self::new()
+/// The shared layout's paths (`ws`, `socket`, `log`, ...) read as `dirs.ws`.
+impl Deref for ShellDirs {
+    type Target = DaemonDirs;
+    fn deref(&self) -> &DaemonDirs {
+        &self.base
     }
 }
 
 impl ShellDirs {
     pub fn new() -> ShellDirs {
-        let tmp = tempfile::Builder::new()
-            .prefix("aj-shell-")
-            .tempdir_in("/tmp")
-            .expect("create temp dir");
-        let root = tmp.path().to_path_buf();
-        set_mode(&root, 0o755);
+        let base = DaemonDirs::new("aj-shell-");
         let d = ShellDirs {
-            ws: root.join("ws"),
-            ro: root.join("ro"),
-            other_ws: root.join("other-ws"),
-            outside: root.join("outside"),
-            policy_dir: root.join("policies"),
-            state_dir: root.join("state"),
-            socket: root.join("run").join("agentjail.sock"),
-            config: root.join("agentjail.toml"),
-            log: root.join("daemon.log"),
-            root,
-            tmp,
+            other_ws: base.root.join("other-ws"),
+            base,
         };
-        for dir in [
-            &d.ws,
-            &d.ro,
-            &d.other_ws,
-            &d.outside,
-            &d.policy_dir,
-            &d.state_dir,
-            &d.socket.parent().unwrap().to_path_buf(),
-        ] {
-            std::fs::create_dir_all(dir).unwrap();
-        }
+        std::fs::create_dir_all(&d.other_ws).unwrap();
         std::fs::write(d.ro.join("readme.txt"), RO_CONTENT).unwrap();
         // Owned by the sandbox user: only the policy's read-only mount, not
         // file permissions, keeps the command from writing in `ro`.
-        for p in [&d.ws, &d.ro, &d.ro.join("readme.txt")] {
-            std::os::unix::fs::chown(p, Some(SANDBOX_UID), Some(SANDBOX_GID)).unwrap();
-        }
-        set_mode(&d.ws, 0o755);
+        d.give_ws_to_sandbox();
+        give_to_sandbox(&d.ro);
+        give_to_sandbox(&d.ro.join("readme.txt"));
         std::fs::write(d.outside.join("secret.txt"), SECRET).unwrap();
         std::fs::write(d.other_ws.join("secret.txt"), SECRET).unwrap();
         // World-readable on purpose: only the sandbox's view may hide them.
         set_mode(&d.outside.join("secret.txt"), 0o644);
         set_mode(&d.other_ws.join("secret.txt"), 0o644);
         d
-    }
-
-    /// A path inside the workspace, on the host.
-    pub fn w(&self, rel: &str) -> PathBuf {
-        self.ws.join(rel)
     }
 
     /// Every file directly in `outside/`, `other-ws/`, `ro/` and the policy
@@ -180,7 +151,7 @@ impl ShellDirs {
     }
 
     pub fn keep(self) -> PathBuf {
-        self.tmp.keep()
+        self.base.keep()
     }
 }
 
@@ -388,50 +359,16 @@ path = "{}"
 
 // ---------------------------------------------------------------- daemon
 
-/// How to start a daemon beyond its policy.
-#[derive(Default)]
-pub struct Launch {
-    /// Extra environment of the daemon process.
-    pub env: Vec<(String, String)>,
-    /// Host files handed to the daemon as inherited (non-CLOEXEC) fds 3, 4, ...
-    pub inherited_files: Vec<PathBuf>,
-}
-
 pub struct ShellDaemon {
+    /// First, so the daemon is gone before its directories are.
+    server: Server,
     pub dirs: ShellDirs,
-    child: Option<Child>,
     pub pid: u32,
-}
-
-/// `agentjail serve` for `dirs` (config, socket, policy and state dirs),
-/// output appended to `dirs.log`.
-pub fn serve_command(dirs: &ShellDirs) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(&dirs.config)
-        .arg("--socket")
-        .arg(&dirs.socket)
-        .arg("--policy-dir")
-        .arg(&dirs.policy_dir)
-        .arg("--state-dir")
-        .arg(&dirs.state_dir)
-        .env("AGENTJAIL_LOG", "info")
-        .env_remove("AGENTJAIL_SOCKET")
-        .stdin(Stdio::null());
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&dirs.log)
-        .unwrap();
-    cmd.stdout(log.try_clone().unwrap()).stderr(log);
-    cmd
 }
 
 /// Writes the policy and an (almost empty) config file.
 pub fn write_policy(dirs: &ShellDirs, policy: &Policy) {
-    std::fs::write(dirs.policy_dir.join("test.toml"), policy.toml(dirs)).unwrap();
-    std::fs::write(&dirs.config, "shutdown_grace_ms = 2000\n").unwrap();
+    dirs.write_setup(&policy.toml(dirs), "shutdown_grace_ms = 2000\n");
 }
 
 impl ShellDaemon {
@@ -441,98 +378,28 @@ impl ShellDaemon {
     }
 
     pub async fn start_with(policy: Policy) -> ShellDaemon {
-        Self::launch(ShellDirs::new(), &policy, Launch::default()).await
+        Self::launch(ShellDirs::new(), &policy, Serve::new()).await
     }
 
-    pub async fn launch(dirs: ShellDirs, policy: &Policy, launch: Launch) -> ShellDaemon {
+    /// `policy` in `dirs`, the daemon started as `serve` says (extra
+    /// environment, inherited fds).
+    pub async fn launch(dirs: ShellDirs, policy: &Policy, serve: Serve) -> ShellDaemon {
         write_policy(&dirs, policy);
-        let mut cmd = serve_command(&dirs);
-        for (k, v) in &launch.env {
-            cmd.env(k, v);
-        }
-        let files: Vec<std::fs::File> = launch
-            .inherited_files
-            .iter()
-            .map(|p| std::fs::File::open(p).unwrap())
-            .collect();
-        if !files.is_empty() {
-            use std::os::fd::AsRawFd;
-            use std::os::unix::process::CommandExt;
-            let raw: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
-            assert!(raw.len() <= 8, "at most 8 inherited files");
-            // SAFETY: only async-signal-safe fcntl/dup2 calls between fork
-            // and exec. The sources are first lifted above the targets, so
-            // no dup2 clobbers one still needed; dup2 onto a different fd
-            // clears FD_CLOEXEC, so the daemon inherits them.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let mut lifted = [-1i32; 8];
-                    for (i, fd) in raw.iter().enumerate() {
-                        lifted[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
-                        if lifted[i] < 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                    }
-                    for (i, fd) in lifted.iter().take(raw.len()).enumerate() {
-                        if libc::dup2(*fd, 3 + i as i32) < 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let child = cmd.spawn().expect("spawn agentjail serve");
-        drop(files);
-        let pid = child.id();
-        let mut d = ShellDaemon {
+        let server = serve.start(&dirs).await;
+        ShellDaemon {
+            pid: server.pid,
+            server,
             dirs,
-            child: Some(child),
-            pid,
-        };
-        d.wait_ready().await;
-        d
+        }
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.dirs.log).unwrap_or_default()
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "agentjail serve exited during start-up with {status}; log:\n{}",
-                    self.log()
-                );
-            }
-            if self.dirs.socket.exists()
-                && let Ok(mut c) = self.try_client().await
-                && c.who_am_i(WhoAmIRequest {}).await.is_ok()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agentjail serve not ready after 15s; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn try_client(&self) -> Result<ToolSandboxClient<Channel>, tonic::transport::Error> {
-        Ok(
-            ToolSandboxClient::new(agentjail::client::unix_channel(&self.dirs.socket).await?)
-                .max_decoding_message_size(256 * 1024 * 1024)
-                .max_encoding_message_size(256 * 1024 * 1024),
-        )
+        self.server.log()
     }
 
     /// A fresh client on its own connection.
     pub async fn client(&self) -> ToolSandboxClient<Channel> {
-        self.try_client()
+        launch::tool_client(&self.dirs.socket)
             .await
             .expect("connect to the daemon socket")
     }
@@ -585,7 +452,7 @@ impl ShellDaemon {
 
     /// Asserts that the daemon process is alive and still runs commands.
     pub async fn assert_serving(&mut self) {
-        if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+        if let Some(status) = self.server.exited() {
             panic!("the daemon died with {status}; log:\n{}", self.log());
         }
         let r = self.argv(&["echo", "still-serving"]).await;
@@ -629,8 +496,8 @@ impl ShellDaemon {
     /// Resident set size of the daemon now, and its peak, in KiB.
     pub fn rss_kib(&self) -> (u64, u64) {
         (
-            proc_status_kib(self.pid, "VmRSS:"),
-            proc_status_kib(self.pid, "VmHWM:"),
+            self.server.status_kib("VmRSS:"),
+            self.server.status_kib("VmHWM:"),
         )
     }
 
@@ -682,65 +549,25 @@ impl ShellDaemon {
 
     /// Sends `signal` to the daemon and waits (at most `within`) for it to
     /// exit; returns its status.
-    pub async fn kill_with(&mut self, signal: i32, within: Duration) -> std::process::ExitStatus {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.pid as i32, signal) };
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.try_wait() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not exit within {within:?} of signal {signal}; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Exit status of the daemon process if it has ended.
-    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().unwrap().try_wait().unwrap()
+    pub async fn kill_with(
+        &mut self,
+        signal: rustix::process::Signal,
+        within: Duration,
+    ) -> std::process::ExitStatus {
+        self.server.signal(signal);
+        self.server.wait_exit(within).await
     }
 }
 
 impl Drop for ShellDaemon {
-    /// SIGKILL; but while a sandbox is still running (a test that failed
-    /// mid-command), SIGTERM first so that the daemon ends it and removes
-    /// its cgroups, which a killed daemon would leave behind.
+    /// While a sandbox is still running (a test that failed mid-command),
+    /// SIGTERM first so that the daemon ends it and removes its cgroups,
+    /// which a killed daemon would leave behind; `Server` then kills it.
     fn drop(&mut self) {
-        let busy = !self.descendants().is_empty();
-        if let Some(mut child) = self.child.take() {
-            if busy && let Ok(None) = child.try_wait() {
-                // SAFETY: kill(2) on our own unreaped child.
-                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "----- daemon log ({}) -----\n{}\n----- end of daemon log -----",
-                self.dirs.log.display(),
-                self.log()
-            );
+        if !self.descendants().is_empty() {
+            self.server.terminate_blocking(Duration::from_secs(5));
         }
     }
-}
-
-fn proc_status_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
 }
 
 // ------------------------------------------------------------ host /proc
@@ -1027,10 +854,6 @@ pub fn parse_syscalls(out: &str) -> BTreeMap<String, (i64, i32)> {
 
 // ------------------------------------------------------------ host files
 
-pub fn set_mode(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
@@ -1040,9 +863,9 @@ pub fn put_ws(dirs: &ShellDirs, rel: &str, content: impl AsRef<[u8]>) -> PathBuf
     let p = dirs.w(rel);
     if let Some(parent) = p.parent() {
         std::fs::create_dir_all(parent).unwrap();
-        std::os::unix::fs::chown(parent, Some(SANDBOX_UID), Some(SANDBOX_GID)).unwrap();
+        give_to_sandbox(parent);
     }
     std::fs::write(&p, content).unwrap();
-    std::os::unix::fs::chown(&p, Some(SANDBOX_UID), Some(SANDBOX_GID)).unwrap();
+    give_to_sandbox(&p);
     p
 }
