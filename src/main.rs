@@ -82,6 +82,12 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Policy { .. } | Command::Audit { .. } | Command::Doctor { .. }
+    ) {
+        end_quietly_on_a_closed_pipe();
+    }
     match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Policy { command } => match command {
@@ -96,6 +102,14 @@ fn main() -> ExitCode {
         Command::Audit { command } => cli::audit::run(command),
         Command::Doctor { policy_dir, config } => cli::doctor::run(config.as_deref(), policy_dir),
     }
+}
+
+/// Rust ignores SIGPIPE, so printing into `| head` that has exited panics.
+/// The report commands end as other Unix tools do instead. (Not the daemon
+/// or the client, which write to sockets and handle EPIPE themselves.)
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: restoring a default disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {

@@ -14,6 +14,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod required;
+use required::in_ci;
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -22,27 +25,9 @@ fn read(rel: &str) -> String {
     fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// A systemd tool by name, from PATH or /usr/bin, /bin. `None` (with a note)
-/// when it is missing outside CI; a panic when it is missing in CI.
+/// A systemd tool by name (package `systemd`); see `required::tool`.
 fn systemd_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/bin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "{name} is missing: CI must verify the systemd units; install the `systemd` \
-             package (apt-get install -y systemd) in .ci/run"
-        );
-        eprintln!("note: {name} not found (package `systemd`); skipping this check");
-    }
-    found
+    required::tool(name, "systemd")
 }
 
 fn output_text(out: &Output) -> String {
@@ -135,7 +120,7 @@ fn systemd_analyze_verify_accepts_the_units() {
 #[test]
 fn the_service_stays_hardened() {
     // A regression guard: systemd's own exposure score (0 = locked down,
-    // 10 = unprotected) for the unit as shipped: 4.2 with systemd 252. A
+    // 10 = unprotected) for the unit as shipped: 4.3 with systemd 252. A
     // removed directive raises it. --threshold counts tenths: 50 = 5.0.
     let Some(analyze) = systemd_tool("systemd-analyze") else {
         return;
@@ -201,6 +186,12 @@ fn the_service_is_written_for_the_daemon() {
             "{key}= breaks sandbox setup"
         );
     }
+    // Its filter refuses openat2(2), which every file tool call needs
+    // (tests/systemd_host.rs shows it under a real systemd).
+    assert!(
+        unit_values(&s, "RestrictSUIDSGID").is_empty(),
+        "RestrictSUIDSGID= breaks the file tools"
+    );
     // Stopping gives in-flight calls their grace period.
     let stop: u64 = unit_value(&s, "TimeoutStopSec")
         .trim_end_matches('s')

@@ -39,7 +39,8 @@ pub fn run(config: Option<&Path>, policy_dir: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let unmet = host::unmet(&policy, &support);
+    let mut unmet = host::unmet(&policy, &support);
+    unmet.extend(support.file_tools_unmet());
     if unmet.is_empty() {
         println!("policy {name}: every requirement is met on this host");
         ExitCode::SUCCESS

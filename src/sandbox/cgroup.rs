@@ -23,6 +23,10 @@ pub struct Layout {
     pub v2: Option<PathBuf>,
     /// Controllers available to groups under the v2 mount.
     pub v2_controllers: Vec<String>,
+    /// Cgroup mounts left out because they are read-only (as a container
+    /// runtime may mount them): groups cannot be created there. Each with
+    /// its controllers ("cgroup2" for the v2 mount).
+    pub read_only: Vec<(PathBuf, Vec<String>)>,
 }
 
 impl Layout {
@@ -33,9 +37,30 @@ impl Layout {
             let Some((pre, post)) = line.split_once(" - ") else {
                 continue;
             };
-            let mnt = pre.split(' ').nth(4).unwrap_or_default();
+            let mut fields = pre.split(' ');
+            let mnt = fields.nth(4).unwrap_or_default();
+            let mount_ro = fields
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .any(|o| o == "ro");
             let mut post = post.split(' ');
-            match (post.next(), post.nth(1)) {
+            let (fstype, opts) = (post.next(), post.nth(1));
+            let is_cgroup = matches!(fstype, Some("cgroup" | "cgroup2"));
+            let opts_list: Vec<&str> = opts.unwrap_or_default().split(',').collect();
+            if is_cgroup && (mount_ro || opts_list.contains(&"ro")) {
+                let controllers = match fstype {
+                    Some("cgroup2") => vec!["cgroup2".to_string()],
+                    _ => opts_list
+                        .iter()
+                        .filter(|o| **o != "ro" && **o != "rw")
+                        .map(|o| o.to_string())
+                        .collect(),
+                };
+                l.read_only.push((PathBuf::from(mnt), controllers));
+                continue;
+            }
+            match (fstype, opts) {
                 (Some("cgroup2"), _) => l.v2 = Some(PathBuf::from(mnt)),
                 (Some("cgroup"), Some(opts)) => {
                     for c in opts
@@ -68,6 +93,14 @@ impl Layout {
             .iter()
             .find(|(c, _)| c == controller)
             .map(|(_, p)| p.as_path())
+    }
+
+    /// A read-only mount that would otherwise have served `controller`.
+    pub fn read_only_mount(&self, controller: &str) -> Option<&Path> {
+        self.read_only
+            .iter()
+            .find(|(_, cs)| cs.iter().any(|c| c == controller))
+            .map(|(p, _)| p.as_path())
     }
 
     pub fn v2_has(&self, controller: &str) -> bool {
@@ -363,5 +396,36 @@ fn remove_dirs(dirs: &[PathBuf]) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_cgroup_mounts_are_left_out() {
+        // As systemd-nspawn mounts a hybrid host's v1 controllers in a container.
+        let mountinfo = "\
+30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,size=4096k,mode=755
+35 30 0:30 / /nonexistent/memory ro,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,memory
+36 30 0:31 / /nonexistent/pids rw,nosuid,nodev,noexec,relatime shared:15 - cgroup cgroup rw,pids
+37 30 0:32 / /nonexistent/cpu rw,nosuid - cgroup cgroup ro,cpu
+38 30 0:33 / /nonexistent/unified rw,nosuid - cgroup2 cgroup2 rw
+";
+        let l = Layout::parse(mountinfo);
+        assert_eq!(l.v1_mount("pids"), Some(Path::new("/nonexistent/pids")));
+        assert_eq!(l.v1_mount("memory"), None, "a read-only mount (per mount)");
+        assert_eq!(l.v1_mount("cpu"), None, "a read-only superblock");
+        assert_eq!(l.v2.as_deref(), Some(Path::new("/nonexistent/unified")));
+        assert_eq!(
+            l.read_only_mount("memory"),
+            Some(Path::new("/nonexistent/memory"))
+        );
+        assert_eq!(
+            l.read_only_mount("cpu"),
+            Some(Path::new("/nonexistent/cpu"))
+        );
+        assert_eq!(l.read_only_mount("pids"), None);
     }
 }

@@ -9,8 +9,13 @@ use super::cgroup::Layout;
 /// Kernel features the sandbox relies on.
 #[derive(Debug, Clone)]
 pub struct KernelSupport {
-    /// Landlock ABI version; 0 when absent or disabled.
+    /// Landlock ABI version; 0 when absent, disabled or blocked.
     pub landlock_abi: i32,
+    /// Why the Landlock version query failed (an errno), when it did.
+    pub landlock_errno: Option<i32>,
+    /// Why `openat2(2)` with `RESOLVE_BENEATH` failed (an errno), when it
+    /// did. The file tools resolve every path with it.
+    pub openat2_errno: Option<i32>,
     /// seccomp filter mode with SECCOMP_RET_KILL_PROCESS.
     pub seccomp: bool,
     /// A child could be cloned into new pid, mount, ipc, uts and net namespaces.
@@ -46,7 +51,8 @@ impl Default for Requirements {
     }
 }
 
-fn landlock_abi() -> i32 {
+/// The Landlock ABI version, or the errno that says why there is none.
+fn landlock_abi() -> Result<i32, i32> {
     const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
     // SAFETY: the version query takes no attributes.
     let v = unsafe {
@@ -57,7 +63,29 @@ fn landlock_abi() -> i32 {
             LANDLOCK_CREATE_RULESET_VERSION,
         )
     };
-    v.max(0) as i32
+    if v < 0 {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(v as i32)
+    }
+}
+
+/// Opens `/` beneath itself the way the file tools open every path: a
+/// seccomp filter that cannot inspect `openat2`'s flags (systemd's
+/// `RestrictSUIDSGID=`, some container runtimes) refuses it outright.
+fn openat2_works() -> Result<(), i32> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
+    let root = rustix::fs::open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| e.raw_os_error())?;
+    openat2(
+        &root,
+        ".",
+        OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map(drop)
+    .map_err(|e| e.raw_os_error())
 }
 
 fn seccomp_available() -> bool {
@@ -107,8 +135,11 @@ pub fn probe() -> KernelSupport {
         .and_then(|s| s.trim().parse::<u64>().ok())
         .unwrap_or(0)
         > 0;
+    let landlock = landlock_abi();
     KernelSupport {
-        landlock_abi: landlock_abi(),
+        landlock_abi: landlock.unwrap_or(0),
+        landlock_errno: landlock.err(),
+        openat2_errno: openat2_works().err(),
         seccomp: seccomp_available(),
         namespaces: clone_works(ns),
         user_namespaces: userns,
@@ -133,8 +164,10 @@ impl KernelSupport {
         }
         if self.landlock_abi < req.min_landlock_abi {
             out.push(format!(
-                "Landlock ABI {} < required {}: boot a kernel >= 6.2 with lsm=...,landlock",
-                self.landlock_abi, req.min_landlock_abi
+                "Landlock ABI {} < required {}: {}",
+                self.landlock_abi,
+                req.min_landlock_abi,
+                self.landlock_advice()
             ));
         }
         if req.seccomp && !self.seccomp {
@@ -149,13 +182,60 @@ impl KernelSupport {
                     .to_string(),
             );
         }
-        if req.memory_limit && !self.has_controller("memory") {
-            out.push("no cgroup memory controller (v1 mount or delegated v2)".to_string());
-        }
-        if req.pids_limit && !self.has_controller("pids") {
-            out.push("no cgroup pids controller (v1 mount or delegated v2)".to_string());
+        for (wanted, c) in [(req.memory_limit, "memory"), (req.pids_limit, "pids")] {
+            if wanted && !self.has_controller(c) {
+                let note = match self.cgroups.read_only_mount(c) {
+                    Some(p) => format!(
+                        "; {} is mounted read-only (by a container runtime?): the daemon \
+                         must be able to create cgroups there",
+                        p.display()
+                    ),
+                    None => String::new(),
+                };
+                out.push(format!(
+                    "no writable cgroup {c} controller (v1 mount or delegated v2){note}"
+                ));
+            }
         }
         out
+    }
+
+    /// What to do about a missing or old Landlock, from the errno of the
+    /// version query.
+    fn landlock_advice(&self) -> &'static str {
+        match self.landlock_errno {
+            Some(libc::ENOSYS) => "this kernel has no Landlock; boot a kernel >= 6.2",
+            Some(libc::EOPNOTSUPP) => {
+                "Landlock is built in but off; add landlock to the kernel's lsm= boot parameter"
+            }
+            Some(_) => {
+                "a seccomp filter of the container or service manager this daemon runs under \
+                 refuses the Landlock syscalls (systemd-nspawn: --system-call-filter=\
+                 'landlock_create_ruleset landlock_add_rule landlock_restrict_self')"
+            }
+            None => "boot a kernel >= 6.2",
+        }
+    }
+
+    /// Why the file tools cannot run here, if they cannot: every path is
+    /// opened with `openat2(2)` and `RESOLVE_BENEATH`, with no fallback.
+    pub fn file_tools_unmet(&self) -> Option<String> {
+        let errno = self.openat2_errno?;
+        let why = match errno {
+            libc::ENOSYS => {
+                "a kernel older than 5.6, or a seccomp filter that refuses openat2 because it \
+                 cannot inspect its flags (systemd's RestrictSUIDSGID=yes does: remove it from \
+                 the unit)"
+            }
+            libc::EPERM | libc::EACCES => {
+                "a seccomp filter or security module refuses it (a container runtime's profile?)"
+            }
+            _ => "an unexpected error",
+        };
+        Some(format!(
+            "the file tools need openat2(2) with RESOLVE_BENEATH, which fails here with {}: {why}",
+            io::Error::from_raw_os_error(errno)
+        ))
     }
 
     /// Fails closed unless every requirement is met.
@@ -196,11 +276,26 @@ impl fmt::Display for KernelSupport {
         } else {
             ""
         };
-        writeln!(
-            f,
-            "landlock:               ABI {} (filesystem{net}{scopes})",
-            self.landlock_abi
-        )?;
+        match self.landlock_errno {
+            Some(e) => writeln!(
+                f,
+                "landlock:               NO ({})",
+                io::Error::from_raw_os_error(e)
+            )?,
+            None => writeln!(
+                f,
+                "landlock:               ABI {} (filesystem{net}{scopes})",
+                self.landlock_abi
+            )?,
+        }
+        match self.openat2_errno {
+            Some(e) => writeln!(
+                f,
+                "openat2 beneath:        NO ({}; the file tools cannot run)",
+                io::Error::from_raw_os_error(e)
+            )?,
+            None => writeln!(f, "openat2 beneath:        yes (file tools)")?,
+        }
         writeln!(f, "seccomp:                {}", yn(self.seccomp))?;
         writeln!(
             f,
@@ -220,7 +315,10 @@ impl fmt::Display for KernelSupport {
             } else {
                 "NONE".to_string()
             };
-            writeln!(f, "cgroup {c:<16}{how}")?;
+            writeln!(f, "cgroup {c:<17}{how}")?;
+        }
+        for (p, _) in &self.cgroups.read_only {
+            writeln!(f, "cgroup read-only:       {} (not used)", p.display())?;
         }
         let kill = self
             .cgroups
@@ -232,5 +330,57 @@ impl fmt::Display for KernelSupport {
             "tree kill:              pid namespace + {}",
             kill.unwrap_or_else(|| "v1 pid list".into())
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_with(landlock_errno: Option<i32>, openat2_errno: Option<i32>) -> KernelSupport {
+        KernelSupport {
+            landlock_abi: if landlock_errno.is_some() { 0 } else { 7 },
+            landlock_errno,
+            openat2_errno,
+            seccomp: true,
+            namespaces: true,
+            user_namespaces: true,
+            cgroups: Layout::default(),
+            root: true,
+        }
+    }
+
+    #[test]
+    fn a_missing_landlock_is_explained_by_its_errno() {
+        let req = Requirements {
+            memory_limit: false,
+            pids_limit: false,
+            ..Requirements::default()
+        };
+        for (errno, advice) in [
+            (libc::ENOSYS, "this kernel has no Landlock"),
+            (libc::EOPNOTSUPP, "lsm="),
+            (libc::EPERM, "seccomp filter"),
+        ] {
+            let unmet = host_with(Some(errno), None).unmet(&req);
+            assert_eq!(unmet.len(), 1, "{unmet:?}");
+            assert!(unmet[0].contains(advice), "{errno}: {unmet:?}");
+        }
+        assert!(host_with(None, None).unmet(&req).is_empty());
+    }
+
+    #[test]
+    fn a_refused_openat2_stops_the_file_tools() {
+        let why = host_with(None, Some(libc::ENOSYS))
+            .file_tools_unmet()
+            .expect("refused");
+        assert!(why.contains("RestrictSUIDSGID"), "{why}");
+        assert!(host_with(None, None).file_tools_unmet().is_none());
+    }
+
+    #[test]
+    fn this_host_opens_beneath_with_openat2() {
+        // The file tools' own mechanism, probed for real.
+        assert_eq!(openat2_works(), Ok(()));
     }
 }

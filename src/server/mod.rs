@@ -105,6 +105,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for line in support.to_string().lines() {
         tracing::info!("kernel: {}", line.trim());
     }
+    if let Some(problem) = support.file_tools_unmet() {
+        anyhow::bail!(
+            "refusing to start: {problem}\nSee `agentjail doctor` and the README's \
+             \"Install and run as a service\""
+        );
+    }
     let unmet = host::unmet(&policy, &support);
     anyhow::ensure!(
         unmet.is_empty(),
