@@ -707,3 +707,33 @@ fn the_readme_shows_the_example_policy_as_shipped() {
          (in a ```toml block); copy the file into it"
     );
 }
+
+#[test]
+fn a_report_piped_into_a_reader_that_left_ends_quietly() {
+    // `agentjail policy schema | head -1`: the reader is gone before the
+    // report is written. The command ends (by SIGPIPE, as Unix tools do),
+    // it does not panic with "failed printing to stdout".
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(BIN)
+        .args(["policy", "schema"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        out.status
+    );
+    // Control: with a reader, the whole schema arrives.
+    let whole = Command::new(BIN)
+        .args(["policy", "schema"])
+        .output()
+        .unwrap();
+    assert!(whole.status.success());
+    assert!(String::from_utf8_lossy(&whole.stdout).contains("\"$schema\""));
+}
