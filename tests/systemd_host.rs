@@ -126,9 +126,22 @@ fn walkthrough(m: &Machine) {
         ran.starts_with("65534\n"),
         "runs as the policy's uid: {ran}"
     );
+    // In cgroups of its own: under the unit's delegated cgroup2 group (so
+    // systemd accounts it to agentjail.service and stopping the unit ends
+    // it), and in a memory group that enforces the policy's limit.
     assert!(
-        ran.contains("memory:/agentjail/"),
-        "in a call's cgroup: {ran}"
+        ran.contains("\n0::/system.slice/agentjail.service/sandboxes/"),
+        "inside the unit's delegated cgroup: {ran}"
+    );
+    let memory = ran.lines().find(|l| l.contains(":memory:")).unwrap_or("");
+    assert!(
+        memory.contains("/agentjail/") || memory.contains("/sandboxes/"),
+        "in a call's memory cgroup: {ran}"
+    );
+    let tree = m.ok("systemctl status agentjail --no-pager");
+    assert!(
+        tree.contains("─daemon\n"),
+        "the daemon sits in its leaf of the unit's cgroup: {tree}"
     );
     m.ok("agentjail call write-file draft.secret --content 'not yet denied'");
 

@@ -9,104 +9,8 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, mpsc};
 
+use super::cgroup_layout::{Layout, prepare};
 use super::spec::Limits;
-
-/// Parent group created under each hierarchy.
-const BASE: &str = "agentjail";
-
-/// The cgroup mounts of this host.
-#[derive(Debug, Clone, Default)]
-pub struct Layout {
-    /// v1 controller name -> mount point (memory, pids, cpu, ...).
-    pub v1: Vec<(String, PathBuf)>,
-    /// The cgroup2 mount point, if any.
-    pub v2: Option<PathBuf>,
-    /// Controllers available to groups under the v2 mount.
-    pub v2_controllers: Vec<String>,
-    /// Cgroup mounts left out because they are read-only (as a container
-    /// runtime may mount them): groups cannot be created there. Each with
-    /// its controllers ("cgroup2" for the v2 mount).
-    pub read_only: Vec<(PathBuf, Vec<String>)>,
-}
-
-impl Layout {
-    fn parse(mountinfo: &str) -> Self {
-        let mut l = Layout::default();
-        for line in mountinfo.lines() {
-            // "... mountpoint opts - fstype source superopts"
-            let Some((pre, post)) = line.split_once(" - ") else {
-                continue;
-            };
-            let mut fields = pre.split(' ');
-            let mnt = fields.nth(4).unwrap_or_default();
-            let mount_ro = fields
-                .next()
-                .unwrap_or_default()
-                .split(',')
-                .any(|o| o == "ro");
-            let mut post = post.split(' ');
-            let (fstype, opts) = (post.next(), post.nth(1));
-            let is_cgroup = matches!(fstype, Some("cgroup" | "cgroup2"));
-            let opts_list: Vec<&str> = opts.unwrap_or_default().split(',').collect();
-            if is_cgroup && (mount_ro || opts_list.contains(&"ro")) {
-                let controllers = match fstype {
-                    Some("cgroup2") => vec!["cgroup2".to_string()],
-                    _ => opts_list
-                        .iter()
-                        .filter(|o| **o != "ro" && **o != "rw")
-                        .map(|o| o.to_string())
-                        .collect(),
-                };
-                l.read_only.push((PathBuf::from(mnt), controllers));
-                continue;
-            }
-            match (fstype, opts) {
-                (Some("cgroup2"), _) => l.v2 = Some(PathBuf::from(mnt)),
-                (Some("cgroup"), Some(opts)) => {
-                    for c in opts
-                        .split(',')
-                        .filter(|o| ["memory", "pids", "cpu", "freezer"].contains(o))
-                    {
-                        l.v1.push((c.to_string(), PathBuf::from(mnt)));
-                    }
-                }
-                _ => {}
-            }
-        }
-        if let Some(v2) = &l.v2 {
-            let ctl = fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
-            l.v2_controllers = ctl.split_whitespace().map(String::from).collect();
-        }
-        l
-    }
-
-    /// The host layout, read once.
-    pub fn host() -> &'static Layout {
-        static L: OnceLock<Layout> = OnceLock::new();
-        L.get_or_init(|| {
-            Layout::parse(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
-        })
-    }
-
-    pub fn v1_mount(&self, controller: &str) -> Option<&Path> {
-        self.v1
-            .iter()
-            .find(|(c, _)| c == controller)
-            .map(|(_, p)| p.as_path())
-    }
-
-    /// A read-only mount that would otherwise have served `controller`.
-    pub fn read_only_mount(&self, controller: &str) -> Option<&Path> {
-        self.read_only
-            .iter()
-            .find(|(_, cs)| cs.iter().any(|c| c == controller))
-            .map(|(p, _)| p.as_path())
-    }
-
-    pub fn v2_has(&self, controller: &str) -> bool {
-        self.v2_controllers.iter().any(|c| c == controller)
-    }
-}
 
 /// Figures read from the cgroup after the command ended.
 #[derive(Debug, Clone, Default)]
@@ -143,26 +47,6 @@ fn read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// On a cgroup2 host the per-launch groups get `memory.max` and `pids.max`
-/// only if their parent hands those controllers down: write them into the
-/// base group's `cgroup.subtree_control` once. (A hybrid host, whose cgroup2
-/// hierarchy has no controllers, has nothing to enable.)
-fn enable_v2_controllers(base: &Path, l: &Layout) {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let wanted: Vec<String> = ["memory", "pids", "cpu"]
-            .iter()
-            .filter(|c| l.v2_has(c))
-            .map(|c| format!("+{c}"))
-            .collect();
-        if !wanted.is_empty() {
-            // Failure surfaces below: a limit asked for with no controller
-            // to enforce it fails the launch closed.
-            let _ = fs::write(base.join("cgroup.subtree_control"), wanted.join(" "));
-        }
-    });
-}
-
 impl Cgroup {
     /// Creates the groups and sets the limits. Fails closed when a limit is
     /// asked for and no controller can enforce it.
@@ -174,11 +58,11 @@ impl Cgroup {
             pids: None,
             kill_file: None,
         };
+        prepare();
         let mut v2_dir = None;
-        if let Some(v2) = &l.v2 {
-            let dir = v2.join(BASE).join(id);
+        if let Some(parent) = l.v2_parent() {
+            let dir = parent.join(id);
             fs::create_dir_all(&dir)?;
-            enable_v2_controllers(&v2.join(BASE), l);
             cg.dirs.push(dir.clone());
             if dir.join("cgroup.kill").exists() {
                 cg.kill_file = Some(dir.join("cgroup.kill"));
@@ -189,10 +73,10 @@ impl Cgroup {
             if let (Some(dir), true) = (&v2_dir, l.v2_has(controller)) {
                 return Ok(Some((dir.clone(), true)));
             }
-            let Some(mnt) = l.v1_mount(controller) else {
+            let Some(parent) = l.v1_parent(controller) else {
                 return Ok(None);
             };
-            let dir = mnt.join(BASE).join(id);
+            let dir = parent.join(id);
             if !cg.dirs.contains(&dir) {
                 fs::create_dir_all(&dir)?;
                 cg.dirs.push(dir.clone());
@@ -396,36 +280,5 @@ fn remove_dirs(dirs: &[PathBuf]) {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn read_only_cgroup_mounts_are_left_out() {
-        // As systemd-nspawn mounts a hybrid host's v1 controllers in a container.
-        let mountinfo = "\
-30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,size=4096k,mode=755
-35 30 0:30 / /nonexistent/memory ro,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,memory
-36 30 0:31 / /nonexistent/pids rw,nosuid,nodev,noexec,relatime shared:15 - cgroup cgroup rw,pids
-37 30 0:32 / /nonexistent/cpu rw,nosuid - cgroup cgroup ro,cpu
-38 30 0:33 / /nonexistent/unified rw,nosuid - cgroup2 cgroup2 rw
-";
-        let l = Layout::parse(mountinfo);
-        assert_eq!(l.v1_mount("pids"), Some(Path::new("/nonexistent/pids")));
-        assert_eq!(l.v1_mount("memory"), None, "a read-only mount (per mount)");
-        assert_eq!(l.v1_mount("cpu"), None, "a read-only superblock");
-        assert_eq!(l.v2.as_deref(), Some(Path::new("/nonexistent/unified")));
-        assert_eq!(
-            l.read_only_mount("memory"),
-            Some(Path::new("/nonexistent/memory"))
-        );
-        assert_eq!(
-            l.read_only_mount("cpu"),
-            Some(Path::new("/nonexistent/cpu"))
-        );
-        assert_eq!(l.read_only_mount("pids"), None);
     }
 }

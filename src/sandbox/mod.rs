@@ -19,6 +19,7 @@
 //!   leftover process of the namespace).
 
 mod cgroup;
+mod cgroup_layout;
 mod child;
 mod creds;
 pub mod etc;
@@ -34,6 +35,7 @@ mod spec;
 mod sys;
 
 pub use cgroup::{CgroupStats, finish_removals};
+pub use cgroup_layout::prepare as prepare_cgroups;
 pub use launcher::{ExitInfo, SandboxChild, Timings, spawn};
 pub use probe::{KernelSupport, Requirements, probe};
 pub use report::Termination;

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 
-use super::cgroup::Layout;
+use super::cgroup_layout::Layout;
 
 /// Kernel features the sandbox relies on.
 #[derive(Debug, Clone)]
@@ -316,6 +316,13 @@ impl fmt::Display for KernelSupport {
                 "NONE".to_string()
             };
             writeln!(f, "cgroup {c:<17}{how}")?;
+        }
+        if let Some(d) = &self.cgroups.delegated {
+            writeln!(
+                f,
+                "cgroup delegated:       {} (per-call groups in sandboxes/)",
+                d.v2.display()
+            )?;
         }
         for (p, _) in &self.cgroups.read_only {
             writeln!(f, "cgroup read-only:       {} (not used)", p.display())?;

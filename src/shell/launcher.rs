@@ -18,6 +18,9 @@ pub struct Launcher {
 impl Launcher {
     /// Starts the launcher thread; it lives as long as the daemon.
     pub fn start() -> io::Result<Launcher> {
+        // Before the first call: under systemd this moves the daemon into a
+        // leaf of its delegated cgroup, which `systemctl status` shows.
+        sandbox::prepare_cgroups();
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("agentjail-launcher".into())

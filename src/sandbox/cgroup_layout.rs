@@ -1,0 +1,336 @@
+//! Where per-call cgroups go: the host's cgroup mounts (v1 controllers,
+//! cgroup2), which of them are usable, and the parent group in each.
+//!
+//! Under systemd with `Delegate=yes` the daemon's own cgroup is its to
+//! manage, and systemd marks it so (the `trusted.delegate` xattr). Sandboxes
+//! then live inside it, at `<own>/sandboxes/<id>`, with the daemon itself
+//! moved to the leaf `<own>/daemon` (cgroup2 lets a group hand controllers
+//! down only while it has no processes of its own): systemd accounts them to
+//! agentjail.service, stopping the unit ends them, and the unit's
+//! `MemoryMax=`/`TasksMax=` cap them together. Without a delegation they go
+//! to `<hierarchy>/agentjail/<id>`.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Parent group created under each hierarchy when nothing is delegated.
+const BASE: &str = "agentjail";
+/// Inside a delegated group: the per-call groups' parent, and the daemon's leaf.
+const SANDBOXES: &str = "sandboxes";
+const DAEMON_LEAF: &str = "daemon";
+
+/// The controllers per-call groups use.
+const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+
+/// The cgroup mounts of this host.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// v1 controller name -> mount point (memory, pids, cpu, ...).
+    pub v1: Vec<(String, PathBuf)>,
+    /// The cgroup2 mount point, if any.
+    pub v2: Option<PathBuf>,
+    /// Controllers available to per-call groups under cgroup2.
+    pub v2_controllers: Vec<String>,
+    /// Cgroup mounts left out because they are read-only (as a container
+    /// runtime may mount them): groups cannot be created there. Each with
+    /// its controllers ("cgroup2" for the v2 mount).
+    pub read_only: Vec<(PathBuf, Vec<String>)>,
+    /// The daemon's own cgroup, when systemd delegated it.
+    pub delegated: Option<Delegated>,
+}
+
+/// The daemon's own groups, delegated to it by systemd.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delegated {
+    /// Its cgroup2 directory (marked `trusted.delegate`).
+    pub v2: PathBuf,
+    /// v1 controller -> its directory there, where systemd made one.
+    pub v1: Vec<(String, PathBuf)>,
+}
+
+impl Layout {
+    fn parse(mountinfo: &str) -> Self {
+        let mut l = Layout::default();
+        for line in mountinfo.lines() {
+            // "... mountpoint opts - fstype source superopts"
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mut fields = pre.split(' ');
+            let mnt = fields.nth(4).unwrap_or_default();
+            let mount_ro = fields
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .any(|o| o == "ro");
+            let mut post = post.split(' ');
+            let (fstype, opts) = (post.next(), post.nth(1));
+            let is_cgroup = matches!(fstype, Some("cgroup" | "cgroup2"));
+            let opts_list: Vec<&str> = opts.unwrap_or_default().split(',').collect();
+            if is_cgroup && (mount_ro || opts_list.contains(&"ro")) {
+                let controllers = match fstype {
+                    Some("cgroup2") => vec!["cgroup2".to_string()],
+                    _ => opts_list
+                        .iter()
+                        .filter(|o| **o != "ro" && **o != "rw")
+                        .map(|o| o.to_string())
+                        .collect(),
+                };
+                l.read_only.push((PathBuf::from(mnt), controllers));
+                continue;
+            }
+            match (fstype, opts) {
+                (Some("cgroup2"), _) => l.v2 = Some(PathBuf::from(mnt)),
+                (Some("cgroup"), Some(opts)) => {
+                    for c in opts
+                        .split(',')
+                        .filter(|o| ["memory", "pids", "cpu", "freezer"].contains(o))
+                    {
+                        l.v1.push((c.to_string(), PathBuf::from(mnt)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        l
+    }
+
+    /// Reads which of the daemon's own groups (`/proc/self/cgroup`) systemd
+    /// delegated to it, and the controllers cgroup2 offers where per-call
+    /// groups will be made.
+    fn read_delegation(&mut self, proc_cgroup: &str, is_delegated: impl Fn(&Path) -> bool) {
+        self.delegated = delegation(self, proc_cgroup, is_delegated);
+        let offered = match (&self.delegated, &self.v2) {
+            (Some(d), _) => Some(d.v2.clone()),
+            (None, Some(v2)) => Some(v2.clone()),
+            (None, None) => None,
+        };
+        if let Some(dir) = offered {
+            let ctl = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+            self.v2_controllers = ctl.split_whitespace().map(String::from).collect();
+        }
+    }
+
+    /// The host layout, read once.
+    pub fn host() -> &'static Layout {
+        static L: OnceLock<Layout> = OnceLock::new();
+        L.get_or_init(|| {
+            let mut l =
+                Layout::parse(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+            let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+            l.read_delegation(&own, marked_delegated);
+            l
+        })
+    }
+
+    pub fn v1_mount(&self, controller: &str) -> Option<&Path> {
+        self.v1
+            .iter()
+            .find(|(c, _)| c == controller)
+            .map(|(_, p)| p.as_path())
+    }
+
+    /// A read-only mount that would otherwise have served `controller`.
+    pub fn read_only_mount(&self, controller: &str) -> Option<&Path> {
+        self.read_only
+            .iter()
+            .find(|(_, cs)| cs.iter().any(|c| c == controller))
+            .map(|(p, _)| p.as_path())
+    }
+
+    pub fn v2_has(&self, controller: &str) -> bool {
+        self.v2_controllers.iter().any(|c| c == controller)
+    }
+
+    /// The cgroup2 group under which per-call groups are made.
+    pub fn v2_parent(&self) -> Option<PathBuf> {
+        match &self.delegated {
+            Some(d) => Some(d.v2.join(SANDBOXES)),
+            None => self.v2.as_ref().map(|v2| v2.join(BASE)),
+        }
+    }
+
+    /// The v1 group under which per-call groups of `controller` are made.
+    pub fn v1_parent(&self, controller: &str) -> Option<PathBuf> {
+        let own = self
+            .delegated
+            .as_ref()
+            .and_then(|d| d.v1.iter().find(|(c, _)| c == controller));
+        match own {
+            Some((_, dir)) => Some(dir.join(SANDBOXES)),
+            None => self.v1_mount(controller).map(|m| m.join(BASE)),
+        }
+    }
+}
+
+/// systemd marks a group it delegated with `trusted.delegate` (root
+/// services) or `user.delegate`.
+fn marked_delegated(dir: &Path) -> bool {
+    ["trusted.delegate", "user.delegate"].iter().any(|name| {
+        // An empty buffer asks for the size only: Ok means it is set.
+        rustix::fs::getxattr(dir, *name, &mut [0u8; 0][..]).is_ok()
+    })
+}
+
+fn delegation(
+    l: &Layout,
+    proc_cgroup: &str,
+    is_delegated: impl Fn(&Path) -> bool,
+) -> Option<Delegated> {
+    // "0::/system.slice/agentjail.service" (v2), "4:memory:/..." (v1).
+    let mut v2_own = None;
+    let mut v1_own = Vec::new();
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let rel = path.trim_start_matches('/');
+        if id == "0" && controllers.is_empty() {
+            v2_own =
+                l.v2.as_ref()
+                    .filter(|_| !rel.is_empty())
+                    .map(|m| m.join(rel));
+            continue;
+        }
+        for c in controllers.split(',') {
+            if let (Some(mnt), false) = (l.v1_mount(c), rel.is_empty()) {
+                v1_own.push((c.to_string(), mnt.join(rel)));
+            }
+        }
+    }
+    let v2 = v2_own.filter(|dir| is_delegated(dir))?;
+    Some(Delegated { v2, v1: v1_own })
+}
+
+/// Readies the parents of per-call groups, once: in a delegated group the
+/// daemon moves itself to a leaf and hands the controllers down; on a
+/// cgroup2 host without one, `agentjail/` gets the controllers. Failures
+/// surface later, failing closed: a limit asked for with no controller to
+/// enforce it fails its launch.
+pub fn prepare() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let l = Layout::host();
+        let Some(parent) = l.v2_parent() else {
+            return;
+        };
+        if let Some(d) = &l.delegated
+            && let Err(e) = move_to_leaf(&d.v2)
+        {
+            tracing::warn!(cgroup = %d.v2.display(), "cannot move the daemon to a leaf of its delegated cgroup: {e}");
+        }
+        let wanted: Vec<String> = CONTROLLERS
+            .iter()
+            .filter(|c| l.v2_has(c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        let _ = fs::create_dir_all(&parent);
+        if wanted.is_empty() {
+            return;
+        }
+        let mut levels = vec![parent.clone()];
+        if let Some(d) = &l.delegated {
+            levels.insert(0, d.v2.clone());
+        }
+        for dir in levels {
+            if let Err(e) = fs::write(dir.join("cgroup.subtree_control"), wanted.join(" ")) {
+                tracing::warn!(cgroup = %dir.display(), "cannot enable {wanted:?}: {e}");
+            }
+        }
+    });
+}
+
+fn move_to_leaf(own: &Path) -> io::Result<()> {
+    let leaf = own.join(DAEMON_LEAF);
+    match fs::create_dir(&leaf) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    // The whole process (every thread) moves: domain groups hold processes.
+    fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_cgroup_mounts_are_left_out() {
+        // As systemd-nspawn mounts a hybrid host's v1 controllers in a container.
+        let mountinfo = "\
+30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,size=4096k,mode=755
+35 30 0:30 / /nonexistent/memory ro,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,memory
+36 30 0:31 / /nonexistent/pids rw,nosuid,nodev,noexec,relatime shared:15 - cgroup cgroup rw,pids
+37 30 0:32 / /nonexistent/cpu rw,nosuid - cgroup cgroup ro,cpu
+38 30 0:33 / /nonexistent/unified rw,nosuid - cgroup2 cgroup2 rw
+";
+        let l = Layout::parse(mountinfo);
+        assert_eq!(l.v1_mount("pids"), Some(Path::new("/nonexistent/pids")));
+        assert_eq!(l.v1_mount("memory"), None, "a read-only mount (per mount)");
+        assert_eq!(l.v1_mount("cpu"), None, "a read-only superblock");
+        assert_eq!(l.v2.as_deref(), Some(Path::new("/nonexistent/unified")));
+        assert_eq!(
+            l.read_only_mount("memory"),
+            Some(Path::new("/nonexistent/memory"))
+        );
+        assert_eq!(
+            l.read_only_mount("cpu"),
+            Some(Path::new("/nonexistent/cpu"))
+        );
+        assert_eq!(l.read_only_mount("pids"), None);
+    }
+
+    const HYBRID: &str = "\
+35 30 0:30 / /cg/memory rw,nosuid - cgroup cgroup rw,memory
+36 30 0:31 / /cg/pids rw,nosuid - cgroup cgroup rw,pids
+38 30 0:33 / /cg/unified rw,nosuid - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn per_call_groups_go_inside_a_delegated_cgroup() {
+        let own = "4:memory:/system.slice/agentjail.service\n8:pids:/\n0::/system.slice/agentjail.service\n";
+        let mut l = Layout::parse(HYBRID);
+        l.read_delegation(own, |dir| {
+            dir == Path::new("/cg/unified/system.slice/agentjail.service")
+        });
+        let unit = Path::new("/cg/unified/system.slice/agentjail.service");
+        assert_eq!(
+            l.delegated.as_ref().map(|d| d.v2.as_path()),
+            Some(unit),
+            "{l:?}"
+        );
+        assert_eq!(l.v2_parent(), Some(unit.join("sandboxes")));
+        assert_eq!(
+            l.v1_parent("memory"),
+            Some(PathBuf::from(
+                "/cg/memory/system.slice/agentjail.service/sandboxes"
+            ))
+        );
+        // systemd made no pids group for the unit: beside the tree, as before.
+        assert_eq!(
+            l.v1_parent("pids"),
+            Some(PathBuf::from("/cg/pids/agentjail"))
+        );
+    }
+
+    #[test]
+    fn without_a_delegation_per_call_groups_go_beside_the_tree() {
+        let own = "4:memory:/user.slice\n0::/user.slice/session-1.scope\n";
+        let mut l = Layout::parse(HYBRID);
+        l.read_delegation(own, |_| false);
+        assert_eq!(l.delegated, None);
+        assert_eq!(l.v2_parent(), Some(PathBuf::from("/cg/unified/agentjail")));
+        assert_eq!(
+            l.v1_parent("memory"),
+            Some(PathBuf::from("/cg/memory/agentjail"))
+        );
+        // The root group is never taken for the daemon's own.
+        let mut l = Layout::parse(HYBRID);
+        l.read_delegation("0::/\n", |_| true);
+        assert_eq!(l.delegated, None);
+    }
+}
