@@ -197,8 +197,15 @@ fn walkthrough(m: &Machine) {
         "JSON logs under journald"
     );
 
-    // Socket activation: with the service stopped, a call starts it.
+    // Stopping the service ends the commands still running in sandboxes
+    // (after their grace period), whichever way they were started.
+    m.ok("(agentjail call run --shell 'sleep 300' >/dev/null 2>&1 &)");
+    m.ok("for i in $(seq 100); do pgrep -x sleep && exit 0; sleep 0.1; done; exit 1");
     m.ok("systemctl stop agentjail.service");
+    let left = m.sh("pgrep -a -x sleep");
+    assert!(!left.status.success(), "still running: {}", text(&left));
+
+    // Socket activation: with the service stopped, a call starts it.
     let stopped = m.sh("systemctl is-active agentjail.service");
     assert_eq!(String::from_utf8_lossy(&stopped.stdout).trim(), "inactive");
     let who = m.ok("agentjail call whoami");

@@ -165,13 +165,13 @@ impl Layout {
     }
 }
 
-/// systemd marks a group it delegated with `trusted.delegate` (root
-/// services) or `user.delegate`.
+/// The system manager marks a group it delegated with `trusted.delegate`,
+/// which only CAP_SYS_ADMIN can set. `user.delegate` is not trusted: a user
+/// manager sets it on groups the user owns, where the user could take the
+/// controllers away from the sandboxes' groups.
 fn marked_delegated(dir: &Path) -> bool {
-    ["trusted.delegate", "user.delegate"].iter().any(|name| {
-        // An empty buffer asks for the size only: Ok means it is set.
-        rustix::fs::getxattr(dir, *name, &mut [0u8; 0][..]).is_ok()
-    })
+    // An empty buffer asks for the size only: Ok means it is set.
+    rustix::fs::getxattr(dir, "trusted.delegate", &mut [0u8; 0][..]).is_ok()
 }
 
 fn delegation(
