@@ -105,8 +105,9 @@ fn main() -> ExitCode {
 }
 
 /// Rust ignores SIGPIPE, so printing into `| head` that has exited panics.
-/// The report commands end as other Unix tools do instead. (Not the daemon
-/// or the client, which write to sockets and handle EPIPE themselves.)
+/// The report commands end as other Unix tools do instead. Not the daemon,
+/// nor `call`: both also write to sockets, where a peer that went away must
+/// be an error they report, not a silent death.
 fn end_quietly_on_a_closed_pipe() {
     // SAFETY: restoring a default disposition before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };

@@ -589,6 +589,47 @@ async fn s6_a_setuid_binary_in_the_workspace_does_not_raise_privileges() {
 }
 
 #[tokio::test]
+async fn s6_commands_cannot_leave_setuid_or_setgid_files_for_the_host() {
+    // Inside, the workspace is nosuid; on the host it is not. A setuid file
+    // a command leaves there would run as the sandbox uid for any host user.
+    require_programs(&["chmod", "stat", "python3"]);
+    let d = ShellDaemon::start().await;
+    let script = "\
+        touch /workspace/plain; \
+        chmod 0755 /workspace/plain; echo control=$?; \
+        chmod u+s /workspace/plain; echo chmod_suid=$?; \
+        chmod g+s /workspace/plain; echo chmod_sgid=$?; \
+        python3 -c 'import os; os.close(os.open(\"/workspace/made\", os.O_CREAT|os.O_WRONLY, 0o4755))'; \
+        echo open_suid=$?; \
+        python3 -c 'import os; os.close(os.open(\"/workspace/made2\", os.O_CREAT|os.O_WRONLY, 0o755))'; \
+        echo open_control=$?; \
+        python3 -c 'import os; os.mknod(\"/workspace/node\", 0o2644)'; echo mknod_sgid=$?; \
+        python3 -c 'import os; os.mknod(\"/workspace/node2\", 0o644)'; echo mknod_control=$?; \
+        stat -c '%a %n' /workspace/plain";
+    let r = d.sh(script).await;
+    let map = kv(&r.stdout);
+    assert_succeeded(&map, &["control", "open_control", "mknod_control"], &r);
+    assert_failed(
+        &map,
+        &["chmod_suid", "chmod_sgid", "open_suid", "mknod_sgid"],
+        &r,
+    );
+    assert!(r.stdout.contains("755 /workspace/plain"), "{r:?}");
+    // On the host: the files are there, and none carries either bit.
+    for name in ["plain", "made", "node", "made2", "node2"] {
+        let p = d.dirs.w(name);
+        if let Ok(meta) = std::fs::metadata(&p) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode();
+            assert_eq!(mode & 0o6000, 0, "{name} has mode {mode:o}: {r:?}");
+        }
+    }
+    for name in ["plain", "made2", "node2"] {
+        assert!(d.dirs.w(name).exists(), "control {name} exists: {r:?}");
+    }
+}
+
+#[tokio::test]
 async fn s7_no_capability_is_left() {
     let d = ShellDaemon::start().await;
     put_ws(&d.dirs, "mine", "x");

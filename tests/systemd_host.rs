@@ -44,23 +44,29 @@ fn install_script_then_the_readme_service_walkthrough() {
         "/usr/local/bin/agentjail"
     );
 
-    // Fail closed: with the cgroup controllers read-only (as nspawn mounts
-    // them) the default policy's limits cannot be enforced, and doctor and
-    // the service say so instead of running commands without them.
-    let doctor = m.sh("agentjail doctor");
-    let said = text(&doctor);
-    assert_eq!(doctor.status.code(), Some(1), "{said}");
-    for needle in [
-        "NOT enforceable",
-        "no writable cgroup memory controller",
-        "/sys/fs/cgroup/memory is mounted read-only",
-    ] {
-        assert!(said.contains(needle), "doctor says {needle:?}:\n{said}");
+    // Fail closed: on a hybrid host nspawn mounts the v1 controllers
+    // read-only, where the default policy's limits cannot be enforced, and
+    // doctor and the service say so instead of running commands without
+    // them. (A cgroup2-only host gives the machine a writable tree.)
+    let read_only = m.read_only_cgroups();
+    if read_only.iter().any(|p| p == "/sys/fs/cgroup/memory") {
+        let doctor = m.sh("agentjail doctor");
+        let said = text(&doctor);
+        assert_eq!(doctor.status.code(), Some(1), "{said}");
+        for needle in [
+            "NOT enforceable",
+            "no writable cgroup memory controller",
+            "/sys/fs/cgroup/memory is mounted read-only",
+        ] {
+            assert!(said.contains(needle), "doctor says {needle:?}:\n{said}");
+        }
+        let refused = m.sh("systemctl start agentjail.service");
+        assert!(!refused.status.success(), "{}", text(&refused));
+        m.wait_for_journal("no writable cgroup memory controller");
+        m.ok("systemctl reset-failed agentjail.service");
+    } else {
+        eprintln!("note: the machine's cgroups are writable ({read_only:?}): no refusal to see");
     }
-    let refused = m.sh("systemctl start agentjail.service");
-    assert!(!refused.status.success(), "{}", text(&refused));
-    assert!(m.journal().contains("refusing to start"), "{}", m.journal());
-    m.ok("systemctl reset-failed agentjail.service");
 
     m.make_cgroups_writable();
     walkthrough(&m);
@@ -127,17 +133,18 @@ fn walkthrough(m: &Machine) {
         "runs as the policy's uid: {ran}"
     );
     // In cgroups of its own: under the unit's delegated cgroup2 group (so
-    // systemd accounts it to agentjail.service and stopping the unit ends
-    // it), and in a memory group that enforces the policy's limit.
+    // systemd accounts it to agentjail.service), and, on a hybrid host, in
+    // a per-call v1 memory group.
     assert!(
         ran.contains("\n0::/system.slice/agentjail.service/sandboxes/"),
         "inside the unit's delegated cgroup: {ran}"
     );
-    let memory = ran.lines().find(|l| l.contains(":memory:")).unwrap_or("");
-    assert!(
-        memory.contains("/agentjail/") || memory.contains("/sandboxes/"),
-        "in a call's memory cgroup: {ran}"
-    );
+    if let Some(memory) = ran.lines().find(|l| l.contains(":memory:")) {
+        assert!(
+            memory.contains("/agentjail/") || memory.contains("/sandboxes/"),
+            "in a call's memory cgroup: {ran}"
+        );
+    }
     let tree = m.ok("systemctl status agentjail --no-pager");
     assert!(
         tree.contains("─daemon\n"),
@@ -198,7 +205,8 @@ fn walkthrough(m: &Machine) {
     );
 
     // Stopping the service ends the commands still running in sandboxes
-    // (after their grace period), whichever way they were started.
+    // (the daemon's drain kills them after their grace period; systemd's
+    // KillMode=mixed would end what is left in the unit's cgroup).
     m.ok("(agentjail call run --shell 'sleep 300' >/dev/null 2>&1 &)");
     m.ok("for i in $(seq 100); do pgrep -x sleep && exit 0; sleep 0.1; done; exit 1");
     m.ok("systemctl stop agentjail.service");

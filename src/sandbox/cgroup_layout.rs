@@ -39,6 +39,10 @@ pub struct Layout {
     pub read_only: Vec<(PathBuf, Vec<String>)>,
     /// The daemon's own cgroup, when systemd delegated it.
     pub delegated: Option<Delegated>,
+    /// Why the delegated group could not be readied, if it could not.
+    pub delegation_error: Option<String>,
+    /// Mount point -> the cgroup it shows (its root in the hierarchy).
+    roots: Vec<(PathBuf, String)>,
 }
 
 /// The daemon's own groups, delegated to it by systemd.
@@ -59,7 +63,8 @@ impl Layout {
                 continue;
             };
             let mut fields = pre.split(' ');
-            let mnt = fields.nth(4).unwrap_or_default();
+            let root = fields.nth(3).unwrap_or("/");
+            let mnt = fields.next().unwrap_or_default();
             let mount_ro = fields
                 .next()
                 .unwrap_or_default()
@@ -81,6 +86,9 @@ impl Layout {
                 l.read_only.push((PathBuf::from(mnt), controllers));
                 continue;
             }
+            if is_cgroup {
+                l.roots.push((PathBuf::from(mnt), root.to_string()));
+            }
             match (fstype, opts) {
                 (Some("cgroup2"), _) => l.v2 = Some(PathBuf::from(mnt)),
                 (Some("cgroup"), Some(opts)) => {
@@ -98,12 +106,16 @@ impl Layout {
     }
 
     /// Reads which of the daemon's own groups (`/proc/self/cgroup`) systemd
-    /// delegated to it, and the controllers cgroup2 offers where per-call
-    /// groups will be made.
+    /// delegated to it.
     fn read_delegation(&mut self, proc_cgroup: &str, is_delegated: impl Fn(&Path) -> bool) {
         self.delegated = delegation(self, proc_cgroup, is_delegated);
+    }
+
+    /// The controllers per-call groups get under cgroup2: those their
+    /// parent offers (read after the delegated group was readied).
+    fn read_v2_controllers(&mut self) {
         let offered = match (&self.delegated, &self.v2) {
-            (Some(d), _) => Some(d.v2.clone()),
+            (Some(d), _) => Some(d.v2.join(SANDBOXES)),
             (None, Some(v2)) => Some(v2.clone()),
             (None, None) => None,
         };
@@ -113,7 +125,9 @@ impl Layout {
         }
     }
 
-    /// The host layout, read once.
+    /// The host layout, read once. In a delegated group this also readies
+    /// it (the daemon moves to its leaf, controllers are handed down), so
+    /// the controllers reported are the ones per-call groups really get.
     pub fn host() -> &'static Layout {
         static L: OnceLock<Layout> = OnceLock::new();
         L.get_or_init(|| {
@@ -121,6 +135,10 @@ impl Layout {
                 Layout::parse(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
             let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
             l.read_delegation(&own, marked_delegated);
+            if let Some(d) = &l.delegated {
+                l.delegation_error = ready_delegated(&d.v2).err();
+            }
+            l.read_v2_controllers();
             l
         })
     }
@@ -166,12 +184,32 @@ impl Layout {
 }
 
 /// The system manager marks a group it delegated with `trusted.delegate`,
-/// which only CAP_SYS_ADMIN can set. `user.delegate` is not trusted: a user
-/// manager sets it on groups the user owns, where the user could take the
-/// controllers away from the sandboxes' groups.
+/// which only CAP_SYS_ADMIN can set, and the group of a root service stays
+/// root's. `user.delegate` is not trusted: a user manager sets it on groups
+/// the user owns, where the user could take the controllers away from the
+/// sandboxes' groups.
 fn marked_delegated(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let owned_by_root = fs::metadata(dir).is_ok_and(|m| m.uid() == 0);
     // An empty buffer asks for the size only: Ok means it is set.
-    rustix::fs::getxattr(dir, "trusted.delegate", &mut [0u8; 0][..]).is_ok()
+    owned_by_root && rustix::fs::getxattr(dir, "trusted.delegate", &mut [0u8; 0][..]).is_ok()
+}
+
+/// `path` (as /proc/self/cgroup names it) inside the mount at `mnt`, which
+/// shows the hierarchy from its root down; `None` if it lies outside.
+fn under_mount(l: &Layout, mnt: &Path, path: &str) -> Option<PathBuf> {
+    let root = l
+        .roots
+        .iter()
+        .find(|(m, _)| m == mnt)
+        .map_or("/", |(_, r)| r.as_str());
+    let rel = if root == "/" {
+        path
+    } else {
+        path.strip_prefix(root)?
+    };
+    let rel = rel.trim_start_matches('/');
+    (!rel.is_empty()).then(|| mnt.join(rel))
 }
 
 fn delegation(
@@ -180,78 +218,96 @@ fn delegation(
     is_delegated: impl Fn(&Path) -> bool,
 ) -> Option<Delegated> {
     // "0::/system.slice/agentjail.service" (v2), "4:memory:/..." (v1).
-    let mut v2_own = None;
-    let mut v1_own = Vec::new();
-    for line in proc_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let rel = path.trim_start_matches('/');
-        if id == "0" && controllers.is_empty() {
-            v2_own =
-                l.v2.as_ref()
-                    .filter(|_| !rel.is_empty())
-                    .map(|m| m.join(rel));
-            continue;
-        }
+    let entries: Vec<(&str, &str, &str)> = proc_cgroup
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            Some((parts.next()?, parts.next()?, parts.next()?))
+        })
+        .collect();
+    let (_, _, own) = entries
+        .iter()
+        .find(|(id, controllers, _)| *id == "0" && controllers.is_empty())?;
+    let v2 = under_mount(l, l.v2.as_ref()?, own).filter(|dir| is_delegated(dir))?;
+    // systemd gives a unit the same path in every hierarchy it manages for
+    // it; a v1 group elsewhere (a parent slice, say) is not the unit's.
+    let mut v1 = Vec::new();
+    for (_, controllers, path) in entries.iter().filter(|(_, _, p)| p == own) {
         for c in controllers.split(',') {
-            if let (Some(mnt), false) = (l.v1_mount(c), rel.is_empty()) {
-                v1_own.push((c.to_string(), mnt.join(rel)));
+            if let Some(dir) = l.v1_mount(c).and_then(|m| under_mount(l, m, path)) {
+                v1.push((c.to_string(), dir));
             }
         }
     }
-    let v2 = v2_own.filter(|dir| is_delegated(dir))?;
-    Some(Delegated { v2, v1: v1_own })
+    Some(Delegated { v2, v1 })
 }
 
-/// Readies the parents of per-call groups, once: in a delegated group the
-/// daemon moves itself to a leaf and hands the controllers down; on a
-/// cgroup2 host without one, `agentjail/` gets the controllers. Failures
-/// surface later, failing closed: a limit asked for with no controller to
-/// enforce it fails its launch.
+/// Readies the delegated group `own`: moves the daemon to its leaf (cgroup2
+/// lets a group hand controllers down only while it holds no processes),
+/// then enables each controller it offers for `own` and `own/sandboxes`.
+/// A controller that cannot be enabled is simply not offered to the
+/// sandboxes, so a limit that needs it fails closed at start.
+fn ready_delegated(own: &Path) -> Result<(), String> {
+    let leaf = own.join(DAEMON_LEAF);
+    let moved = match fs::create_dir(&leaf) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+        // The whole process (every thread) moves: domain groups hold processes.
+        _ => fs::write(leaf.join("cgroup.procs"), std::process::id().to_string()),
+    };
+    moved.map_err(|e| format!("moving the daemon to {}: {e}", leaf.display()))?;
+    let sandboxes = own.join(SANDBOXES);
+    let mut failed = Vec::new();
+    for level in [own, sandboxes.as_path()] {
+        if level == sandboxes.as_path()
+            && let Err(e) = fs::create_dir(level)
+            && e.kind() != io::ErrorKind::AlreadyExists
+        {
+            return Err(format!("creating {}: {e}", level.display()));
+        }
+        let offered = fs::read_to_string(level.join("cgroup.controllers")).unwrap_or_default();
+        for c in CONTROLLERS
+            .iter()
+            .filter(|c| offered.split_whitespace().any(|o| o == **c))
+        {
+            if let Err(e) = fs::write(level.join("cgroup.subtree_control"), format!("+{c}")) {
+                failed.push(format!("+{c} in {}: {e}", level.display()));
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("cannot enable {}", failed.join(", ")))
+    }
+}
+
+/// Readies the parent of per-call groups, once. In a delegated group that
+/// was done with the layout; beside the tree, on a cgroup2 host,
+/// `agentjail/` gets the controllers (a failure surfaces as a missing
+/// `memory.max`, failing that launch closed).
 pub fn prepare() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let l = Layout::host();
+        if let Some(e) = &l.delegation_error {
+            tracing::warn!("the delegated cgroup is not fully usable: {e}");
+        }
+        if l.delegated.is_some() {
+            return;
+        }
         let Some(parent) = l.v2_parent() else {
             return;
         };
-        if let Some(d) = &l.delegated
-            && let Err(e) = move_to_leaf(&d.v2)
-        {
-            tracing::warn!(cgroup = %d.v2.display(), "cannot move the daemon to a leaf of its delegated cgroup: {e}");
-        }
+        let _ = fs::create_dir_all(&parent);
         let wanted: Vec<String> = CONTROLLERS
             .iter()
             .filter(|c| l.v2_has(c))
             .map(|c| format!("+{c}"))
             .collect();
-        let _ = fs::create_dir_all(&parent);
-        if wanted.is_empty() {
-            return;
-        }
-        let mut levels = vec![parent.clone()];
-        if let Some(d) = &l.delegated {
-            levels.insert(0, d.v2.clone());
-        }
-        for dir in levels {
-            if let Err(e) = fs::write(dir.join("cgroup.subtree_control"), wanted.join(" ")) {
-                tracing::warn!(cgroup = %dir.display(), "cannot enable {wanted:?}: {e}");
-            }
+        if !wanted.is_empty() {
+            let _ = fs::write(parent.join("cgroup.subtree_control"), wanted.join(" "));
         }
     });
-}
-
-fn move_to_leaf(own: &Path) -> io::Result<()> {
-    let leaf = own.join(DAEMON_LEAF);
-    match fs::create_dir(&leaf) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-        _ => {}
-    }
-    // The whole process (every thread) moves: domain groups hold processes.
-    fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())
 }
 
 #[cfg(test)]
@@ -315,6 +371,51 @@ mod tests {
             l.v1_parent("pids"),
             Some(PathBuf::from("/cg/pids/agentjail"))
         );
+    }
+
+    #[test]
+    fn only_the_units_own_v1_groups_and_paths_inside_the_mount_count() {
+        // A v1 group at another path (a parent slice) is not the unit's.
+        let own = "4:memory:/system.slice\n0::/system.slice/agentjail.service\n";
+        let mut l = Layout::parse(HYBRID);
+        l.read_delegation(own, |_| true);
+        assert_eq!(
+            l.v1_parent("memory"),
+            Some(PathBuf::from("/cg/memory/agentjail"))
+        );
+        // A mount that shows the hierarchy from /machine.slice down.
+        let mountinfo = "38 30 0:33 /machine.slice /cg/unified rw,nosuid - cgroup2 cgroup2 rw\n";
+        let mut l = Layout::parse(mountinfo);
+        l.read_delegation("0::/machine.slice/agentjail.service\n", |_| true);
+        assert_eq!(
+            l.v2_parent(),
+            Some(PathBuf::from("/cg/unified/agentjail.service/sandboxes"))
+        );
+        let mut l = Layout::parse(mountinfo);
+        l.read_delegation("0::/system.slice/agentjail.service\n", |_| true);
+        assert_eq!(l.delegated, None, "outside the mount: not reachable");
+    }
+
+    #[test]
+    fn only_trusted_delegate_on_a_root_owned_group_marks_a_delegation() {
+        // trusted.* needs CAP_SYS_ADMIN, which CI (root) has.
+        let dir = tempfile::tempdir().unwrap();
+        let set = |name: &str| {
+            rustix::fs::setxattr(dir.path(), name, b"1", rustix::fs::XattrFlags::empty())
+        };
+        assert!(!marked_delegated(dir.path()), "no xattr");
+        set("user.delegate").unwrap();
+        assert!(
+            !marked_delegated(dir.path()),
+            "user.delegate is not trusted"
+        );
+        set("trusted.delegate").expect("root sets trusted.* xattrs");
+        assert!(
+            marked_delegated(dir.path()),
+            "trusted.delegate on a root-owned dir"
+        );
+        std::os::unix::fs::chown(dir.path(), Some(65534), None).unwrap();
+        assert!(!marked_delegated(dir.path()), "not owned by root");
     }
 
     #[test]

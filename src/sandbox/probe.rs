@@ -184,13 +184,17 @@ impl KernelSupport {
         }
         for (wanted, c) in [(req.memory_limit, "memory"), (req.pids_limit, "pids")] {
             if wanted && !self.has_controller(c) {
-                let note = match self.cgroups.read_only_mount(c) {
-                    Some(p) => format!(
+                let note = match (
+                    self.cgroups.read_only_mount(c),
+                    &self.cgroups.delegation_error,
+                ) {
+                    (Some(p), _) => format!(
                         "; {} is mounted read-only (by a container runtime?): the daemon \
                          must be able to create cgroups there",
                         p.display()
                     ),
-                    None => String::new(),
+                    (None, Some(e)) => format!("; in the cgroup systemd delegated: {e}"),
+                    (None, None) => String::new(),
                 };
                 out.push(format!(
                     "no writable cgroup {c} controller (v1 mount or delegated v2){note}"

@@ -14,6 +14,26 @@ use super::sys::Errno;
 
 // Newer syscalls that libc 0.2 does not name yet (x86_64 numbers).
 const SYS_OPEN_TREE_ATTR: i64 = 467;
+const SYS_FCHMODAT2: i64 = 452;
+
+/// Calls that set a file's mode, with the index of their mode argument. A
+/// mode with the setuid or setgid bit is refused (EPERM): the workspace is
+/// nosuid inside the sandbox but not on the host, where such a file would
+/// run as the sandbox's uid or gid for whoever starts it. (The daemon's
+/// unit cannot do this for its commands: systemd's RestrictSUIDSGID= would
+/// also take openat2 from the daemon.)
+const MODE_SETTERS: &[(i64, u32)] = &[
+    (libc::SYS_chmod, 1),
+    (libc::SYS_fchmod, 1),
+    (libc::SYS_fchmodat, 2),
+    (SYS_FCHMODAT2, 2),
+    (libc::SYS_creat, 1),
+    (libc::SYS_open, 2),
+    (libc::SYS_openat, 3),
+    (libc::SYS_mknod, 1),
+    (libc::SYS_mknodat, 2),
+];
+const SET_ID_BITS: u32 = libc::S_ISUID | libc::S_ISGID;
 
 /// Denied outright with EPERM: namespace, mount, tracing, kernel-attack
 /// surface and keyring calls (S5, S8–S11).
@@ -196,7 +216,10 @@ fn deny_arg_values(a: &mut Asm, arg: u32, values: &[u32], deny: usize, allow: us
 ///   libc then falls back to clone);
 /// - the deny-list: EPERM;
 /// - clone with any CLONE_NEW* flag, ioctl TIOCSTI/TIOCLINUX, socket of a
-///   denied family: EPERM; everything else is allowed.
+///   denied family, a file mode with the setuid or setgid bit: EPERM;
+/// - openat2: ENOSYS (its mode lives in memory the filter cannot read; libc
+///   and programs fall back to openat);
+/// - everything else is allowed.
 fn build() -> io::Result<Vec<sock_filter>> {
     let mut a = Asm::default();
     let (deny, allow, not_denied) = (a.label(), a.label(), a.label());
@@ -212,10 +235,17 @@ fn build() -> io::Result<Vec<sock_filter>> {
     a.jump(JGE, 0x4000_0000, None, Some(native));
     a.stmt(RET, KILL);
     a.bind(native);
-    let not_clone3 = a.label();
-    a.jump(JEQ, libc::SYS_clone3 as u32, None, Some(not_clone3));
+    let (enosys, not_enosys) = (a.label(), a.label());
+    a.jump(JEQ, libc::SYS_clone3 as u32, Some(enosys), None);
+    a.jump(
+        JEQ,
+        libc::SYS_openat2 as u32,
+        Some(enosys),
+        Some(not_enosys),
+    );
+    a.bind(enosys);
     a.stmt(RET, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
-    a.bind(not_clone3);
+    a.bind(not_enosys);
 
     let mut nrs: Vec<u32> = DENIED.iter().map(|n| *n as u32).collect();
     nrs.sort_unstable();
@@ -234,6 +264,14 @@ fn build() -> io::Result<Vec<sock_filter>> {
     a.jump(JEQ, libc::SYS_socket as u32, None, Some(not_socket));
     deny_arg_values(&mut a, 0, DENIED_SOCKET_FAMILIES, deny, allow);
     a.bind(not_socket);
+    for (nr, mode_arg) in MODE_SETTERS {
+        let next = a.label();
+        a.jump(JEQ, *nr as u32, None, Some(next));
+        a.stmt(LD, arg_lo(*mode_arg));
+        a.jump(JSET, SET_ID_BITS, Some(deny), Some(allow));
+        // A miss leaves the syscall number in the accumulator.
+        a.bind(next);
+    }
     a.bind(allow);
     a.stmt(RET, ALLOW);
     a.bind(deny);

@@ -43,6 +43,7 @@ pub struct Machine {
     nspawn: Child,
     leader: u32,
     base: PathBuf,
+    cgroups: Vec<PathBuf>,
     console: PathBuf,
     _logs: tempfile::TempDir,
 }
@@ -90,7 +91,16 @@ impl Machine {
         let _ = fs::remove_file(base.join("root/etc/machine-id"));
 
         let console = logs.path().join("console.log");
-        let mut cmd = Command::new("systemd-nspawn");
+        // nspawn runs the machine in the cgroup it starts in (no systemd on
+        // the host to ask for a scope): a group of its own per machine, so
+        // two machines never share one, and all of it goes at the end.
+        let cgroups = machine_cgroups(&name);
+        let join = cgroups
+            .iter()
+            .map(|g| format!("echo $$ > '{}/cgroup.procs' || exit 1; ", g.display()))
+            .collect::<String>();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", &format!("{join}exec systemd-nspawn \"$@\""), "sh"]);
         cmd.arg("--directory")
             .arg(base.join("root"))
             .args([
@@ -119,6 +129,7 @@ impl Machine {
             leader: 0,
             nspawn,
             base,
+            cgroups,
             console,
             _logs: logs,
         };
@@ -272,6 +283,19 @@ impl Machine {
         )
     }
 
+    /// The machine's cgroup mounts that nspawn made read-only.
+    pub fn read_only_cgroups(&self) -> Vec<String> {
+        let info = fs::read_to_string(format!("/proc/{}/mountinfo", self.leader)).unwrap();
+        info.lines()
+            .filter_map(|line| {
+                let (pre, post) = line.split_once(" - ")?;
+                let fields: Vec<&str> = pre.split(' ').collect();
+                let ro = fields[5].split(',').any(|o| o == "ro");
+                (post.starts_with("cgroup") && ro).then(|| fields[4].to_string())
+            })
+            .collect()
+    }
+
     /// Remounts the machine's read-only cgroup v1 controllers read-write, as
     /// a systemd that booted the host itself mounts them.
     pub fn make_cgroups_writable(&self) {
@@ -313,5 +337,51 @@ impl Drop for Machine {
             .arg(&self.base)
             .status();
         let _ = fs::remove_dir(&self.base);
+        for g in &self.cgroups {
+            remove_cgroup_tree(g);
+        }
+    }
+}
+
+/// A new group named `name` in each writable cgroup hierarchy of the host
+/// (cpuset left out: a new v1 cpuset group has no CPUs until configured).
+fn machine_cgroups(name: &str) -> Vec<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut groups = Vec::new();
+    for line in info.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = pre.split(' ').collect();
+        let mut post = post.split(' ');
+        let (fstype, opts) = (post.next().unwrap_or(""), post.nth(1).unwrap_or(""));
+        let writable = !fields[5].split(',').any(|o| o == "ro");
+        let cgroup = fstype == "cgroup2" || (fstype == "cgroup" && !opts.contains("cpuset"));
+        if cgroup && writable {
+            let dir = Path::new(fields[4]).join(name);
+            fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            groups.push(dir);
+        }
+    }
+    groups
+}
+
+/// Removes a cgroup and every group below it, deepest first (a group goes
+/// once its processes and children are gone).
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    for _ in 0..100 {
+        match fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => return,
+        }
     }
 }
