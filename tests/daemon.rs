@@ -742,6 +742,35 @@ async fn cli_write_then_read_round_trip() {
 }
 
 #[tokio::test]
+async fn cli_piped_into_a_reader_that_left_ends_quietly() {
+    // `agentjail call read-file notes.txt | head` with head already gone:
+    // the client exits as SIGPIPE would have it (141), with no panic.
+    let d = Daemon::start().await;
+    std::fs::write(d.dirs.w("notes.txt"), "line\n".repeat(1000)).unwrap();
+    let run = |stdout: Stdio| {
+        Command::new(BIN)
+            .arg("call")
+            .arg("--socket")
+            .arg(&d.dirs.socket)
+            .args(["read-file", "notes.txt"])
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    };
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = run(writer.into());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{:?}: {stderr}", out.status);
+    // Control: with a reader, the file arrives whole.
+    let out = run(Stdio::piped());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout.len(), 5000);
+}
+
+#[tokio::test]
 async fn cli_covers_every_file_tool_and_reports_errors() {
     let d = Daemon::start().await;
     put(

@@ -1,6 +1,23 @@
 //! `agentjail call`: a command-line client for a running daemon, so people
 //! can try and script the API without writing code.
 
+/// `println!`/`print!` for the client's results: a reader that went away
+/// (`agentjail call read-file x | head`) ends the client quietly, as it does
+/// a Unix tool, instead of a panic. (SIGPIPE stays ignored: the client also
+/// writes to the daemon's socket, where EPIPE must be an error it reports.)
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*).unwrap_or_else(|e| stdout_failed(e))
+    }};
+}
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*).unwrap_or_else(|e| stdout_failed(e))
+    }};
+}
+
 use crate::client::connect_unix;
 use crate::config::default_socket_path;
 use crate::error::reason_of;
@@ -264,9 +281,12 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
     match args.tool {
         Tool::Whoami => {
             let r = client.who_am_i(WhoAmIRequest {}).await?.into_inner();
-            println!(
+            outln!(
                 "agent: {} ({}; uid {} pid {})",
-                r.agent, r.identified_by, r.uid, r.pid
+                r.agent,
+                r.identified_by,
+                r.uid,
+                r.pid
             );
             for w in r.workspaces {
                 let access = if w.read_only {
@@ -274,7 +294,7 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                 } else {
                     "read-write"
                 };
-                println!("workspace {}: {} ({access})", w.name, w.path);
+                outln!("workspace {}: {} ({access})", w.name, w.path);
             }
         }
         Tool::ReadFile {
@@ -300,9 +320,9 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                 .await?
                 .into_inner();
             if r.is_binary {
-                let _ = out.write_all(&r.data);
+                out_bytes(&mut out, &r.data);
             } else {
-                let _ = out.write_all(r.text.as_bytes());
+                out_bytes(&mut out, r.text.as_bytes());
             }
             eprintln!(
                 "-- {}: {} bytes, {} lines, sha256 {}{}",
@@ -353,7 +373,7 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                 })
                 .await?
                 .into_inner();
-            println!(
+            outln!(
                 "{} {}: {} bytes, sha256 {}",
                 if r.created { "created" } else { "replaced" },
                 r.path,
@@ -382,7 +402,7 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                 })
                 .await?
                 .into_inner();
-            print!("{}", r.diff);
+            out!("{}", r.diff);
             eprintln!(
                 "-- {}: {}, sha256 {}",
                 r.path,
@@ -421,7 +441,7 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                         Ok(EntryKind::Symlink) => "@",
                         _ => "",
                     };
-                    println!("{}{suffix}", e.path);
+                    outln!("{}{suffix}", e.path);
                 }
                 if r.next_page_token.is_empty() {
                     break;
@@ -440,7 +460,7 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                 .await?
                 .into_inner();
             for p in r.paths {
-                println!("{p}");
+                outln!("{p}");
             }
             if r.truncated {
                 eprintln!("-- truncated: narrow the pattern");
@@ -479,14 +499,14 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                 .await?
                 .into_inner();
             for f in r.files {
-                println!("{f}");
+                outln!("{f}");
             }
             for l in r.lines {
                 let sep = if l.is_match { ':' } else { '-' };
-                println!("{}{sep}{}{sep}{}", l.path, l.line_number, l.text);
+                outln!("{}{sep}{}{sep}{}", l.path, l.line_number, l.text);
             }
             for c in r.counts {
-                println!("{}:{}", c.path, c.count);
+                outln!("{}:{}", c.path, c.count);
             }
             if r.truncated {
                 eprintln!("-- truncated: narrow the search");
@@ -508,7 +528,7 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                         .to_lowercase()
                 })
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "{}: {kind}, {} bytes, mode {:o}, readable {}, writable {}{}",
                 r.path,
                 r.size,
@@ -531,7 +551,7 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                 })
                 .await?
                 .into_inner();
-            println!(
+            outln!(
                 "{} {}",
                 if r.created { "created" } else { "exists" },
                 r.path
@@ -552,7 +572,7 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                 })
                 .await?
                 .into_inner();
-            println!("moved {} -> {}", r.from, r.to);
+            outln!("moved {} -> {}", r.from, r.to);
         }
         Tool::Run {
             argv,
@@ -586,8 +606,8 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
             while let Some(event) = events.message().await? {
                 match event.event {
                     Some(exec_event::Event::Stdout(c)) => {
-                        let _ = out.write_all(&c.data);
-                        let _ = out.flush();
+                        out_bytes(&mut out, &c.data);
+                        out.flush().unwrap_or_else(|e| stdout_failed(e));
                     }
                     Some(exec_event::Event::Stderr(c)) => {
                         let _ = std::io::stderr().write_all(&c.data);
@@ -610,7 +630,7 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                 })
                 .await?
                 .into_inner();
-            println!("removed {}", r.path);
+            outln!("removed {}", r.path);
         }
     }
     Ok(())
@@ -624,4 +644,18 @@ fn parse_byte_window(spec: &str) -> Result<ByteWindow, CallError> {
         Some((offset, limit)) => Ok(ByteWindow { offset, limit }),
         None => Err(anyhow::anyhow!("--bytes takes START:LEN, e.g. 0:4096").into()),
     }
+}
+
+fn out_bytes(out: &mut impl std::io::Write, bytes: &[u8]) {
+    out.write_all(bytes).unwrap_or_else(|e| stdout_failed(e));
+}
+
+/// Standard output failed: a closed pipe exits as SIGPIPE would have (128 +
+/// 13, what shells report), anything else with a message.
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(128 + libc::SIGPIPE);
+    }
+    eprintln!("agentjail: cannot write to standard output: {e}");
+    std::process::exit(2)
 }
