@@ -208,7 +208,10 @@ impl KernelSupport {
     /// version query.
     fn landlock_advice(&self) -> &'static str {
         match self.landlock_errno {
-            Some(libc::ENOSYS) => "this kernel has no Landlock; boot a kernel >= 6.2",
+            Some(libc::ENOSYS) => {
+                "this kernel has no Landlock (boot a kernel >= 6.2), or a container \
+                 runtime's seccomp profile answers ENOSYS for syscalls it does not know"
+            }
             Some(libc::EOPNOTSUPP) => {
                 "Landlock is built in but off; add landlock to the kernel's lsm= boot parameter"
             }

@@ -42,8 +42,8 @@ pub fn text(out: &Output) -> String {
 pub struct Machine {
     nspawn: Child,
     leader: u32,
-    base: PathBuf,
-    cgroups: Vec<PathBuf>,
+    /// Dropped after the machine has stopped (fields drop after `drop`).
+    _scratch: Scratch,
     console: PathBuf,
     _logs: tempfile::TempDir,
 }
@@ -69,6 +69,12 @@ impl Machine {
         let logs = tempfile::tempdir().unwrap();
         let base = std::env::temp_dir().join(&name);
         fs::create_dir_all(&base).unwrap();
+        // Owns the mounts and groups from here on, so a failed boot leaves
+        // nothing behind either.
+        let mut scratch = Scratch {
+            base: base.clone(),
+            cgroups: Vec::new(),
+        };
         run_host(
             Command::new("mount")
                 .args(["-t", "tmpfs", "tmpfs"])
@@ -94,8 +100,9 @@ impl Machine {
         // nspawn runs the machine in the cgroup it starts in (no systemd on
         // the host to ask for a scope): a group of its own per machine, so
         // two machines never share one, and all of it goes at the end.
-        let cgroups = machine_cgroups(&name);
-        let join = cgroups
+        scratch.cgroups = machine_cgroups(&name);
+        let join = scratch
+            .cgroups
             .iter()
             .map(|g| format!("echo $$ > '{}/cgroup.procs' || exit 1; ", g.display()))
             .collect::<String>();
@@ -128,8 +135,7 @@ impl Machine {
         let mut m = Machine {
             leader: 0,
             nspawn,
-            base,
-            cgroups,
+            _scratch: scratch,
             console,
             _logs: logs,
         };
@@ -328,6 +334,17 @@ impl Drop for Machine {
         }
         let _ = self.nspawn.kill();
         let _ = self.nspawn.wait();
+    }
+}
+
+/// The overlay, its tmpfs and the machine's cgroups on the host.
+struct Scratch {
+    base: PathBuf,
+    cgroups: Vec<PathBuf>,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
         let _ = Command::new("umount")
             .arg("--lazy")
             .arg(self.base.join("root"))
