@@ -77,6 +77,8 @@ pub use mkdir::make_dir;
 pub use read::read_file;
 pub use remove::remove;
 pub use rename::move_path;
+/// For the start-up probe, which must open exactly as the file tools do.
+pub(crate) use resolve::open_beneath;
 pub use stat::stat;
 pub use write::write_file;
 

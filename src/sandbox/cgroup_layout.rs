@@ -6,9 +6,8 @@
 //! then live inside it, at `<own>/sandboxes/<id>`, with the daemon itself
 //! moved to the leaf `<own>/daemon` (cgroup2 lets a group hand controllers
 //! down only while it has no processes of its own): systemd accounts them to
-//! agentjail.service, stopping the unit ends them, and the unit's
-//! `MemoryMax=`/`TasksMax=` cap them together. Without a delegation they go
-//! to `<hierarchy>/agentjail/<id>`.
+//! agentjail.service and stopping the unit ends them. Without a delegation
+//! they go to `<hierarchy>/agentjail/<id>`.
 
 use std::fs;
 use std::io;

@@ -74,18 +74,12 @@ fn landlock_abi() -> Result<i32, i32> {
 /// seccomp filter that cannot inspect `openat2`'s flags (systemd's
 /// `RestrictSUIDSGID=`, some container runtimes) refuses it outright.
 fn openat2_works() -> Result<(), i32> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
+    use rustix::fs::{Mode, OFlags};
     let root = rustix::fs::open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| e.raw_os_error())?;
-    openat2(
-        &root,
-        ".",
-        OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map(drop)
-    .map_err(|e| e.raw_os_error())
+    crate::fs::open_beneath(&root, "", OFlags::PATH, Mode::empty())
+        .map(drop)
+        .map_err(|e| e.raw_os_error())
 }
 
 fn seccomp_available() -> bool {

@@ -289,38 +289,62 @@ impl Machine {
         )
     }
 
+    fn cgroup_mounts(&self) -> Vec<CgroupMount> {
+        cgroup_mounts(&format!("/proc/{}/mountinfo", self.leader))
+    }
+
     /// The machine's cgroup mounts that nspawn made read-only.
     pub fn read_only_cgroups(&self) -> Vec<String> {
-        let info = fs::read_to_string(format!("/proc/{}/mountinfo", self.leader)).unwrap();
-        info.lines()
-            .filter_map(|line| {
-                let (pre, post) = line.split_once(" - ")?;
-                let fields: Vec<&str> = pre.split(' ').collect();
-                let ro = fields[5].split(',').any(|o| o == "ro");
-                (post.starts_with("cgroup") && ro).then(|| fields[4].to_string())
-            })
+        self.cgroup_mounts()
+            .into_iter()
+            .filter(|m| m.read_only)
+            .map(|m| m.point)
             .collect()
     }
 
     /// Remounts the machine's read-only cgroup v1 controllers read-write, as
     /// a systemd that booted the host itself mounts them.
     pub fn make_cgroups_writable(&self) {
-        let info = fs::read_to_string(format!("/proc/{}/mountinfo", self.leader)).unwrap();
-        for line in info.lines() {
-            let Some((pre, post)) = line.split_once(" - ") else {
-                continue;
-            };
-            let fields: Vec<&str> = pre.split(' ').collect();
-            let read_only = fields[5].split(',').any(|o| o == "ro");
-            if post.starts_with("cgroup ") && read_only {
+        for m in self.cgroup_mounts() {
+            if m.fstype == "cgroup" && m.read_only {
                 run_host(
                     Command::new("nsenter")
                         .args(["--target", &self.leader.to_string(), "--mount", "--"])
-                        .args(["mount", "-o", "remount,bind,rw", fields[4]]),
+                        .args(["mount", "-o", "remount,bind,rw", &m.point]),
                 );
             }
         }
     }
+}
+
+/// One cgroup or cgroup2 line of a mountinfo file.
+struct CgroupMount {
+    point: String,
+    fstype: String,
+    /// The super options: the controllers of a v1 hierarchy.
+    options: String,
+    /// Mounted read-only (this mount's own flag).
+    read_only: bool,
+}
+
+fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+    let info = fs::read_to_string(mountinfo).unwrap();
+    info.lines()
+        .filter_map(|line| {
+            // "id parent dev root point options [optional...] - fstype source super"
+            let (pre, post) = line.split_once(" - ")?;
+            let fields: Vec<&str> = pre.split(' ').collect();
+            let mut post = post.split(' ');
+            let fstype = post.next()?;
+            let options = post.nth(1).unwrap_or("");
+            matches!(fstype, "cgroup" | "cgroup2").then(|| CgroupMount {
+                point: fields[4].to_string(),
+                fstype: fstype.to_string(),
+                options: options.to_string(),
+                read_only: fields[5].split(',').any(|o| o == "ro"),
+            })
+        })
+        .collect()
 }
 
 impl Drop for Machine {
@@ -363,24 +387,15 @@ impl Drop for Scratch {
 /// A new group named `name` in each writable cgroup hierarchy of the host
 /// (cpuset left out: a new v1 cpuset group has no CPUs until configured).
 fn machine_cgroups(name: &str) -> Vec<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let mut groups = Vec::new();
-    for line in info.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = pre.split(' ').collect();
-        let mut post = post.split(' ');
-        let (fstype, opts) = (post.next().unwrap_or(""), post.nth(1).unwrap_or(""));
-        let writable = !fields[5].split(',').any(|o| o == "ro");
-        let cgroup = fstype == "cgroup2" || (fstype == "cgroup" && !opts.contains("cpuset"));
-        if cgroup && writable {
-            let dir = Path::new(fields[4]).join(name);
+    cgroup_mounts("/proc/self/mountinfo")
+        .into_iter()
+        .filter(|m| !m.read_only && !m.options.contains("cpuset"))
+        .map(|m| {
+            let dir = Path::new(&m.point).join(name);
             fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-            groups.push(dir);
-        }
-    }
-    groups
+            dir
+        })
+        .collect()
 }
 
 /// Removes a cgroup and every group below it, deepest first (a group goes
