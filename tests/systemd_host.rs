@@ -77,6 +77,29 @@ fn install_script_then_the_readme_service_walkthrough() {
     }
 
     m.make_cgroups_writable();
+
+    // Fail closed: under a filter that refuses openat2 (what
+    // RestrictSUIDSGID=yes does, hence left out of the unit) the daemon
+    // will not start, rather than fail every file call.
+    let blocked = m.sh("systemd-run --quiet --wait --pipe -p RestrictSUIDSGID=yes \
+         agentjail serve --socket /run/agentjail-openat2-probe.sock");
+    let said = text(&blocked);
+    assert!(!blocked.status.success(), "{said}");
+    assert!(
+        said.contains("refusing to start: the file tools need openat2(2)")
+            && said.contains("RestrictSUIDSGID"),
+        "{said}"
+    );
+    // Control: the same daemon without that filter starts and serves.
+    let who = m.ok(
+        "systemd-run --quiet --unit=openat2-control \
+         agentjail serve --socket /run/agentjail-openat2-probe.sock && \
+         for i in $(seq 100); do test -S /run/agentjail-openat2-probe.sock && break; sleep 0.1; done; \
+         agentjail call --socket /run/agentjail-openat2-probe.sock whoami; rc=$?; \
+         systemctl stop openat2-control; exit $rc",
+    );
+    assert!(who.contains("agent: local"), "{who}");
+
     walkthrough(&m);
 }
 
