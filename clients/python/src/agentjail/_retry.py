@@ -1,0 +1,84 @@
+"""When a failed call is tried again, and after how long.
+
+A call is retried only where the daemon says a retry is safe:
+
+- the status carries reason ``UNAVAILABLE`` (the daemon refused before doing
+  anything: the audit log cannot be written, a file was replaced during the
+  call, no space left, ...), for every call;
+- a transport ``UNAVAILABLE`` without a reason (the daemon is starting, has
+  gone, or drains for a restart) only for calls that change nothing
+  (``whoami``, reads, listings, searches, ``stat``): a mutating call may have
+  reached the daemon before the connection broke.
+
+Nothing else is retried: a refusal by the policy, a missing file or a stale
+hash answers the same way the second time.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import grpc
+
+from .errors import AgentjailError
+
+#: Called before each retry with (attempt number just failed, error, delay s).
+OnRetry = Callable[[int, AgentjailError, float], None]
+
+READ_ONLY_METHODS = frozenset({"WhoAmI", "ReadFile", "ListDir", "Glob", "Grep", "Stat"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded by attempts and the call's deadline.
+
+    A ``google.rpc.RetryInfo`` in the status replaces the computed delay.
+    ``RetryPolicy(max_attempts=1)`` (or :data:`NO_RETRY`) turns retries off.
+    """
+
+    max_attempts: int = 5
+    initial_backoff: float = 0.1
+    max_backoff: float = 2.0
+    multiplier: float = 2.0
+    on_retry: Optional[OnRetry] = None
+
+    def should_retry(self, method: str, error: AgentjailError, attempt: int) -> bool:
+        """Whether attempt ``attempt`` (1-based) that failed with ``error`` is tried again."""
+        if attempt >= self.max_attempts or error.code != grpc.StatusCode.UNAVAILABLE:
+            return False
+        if error.reason == "UNAVAILABLE":
+            return True
+        return error.reason is None and method in READ_ONLY_METHODS
+
+    def delay(self, error: AgentjailError, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt + 1``."""
+        if error.retry_delay is not None:
+            return max(0.0, error.retry_delay.total_seconds())
+        cap = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+        return random.uniform(0, cap)
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+class Deadline:
+    """One call's overall deadline, shared by its attempts."""
+
+    def __init__(self, timeout: Optional[float]) -> None:
+        # None or infinity: no deadline.
+        self.end = None if timeout is None or math.isinf(timeout) else time.monotonic() + timeout
+
+    def remaining(self) -> Optional[float]:
+        """Seconds left (never negative), ``None`` without a deadline."""
+        if self.end is None:
+            return None
+        return max(0.0, self.end - time.monotonic())
+
+    def allows(self, delay: float) -> bool:
+        """True if sleeping ``delay`` still leaves time for another attempt."""
+        left = self.remaining()
+        return left is None or delay < left

@@ -1,0 +1,601 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class LineEnding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LINE_ENDING_UNSPECIFIED: _ClassVar[LineEnding]
+    LINE_ENDING_NONE: _ClassVar[LineEnding]
+    LINE_ENDING_LF: _ClassVar[LineEnding]
+    LINE_ENDING_CRLF: _ClassVar[LineEnding]
+    LINE_ENDING_MIXED: _ClassVar[LineEnding]
+
+class WriteMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WRITE_MODE_UNSPECIFIED: _ClassVar[WriteMode]
+    WRITE_MODE_CREATE_ONLY: _ClassVar[WriteMode]
+    WRITE_MODE_OVERWRITE: _ClassVar[WriteMode]
+    WRITE_MODE_UPSERT: _ClassVar[WriteMode]
+
+class EntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENTRY_KIND_UNSPECIFIED: _ClassVar[EntryKind]
+    ENTRY_KIND_FILE: _ClassVar[EntryKind]
+    ENTRY_KIND_DIR: _ClassVar[EntryKind]
+    ENTRY_KIND_SYMLINK: _ClassVar[EntryKind]
+    ENTRY_KIND_OTHER: _ClassVar[EntryKind]
+
+class SortOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SORT_ORDER_UNSPECIFIED: _ClassVar[SortOrder]
+    SORT_ORDER_NAME: _ClassVar[SortOrder]
+    SORT_ORDER_MTIME: _ClassVar[SortOrder]
+    SORT_ORDER_SIZE: _ClassVar[SortOrder]
+
+class GrepOutput(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GREP_OUTPUT_UNSPECIFIED: _ClassVar[GrepOutput]
+    GREP_OUTPUT_FILES: _ClassVar[GrepOutput]
+    GREP_OUTPUT_CONTENT: _ClassVar[GrepOutput]
+    GREP_OUTPUT_COUNT: _ClassVar[GrepOutput]
+LINE_ENDING_UNSPECIFIED: LineEnding
+LINE_ENDING_NONE: LineEnding
+LINE_ENDING_LF: LineEnding
+LINE_ENDING_CRLF: LineEnding
+LINE_ENDING_MIXED: LineEnding
+WRITE_MODE_UNSPECIFIED: WriteMode
+WRITE_MODE_CREATE_ONLY: WriteMode
+WRITE_MODE_OVERWRITE: WriteMode
+WRITE_MODE_UPSERT: WriteMode
+ENTRY_KIND_UNSPECIFIED: EntryKind
+ENTRY_KIND_FILE: EntryKind
+ENTRY_KIND_DIR: EntryKind
+ENTRY_KIND_SYMLINK: EntryKind
+ENTRY_KIND_OTHER: EntryKind
+SORT_ORDER_UNSPECIFIED: SortOrder
+SORT_ORDER_NAME: SortOrder
+SORT_ORDER_MTIME: SortOrder
+SORT_ORDER_SIZE: SortOrder
+GREP_OUTPUT_UNSPECIFIED: GrepOutput
+GREP_OUTPUT_FILES: GrepOutput
+GREP_OUTPUT_CONTENT: GrepOutput
+GREP_OUTPUT_COUNT: GrepOutput
+
+class CallInfo(_message.Message):
+    __slots__ = ("request_id", "agent", "rule", "audit_seq", "policy_version")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    agent: str
+    rule: str
+    audit_seq: int
+    policy_version: str
+    def __init__(self, request_id: _Optional[str] = ..., agent: _Optional[str] = ..., rule: _Optional[str] = ..., audit_seq: _Optional[int] = ..., policy_version: _Optional[str] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("agent", "identified_by", "uid", "gid", "pid", "workspaces", "info")
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIED_BY_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACES_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    identified_by: str
+    uid: int
+    gid: int
+    pid: int
+    workspaces: _containers.RepeatedCompositeFieldContainer[WorkspaceInfo]
+    info: CallInfo
+    def __init__(self, agent: _Optional[str] = ..., identified_by: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., pid: _Optional[int] = ..., workspaces: _Optional[_Iterable[_Union[WorkspaceInfo, _Mapping]]] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class WorkspaceInfo(_message.Message):
+    __slots__ = ("name", "path", "read_only")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    path: str
+    read_only: bool
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
+
+class LineWindow(_message.Message):
+    __slots__ = ("offset", "limit")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    limit: int
+    def __init__(self, offset: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ByteWindow(_message.Message):
+    __slots__ = ("offset", "limit")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    limit: int
+    def __init__(self, offset: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ReadFileRequest(_message.Message):
+    __slots__ = ("workspace", "path", "lines", "bytes", "max_bytes")
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    workspace: str
+    path: str
+    lines: LineWindow
+    bytes: ByteWindow
+    max_bytes: int
+    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., lines: _Optional[_Union[LineWindow, _Mapping]] = ..., bytes: _Optional[_Union[ByteWindow, _Mapping]] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class ReadFileResponse(_message.Message):
+    __slots__ = ("path", "text", "data", "is_binary", "encoding", "line_ending", "total_lines", "total_bytes", "sha256", "mtime", "offset", "truncated", "next_offset", "lines_returned", "info")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    IS_BINARY_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    LINE_ENDING_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_LINES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    MTIME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LINES_RETURNED_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    text: str
+    data: bytes
+    is_binary: bool
+    encoding: str
+    line_ending: LineEnding
+    total_lines: int
+    total_bytes: int
+    sha256: str
+    mtime: _timestamp_pb2.Timestamp
+    offset: int
+    truncated: bool
+    next_offset: int
+    lines_returned: int
+    info: CallInfo
+    def __init__(self, path: _Optional[str] = ..., text: _Optional[str] = ..., data: _Optional[bytes] = ..., is_binary: _Optional[bool] = ..., encoding: _Optional[str] = ..., line_ending: _Optional[_Union[LineEnding, str]] = ..., total_lines: _Optional[int] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., offset: _Optional[int] = ..., truncated: _Optional[bool] = ..., next_offset: _Optional[int] = ..., lines_returned: _Optional[int] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class WriteFileRequest(_message.Message):
+    __slots__ = ("workspace", "path", "content", "mode", "create_parents", "expected_sha256")
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_PARENTS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_SHA256_FIELD_NUMBER: _ClassVar[int]
+    workspace: str
+    path: str
+    content: bytes
+    mode: WriteMode
+    create_parents: bool
+    expected_sha256: str
+    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., content: _Optional[bytes] = ..., mode: _Optional[_Union[WriteMode, str]] = ..., create_parents: _Optional[bool] = ..., expected_sha256: _Optional[str] = ...) -> None: ...
+
+class WriteFileResponse(_message.Message):
+    __slots__ = ("path", "sha256", "previous_sha256", "bytes_written", "created", "info")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    BYTES_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    sha256: str
+    previous_sha256: str
+    bytes_written: int
+    created: bool
+    info: CallInfo
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., previous_sha256: _Optional[str] = ..., bytes_written: _Optional[int] = ..., created: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class Edit(_message.Message):
+    __slots__ = ("old", "new", "replace_all")
+    OLD_FIELD_NUMBER: _ClassVar[int]
+    NEW_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_ALL_FIELD_NUMBER: _ClassVar[int]
+    old: str
+    new: str
+    replace_all: bool
+    def __init__(self, old: _Optional[str] = ..., new: _Optional[str] = ..., replace_all: _Optional[bool] = ...) -> None: ...
+
+class EditFileRequest(_message.Message):
+    __slots__ = ("workspace", "path", "edits", "dry_run", "expected_sha256")
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    EDITS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_SHA256_FIELD_NUMBER: _ClassVar[int]
+    workspace: str
+    path: str
+    edits: _containers.RepeatedCompositeFieldContainer[Edit]
+    dry_run: bool
+    expected_sha256: str
+    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., edits: _Optional[_Iterable[_Union[Edit, _Mapping]]] = ..., dry_run: _Optional[bool] = ..., expected_sha256: _Optional[str] = ...) -> None: ...
+
+class EditFileResponse(_message.Message):
+    __slots__ = ("path", "diff", "sha256", "previous_sha256", "replacements", "applied", "info")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DIFF_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    REPLACEMENTS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    diff: str
+    sha256: str
+    previous_sha256: str
+    replacements: _containers.RepeatedScalarFieldContainer[int]
+    applied: bool
+    info: CallInfo
+    def __init__(self, path: _Optional[str] = ..., diff: _Optional[str] = ..., sha256: _Optional[str] = ..., previous_sha256: _Optional[str] = ..., replacements: _Optional[_Iterable[int]] = ..., applied: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class DirEntry(_message.Message):
+    __slots__ = ("path", "kind", "size", "mtime", "depth")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    kind: EntryKind
+    size: int
+    mtime: _timestamp_pb2.Timestamp
+    depth: int
+    def __init__(self, path: _Optional[str] = ..., kind: _Optional[_Union[EntryKind, str]] = ..., size: _Optional[int] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., depth: _Optional[int] = ...) -> None: ...
+
+class ListDirRequest(_message.Message):
+    __slots__ = ("workspace", "path", "depth", "include_hidden", "respect_gitignore", "sort", "max_entries", "page_token")
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_HIDDEN_FIELD_NUMBER: _ClassVar[int]
+    RESPECT_GITIGNORE_FIELD_NUMBER: _ClassVar[int]
+    SORT_FIELD_NUMBER: _ClassVar[int]
+    MAX_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    workspace: str
+    path: str
+    depth: int
+    include_hidden: bool
+    respect_gitignore: bool
+    sort: SortOrder
+    max_entries: int
+    page_token: str
+    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., depth: _Optional[int] = ..., include_hidden: _Optional[bool] = ..., respect_gitignore: _Optional[bool] = ..., sort: _Optional[_Union[SortOrder, str]] = ..., max_entries: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListDirResponse(_message.Message):
+    __slots__ = ("entries", "next_page_token", "scan_truncated", "info")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SCAN_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[DirEntry]
+    next_page_token: str
+    scan_truncated: bool
+    info: CallInfo
+    def __init__(self, entries: _Optional[_Iterable[_Union[DirEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., scan_truncated: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class GlobRequest(_message.Message):
+    __slots__ = ("workspace", "pattern", "path", "include_hidden", "respect_gitignore", "max_results", "sort")
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_HIDDEN_FIELD_NUMBER: _ClassVar[int]
+    RESPECT_GITIGNORE_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    SORT_FIELD_NUMBER: _ClassVar[int]
+    workspace: str
+    pattern: str
+    path: str
+    include_hidden: bool
+    respect_gitignore: bool
+    max_results: int
+    sort: SortOrder
+    def __init__(self, workspace: _Optional[str] = ..., pattern: _Optional[str] = ..., path: _Optional[str] = ..., include_hidden: _Optional[bool] = ..., respect_gitignore: _Optional[bool] = ..., max_results: _Optional[int] = ..., sort: _Optional[_Union[SortOrder, str]] = ...) -> None: ...
+
+class GlobResponse(_message.Message):
+    __slots__ = ("paths", "truncated", "info")
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    truncated: bool
+    info: CallInfo
+    def __init__(self, paths: _Optional[_Iterable[str]] = ..., truncated: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class GrepRequest(_message.Message):
+    __slots__ = ("workspace", "pattern", "fixed_string", "case_insensitive", "path", "glob", "context_before", "context_after", "output", "max_results", "include_hidden", "respect_gitignore")
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    FIXED_STRING_FIELD_NUMBER: _ClassVar[int]
+    CASE_INSENSITIVE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    GLOB_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_HIDDEN_FIELD_NUMBER: _ClassVar[int]
+    RESPECT_GITIGNORE_FIELD_NUMBER: _ClassVar[int]
+    workspace: str
+    pattern: str
+    fixed_string: bool
+    case_insensitive: bool
+    path: str
+    glob: str
+    context_before: int
+    context_after: int
+    output: GrepOutput
+    max_results: int
+    include_hidden: bool
+    respect_gitignore: bool
+    def __init__(self, workspace: _Optional[str] = ..., pattern: _Optional[str] = ..., fixed_string: _Optional[bool] = ..., case_insensitive: _Optional[bool] = ..., path: _Optional[str] = ..., glob: _Optional[str] = ..., context_before: _Optional[int] = ..., context_after: _Optional[int] = ..., output: _Optional[_Union[GrepOutput, str]] = ..., max_results: _Optional[int] = ..., include_hidden: _Optional[bool] = ..., respect_gitignore: _Optional[bool] = ...) -> None: ...
+
+class GrepLine(_message.Message):
+    __slots__ = ("path", "line_number", "text", "is_match")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LINE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    IS_MATCH_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    line_number: int
+    text: str
+    is_match: bool
+    def __init__(self, path: _Optional[str] = ..., line_number: _Optional[int] = ..., text: _Optional[str] = ..., is_match: _Optional[bool] = ...) -> None: ...
+
+class GrepCount(_message.Message):
+    __slots__ = ("path", "count")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    count: int
+    def __init__(self, path: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class GrepResponse(_message.Message):
+    __slots__ = ("files", "lines", "counts", "truncated", "files_searched", "info")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    FILES_SEARCHED_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedScalarFieldContainer[str]
+    lines: _containers.RepeatedCompositeFieldContainer[GrepLine]
+    counts: _containers.RepeatedCompositeFieldContainer[GrepCount]
+    truncated: bool
+    files_searched: int
+    info: CallInfo
+    def __init__(self, files: _Optional[_Iterable[str]] = ..., lines: _Optional[_Iterable[_Union[GrepLine, _Mapping]]] = ..., counts: _Optional[_Iterable[_Union[GrepCount, _Mapping]]] = ..., truncated: _Optional[bool] = ..., files_searched: _Optional[int] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class StatRequest(_message.Message):
+    __slots__ = ("workspace", "path", "no_follow")
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    NO_FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    workspace: str
+    path: str
+    no_follow: bool
+    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., no_follow: _Optional[bool] = ...) -> None: ...
+
+class StatResponse(_message.Message):
+    __slots__ = ("path", "kind", "size", "mode", "mtime", "symlink_target", "readable", "writable", "info")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_FIELD_NUMBER: _ClassVar[int]
+    SYMLINK_TARGET_FIELD_NUMBER: _ClassVar[int]
+    READABLE_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    kind: EntryKind
+    size: int
+    mode: int
+    mtime: _timestamp_pb2.Timestamp
+    symlink_target: str
+    readable: bool
+    writable: bool
+    info: CallInfo
+    def __init__(self, path: _Optional[str] = ..., kind: _Optional[_Union[EntryKind, str]] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., symlink_target: _Optional[str] = ..., readable: _Optional[bool] = ..., writable: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class MakeDirRequest(_message.Message):
+    __slots__ = ("workspace", "path", "parents")
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PARENTS_FIELD_NUMBER: _ClassVar[int]
+    workspace: str
+    path: str
+    parents: bool
+    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., parents: _Optional[bool] = ...) -> None: ...
+
+class MakeDirResponse(_message.Message):
+    __slots__ = ("path", "created", "info")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    created: bool
+    info: CallInfo
+    def __init__(self, path: _Optional[str] = ..., created: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class MoveRequest(_message.Message):
+    __slots__ = ("workspace", "to", "overwrite", "create_parents")
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_PARENTS_FIELD_NUMBER: _ClassVar[int]
+    workspace: str
+    to: str
+    overwrite: bool
+    create_parents: bool
+    def __init__(self, workspace: _Optional[str] = ..., to: _Optional[str] = ..., overwrite: _Optional[bool] = ..., create_parents: _Optional[bool] = ..., **kwargs) -> None: ...
+
+class MoveResponse(_message.Message):
+    __slots__ = ("to", "overwrote", "info")
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    OVERWROTE_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    to: str
+    overwrote: bool
+    info: CallInfo
+    def __init__(self, to: _Optional[str] = ..., overwrote: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ..., **kwargs) -> None: ...
+
+class RemoveRequest(_message.Message):
+    __slots__ = ("workspace", "path", "recursive", "missing_ok")
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    RECURSIVE_FIELD_NUMBER: _ClassVar[int]
+    MISSING_OK_FIELD_NUMBER: _ClassVar[int]
+    workspace: str
+    path: str
+    recursive: bool
+    missing_ok: bool
+    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., recursive: _Optional[bool] = ..., missing_ok: _Optional[bool] = ...) -> None: ...
+
+class RemoveResponse(_message.Message):
+    __slots__ = ("path", "removed", "info")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    removed: bool
+    info: CallInfo
+    def __init__(self, path: _Optional[str] = ..., removed: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class ExecRequest(_message.Message):
+    __slots__ = ("workspace", "argv", "shell", "cwd", "env", "stdin", "timeout_ms", "idle_timeout_ms", "output_budget_bytes")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    SHELL_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    workspace: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    shell: str
+    cwd: str
+    env: _containers.ScalarMap[str, str]
+    stdin: bytes
+    timeout_ms: int
+    idle_timeout_ms: int
+    output_budget_bytes: int
+    def __init__(self, workspace: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ..., timeout_ms: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ..., output_budget_bytes: _Optional[int] = ...) -> None: ...
+
+class ExecStarted(_message.Message):
+    __slots__ = ("exec_id", "pid")
+    EXEC_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    exec_id: str
+    pid: int
+    def __init__(self, exec_id: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+
+class OutputChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class ExecExited(_message.Message):
+    __slots__ = ("exit_code", "signal", "timed_out", "idle_timed_out", "cancelled", "oom_killed", "wall_time_ms", "cpu_time_ms", "peak_memory_bytes", "stdout_bytes", "stderr_bytes", "stdout_truncated", "stderr_truncated", "info")
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    OOM_KILLED_FIELD_NUMBER: _ClassVar[int]
+    WALL_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    CPU_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STDERR_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    STDERR_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    exit_code: int
+    signal: int
+    timed_out: bool
+    idle_timed_out: bool
+    cancelled: bool
+    oom_killed: bool
+    wall_time_ms: int
+    cpu_time_ms: int
+    peak_memory_bytes: int
+    stdout_bytes: int
+    stderr_bytes: int
+    stdout_truncated: bool
+    stderr_truncated: bool
+    info: CallInfo
+    def __init__(self, exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., timed_out: _Optional[bool] = ..., idle_timed_out: _Optional[bool] = ..., cancelled: _Optional[bool] = ..., oom_killed: _Optional[bool] = ..., wall_time_ms: _Optional[int] = ..., cpu_time_ms: _Optional[int] = ..., peak_memory_bytes: _Optional[int] = ..., stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ..., stdout_truncated: _Optional[bool] = ..., stderr_truncated: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class ExecEvent(_message.Message):
+    __slots__ = ("started", "stdout", "stderr", "exited")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FIELD_NUMBER: _ClassVar[int]
+    started: ExecStarted
+    stdout: OutputChunk
+    stderr: OutputChunk
+    exited: ExecExited
+    def __init__(self, started: _Optional[_Union[ExecStarted, _Mapping]] = ..., stdout: _Optional[_Union[OutputChunk, _Mapping]] = ..., stderr: _Optional[_Union[OutputChunk, _Mapping]] = ..., exited: _Optional[_Union[ExecExited, _Mapping]] = ...) -> None: ...
+
+class CapturedOutput(_message.Message):
+    __slots__ = ("head", "tail", "omitted_bytes", "total_bytes")
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    OMITTED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    head: bytes
+    tail: bytes
+    omitted_bytes: int
+    total_bytes: int
+    def __init__(self, head: _Optional[bytes] = ..., tail: _Optional[bytes] = ..., omitted_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ...) -> None: ...
+
+class ExecResult(_message.Message):
+    __slots__ = ("exec_id", "stdout", "stderr", "exited")
+    EXEC_ID_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FIELD_NUMBER: _ClassVar[int]
+    exec_id: str
+    stdout: CapturedOutput
+    stderr: CapturedOutput
+    exited: ExecExited
+    def __init__(self, exec_id: _Optional[str] = ..., stdout: _Optional[_Union[CapturedOutput, _Mapping]] = ..., stderr: _Optional[_Union[CapturedOutput, _Mapping]] = ..., exited: _Optional[_Union[ExecExited, _Mapping]] = ...) -> None: ...
