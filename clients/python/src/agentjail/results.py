@@ -73,6 +73,11 @@ class CommandResult:
             return f"killed by signal {self.signal}"
         return f"exited with status {self.exit_code}"
 
+    def summary(self) -> str:
+        """The result as text a model can read: how it ended, then both streams."""
+        status = self.error or "exited with status 0"
+        return f"{status}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
     @classmethod
     def from_parts(
         cls,
