@@ -3,15 +3,14 @@
 import functools
 
 from agents import FunctionTool, function_tool
-
 import agentjail
 
 function_tool = functools.partial(function_tool, failure_error_function=lambda _ctx, e: f"error: {e}")
 
 
 def agentjail_tools(aj: agentjail.Client) -> "list[FunctionTool]":
-    """Run by the daemon under its policy; a refusal reaches the model as text (the SDK would
-    hide it) with the reason and what to do next."""
+    """Run under the daemon's policy; a refusal reaches the model as text (the SDK would hide it)."""
+
     @function_tool()
     def read_file(path: str) -> str:
         """Read a text file; the path is relative to the workspace root."""
