@@ -16,7 +16,8 @@ use std::path::Path;
 use std::process::Command;
 
 const INSTALL: &str = "python3 -m pip install \"./clients/python[test,examples]\"";
-const MODULES: &str = "grpc, grpc_status, grpc_tools, google.protobuf, pytest, agents, langchain_core";
+const MODULES: &str =
+    "grpc, grpc_status, grpc_tools, google.protobuf, pytest, agents, langchain_core";
 
 #[test]
 fn python_client_suite_passes_against_the_daemon() {
@@ -39,7 +40,14 @@ fn python_client_suite_passes_against_the_daemon() {
         return;
     }
     let out = Command::new("python3")
-        .args(["-m", "pytest", "clients/python/tests", "-q", "-p", "no:cacheprovider"])
+        .args([
+            "-m",
+            "pytest",
+            "clients/python/tests",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ])
         .current_dir(repo)
         .env("AGENTJAIL_BIN", env!("CARGO_BIN_EXE_agentjail"))
         .env("PYTHONDONTWRITEBYTECODE", "1")
