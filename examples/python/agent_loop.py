@@ -24,16 +24,16 @@ import time
 
 import agentjail
 
-CALC = '''\
+CALC = """\
 def add(a, b):
     return a - b
 
 
 def mul(a, b):
     return a + b
-'''
+"""
 
-TESTS = '''\
+TESTS = """\
 import unittest
 
 from calc import add, mul
@@ -49,7 +49,7 @@ class CalcTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
-'''
+"""
 
 # What the "model" answers when told which function's test failed.
 FIXES = {"add": ("a - b", "a + b"), "mul": ("a + b", "a * b")}

@@ -13,6 +13,7 @@ from agentjail.v1 import agentjail_pb2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import generate_stubs  # noqa: E402
 
+
 def without_json_names(f: descriptor_pb2.FileDescriptorProto) -> descriptor_pb2.FileDescriptorProto:
     """protoc's descriptor sets carry json_name; the embedded descriptor does not."""
 

@@ -4,7 +4,7 @@ the Python arguments onto the proto."""
 from __future__ import annotations
 
 import shlex
-from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 from .v1 import agentjail_pb2 as pb
 
@@ -13,19 +13,19 @@ Command = Union[str, Sequence[str]]
 EditSpec = Union[Tuple[str, str], Tuple[str, str, bool], Mapping[str, object]]
 
 #: The ``mode=`` names of ``files.write``.
-WRITE_MODES: Dict[str, int] = {
+WRITE_MODES: Dict[str, Any] = {
     "upsert": pb.WRITE_MODE_UPSERT,
     "create": pb.WRITE_MODE_CREATE_ONLY,
     "overwrite": pb.WRITE_MODE_OVERWRITE,
 }
 #: The ``sort=`` names of ``files.list`` and ``files.glob``.
-SORT_ORDERS: Dict[str, int] = {
+SORT_ORDERS: Dict[str, Any] = {
     "name": pb.SORT_ORDER_NAME,
     "mtime": pb.SORT_ORDER_MTIME,
     "size": pb.SORT_ORDER_SIZE,
 }
 #: The ``output=`` names of ``files.grep``.
-GREP_OUTPUTS: Dict[str, int] = {
+GREP_OUTPUTS: Dict[str, Any] = {
     "files": pb.GREP_OUTPUT_FILES,
     "content": pb.GREP_OUTPUT_CONTENT,
     "count": pb.GREP_OUTPUT_COUNT,
@@ -35,7 +35,7 @@ GREP_OUTPUTS: Dict[str, int] = {
 COMMAND_DEADLINE_MARGIN = 10.0
 
 
-def _pick(table: Dict[str, int], name: Optional[str], what: str) -> int:
+def _pick(table: Dict[str, Any], name: Optional[str], what: str) -> Any:
     if name is None:
         return 0
     try:

@@ -184,9 +184,7 @@ class AsyncFiles:
         timeout: Optional[float] = None,
     ) -> pb.EditFileResponse:
         """Exact replacements, all or none (see :meth:`agentjail.client.Files.edit`)."""
-        req = _calls.edit(
-            self._c._ws(workspace), path, old, new, edits, replace_all, dry_run, expected_sha256
-        )
+        req = _calls.edit(self._c._ws(workspace), path, old, new, edits, replace_all, dry_run, expected_sha256)
         return await self._c._unary("EditFile", req, timeout)
 
     async def list(
@@ -202,9 +200,7 @@ class AsyncFiles:
         timeout: Optional[float] = None,
     ) -> Listing:
         """Entries below ``path``, every page fetched."""
-        req = _calls.list_dir(
-            self._c._ws(workspace), path, depth, include_hidden, respect_gitignore, sort, page_size
-        )
+        req = _calls.list_dir(self._c._ws(workspace), path, depth, include_hidden, respect_gitignore, sort, page_size)
         out = Listing()
         while True:
             r = await self._c._unary("ListDir", req, timeout)
@@ -227,9 +223,7 @@ class AsyncFiles:
         timeout: Optional[float] = None,
     ) -> pb.GlobResponse:
         """Files matching ``pattern``."""
-        req = _calls.glob(
-            self._c._ws(workspace), pattern, path, include_hidden, respect_gitignore, max_results, sort
-        )
+        req = _calls.glob(self._c._ws(workspace), pattern, path, include_hidden, respect_gitignore, max_results, sort)
         return await self._c._unary("Glob", req, timeout)
 
     async def grep(
@@ -317,9 +311,7 @@ class AsyncFiles:
         timeout: Optional[float] = None,
     ) -> pb.RemoveResponse:
         """Removes a file or directory."""
-        req = pb.RemoveRequest(
-            workspace=self._c._ws(workspace), path=path, recursive=recursive, missing_ok=missing_ok
-        )
+        req = pb.RemoveRequest(workspace=self._c._ws(workspace), path=path, recursive=recursive, missing_ok=missing_ok)
         return await self._c._unary("Remove", req, timeout)
 
 
@@ -346,9 +338,7 @@ class AsyncCommands:
         request_timeout: Optional[float] = None,
     ) -> CommandResult:
         """Runs ``cmd`` and waits for it (see :meth:`agentjail.client.Commands.run`)."""
-        req = _calls.exec_request(
-            self._c._ws(workspace), cmd, cwd, env, stdin, timeout, idle_timeout, output_budget
-        )
+        req = _calls.exec_request(self._c._ws(workspace), cmd, cwd, env, stdin, timeout, idle_timeout, output_budget)
         deadline = _calls.command_deadline(timeout, request_timeout)
         if on_stdout is None and on_stderr is None:
             result = CommandResult.from_run(await self._c._unary("Run", req, _no_default(deadline)))

@@ -194,9 +194,7 @@ class Files:
         ``edit(path, edits=[(old, new), {"old": .., "new": .., "replace_all": True}])``.
         Returns the unified ``diff``; :class:`MatchNotFound` / :class:`MatchAmbiguous`
         name the lines."""
-        req = _calls.edit(
-            self._c._ws(workspace), path, old, new, edits, replace_all, dry_run, expected_sha256
-        )
+        req = _calls.edit(self._c._ws(workspace), path, old, new, edits, replace_all, dry_run, expected_sha256)
         return self._c._unary("EditFile", req, timeout)
 
     def list(
@@ -213,9 +211,7 @@ class Files:
     ) -> Listing:
         """Entries below ``path`` (``""`` = the workspace root) down to
         ``depth``, every page fetched. ``sort``: ``"name"``, ``"mtime"``, ``"size"``."""
-        req = _calls.list_dir(
-            self._c._ws(workspace), path, depth, include_hidden, respect_gitignore, sort, page_size
-        )
+        req = _calls.list_dir(self._c._ws(workspace), path, depth, include_hidden, respect_gitignore, sort, page_size)
         out = Listing()
         while True:
             r = self._c._unary("ListDir", req, timeout)
@@ -239,9 +235,7 @@ class Files:
     ) -> pb.GlobResponse:
         """Files matching ``pattern`` (``*`` does not cross ``/``), newest first
         unless ``sort="name"``: ``.paths``, ``.truncated``."""
-        req = _calls.glob(
-            self._c._ws(workspace), pattern, path, include_hidden, respect_gitignore, max_results, sort
-        )
+        req = _calls.glob(self._c._ws(workspace), pattern, path, include_hidden, respect_gitignore, max_results, sort)
         return self._c._unary("Glob", req, timeout)
 
     def grep(
@@ -331,9 +325,7 @@ class Files:
         timeout: Optional[float] = None,
     ) -> pb.RemoveResponse:
         """Removes a file or directory (:class:`DirectoryNotEmpty` unless ``recursive``)."""
-        req = pb.RemoveRequest(
-            workspace=self._c._ws(workspace), path=path, recursive=recursive, missing_ok=missing_ok
-        )
+        req = pb.RemoveRequest(workspace=self._c._ws(workspace), path=path, recursive=recursive, missing_ok=missing_ok)
         return self._c._unary("Remove", req, timeout)
 
 
@@ -382,9 +374,7 @@ class Commands:
         keeps head and tail within ``output_budget`` bytes per stream.
         ``check=True`` raises :class:`CommandFailed` unless it exits 0.
         """
-        req = _calls.exec_request(
-            self._c._ws(workspace), cmd, cwd, env, stdin, timeout, idle_timeout, output_budget
-        )
+        req = _calls.exec_request(self._c._ws(workspace), cmd, cwd, env, stdin, timeout, idle_timeout, output_budget)
         deadline = _calls.command_deadline(timeout, request_timeout)
         if on_stdout is None and on_stderr is None:
             result = CommandResult.from_run(self._c._unary("Run", req, _no_default(deadline)))

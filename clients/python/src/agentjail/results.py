@@ -213,6 +213,4 @@ class StreamCollector:
 
     def result(self) -> CommandResult:
         exited = self.exited if self.exited is not None else pb.ExecExited(cancelled=True)
-        return CommandResult.from_parts(
-            self.exec_id, exited, _text(b"".join(self.out)), _text(b"".join(self.err))
-        )
+        return CommandResult.from_parts(self.exec_id, exited, _text(b"".join(self.out)), _text(b"".join(self.err)))
