@@ -108,6 +108,14 @@ def test_stream_cancel_kills_the_command(client):
     assert wait_gone(started.pid), "the daemon killed the cancelled command"
 
 
+def test_leaving_a_stream_early_kills_the_command(client):
+    for event in client.commands.stream(["sleep", "60"]):
+        assert isinstance(event, Started) and pid_alive(event.pid)
+        pid = event.pid
+        break
+    assert wait_gone(pid), "an abandoned stream cancels its call"
+
+
 def test_deadline_exceeded_and_the_command_is_killed(client):
     stream = client.commands.stream(["sleep", "60"], request_timeout=1.5)
     it = iter(stream)

@@ -127,3 +127,11 @@ def test_whoami_tolerates_fields_this_client_does_not_know():
     unknown_field = bytes([(14 << 3) | 2, 3]) + b"abc"  # field 14, length-delimited
     parsed = pb.WhoAmIResponse.FromString(known + unknown_field)
     assert parsed.agent == "local" and parsed.uid == 7
+
+
+def test_a_file_call_past_its_deadline_is_deadline_exceeded(client, uniq):
+    client.files.write(f"{uniq}/d.txt", "x")
+    with pytest.raises(agentjail.DeadlineExceeded) as e:
+        client.files.read(f"{uniq}/d.txt", timeout=1e-6)
+    assert e.value.reason is None
+    assert client.files.read(f"{uniq}/d.txt", timeout=10) == "x", "control: the same call with time to answer"

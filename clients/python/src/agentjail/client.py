@@ -440,6 +440,10 @@ class CommandStream:
                 if seen:
                     raise err from e
                 self._c._backoff("Exec", err, attempt, self._deadline, e)
+            finally:
+                # An abandoned iteration (break, an exception in the loop body)
+                # ends the call too; on a finished call this does nothing.
+                self._call.cancel()
 
     def cancel(self) -> None:
         """Cancels the call: the daemon kills the command's whole tree."""
