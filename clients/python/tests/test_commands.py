@@ -117,7 +117,7 @@ def test_leaving_a_stream_early_kills_the_command(client):
 
 
 def test_deadline_exceeded_and_the_command_is_killed(client):
-    stream = client.commands.stream(["sleep", "60"], request_timeout=1.5)
+    stream = client.commands.stream(["sleep", "60"], request_timeout=5)
     it = iter(stream)
     started = next(it)
     assert isinstance(started, Started) and pid_alive(started.pid)

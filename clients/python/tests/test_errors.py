@@ -152,3 +152,12 @@ def test_statuses_without_a_reason_map_by_code():
     transport = errors.from_status(grpc.StatusCode.UNAVAILABLE, "m", ())
     assert type(transport) is agentjail.Unavailable and transport.reason is None
     assert type(errors.from_status(grpc.StatusCode.OUT_OF_RANGE, "m", ())) is agentjail.RpcFailed
+
+
+def test_grpcio_cancelled_after_the_deadline_is_deadline_exceeded():
+    from agentjail._retry import Deadline, deadline_or
+
+    timeout_expired = errors.from_status(grpc.StatusCode.CANCELLED, "Timeout expired", ())
+    assert type(deadline_or(timeout_expired, Deadline(0))) is agentjail.DeadlineExceeded
+    assert type(deadline_or(timeout_expired, Deadline(None))) is agentjail.Cancelled, "no deadline: a real cancel"
+    assert type(deadline_or(timeout_expired, Deadline(60))) is agentjail.Cancelled, "deadline not reached"

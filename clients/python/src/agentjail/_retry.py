@@ -24,7 +24,7 @@ from typing import Callable, Optional
 
 import grpc
 
-from .errors import AgentjailError
+from .errors import AgentjailError, Cancelled, DeadlineExceeded
 
 #: Called before each retry with (attempt number just failed, error, delay s).
 OnRetry = Callable[[int, AgentjailError, float], None]
@@ -82,3 +82,17 @@ class Deadline:
         """True if sleeping ``delay`` still leaves time for another attempt."""
         left = self.remaining()
         return left is None or delay < left
+
+
+def deadline_or(err: AgentjailError, deadline: Deadline) -> AgentjailError:
+    """grpcio reports a deadline that passed before the call got going as
+    CANCELLED ("Timeout expired"): when this call's deadline has passed and
+    nobody cancelled it, it is a :class:`DeadlineExceeded`."""
+    if isinstance(err, Cancelled) and deadline.remaining() == 0.0:
+        return DeadlineExceeded(
+            f"the call's deadline passed ({err.message})",
+            reason=None,
+            code=grpc.StatusCode.DEADLINE_EXCEEDED,
+            request_id=err.request_id,
+        )
+    return err

@@ -18,7 +18,7 @@ import grpc.aio
 from . import _calls
 from ._calls import Command, Content, EditSpec
 from ._channel import CHANNEL_OPTIONS, Option
-from ._retry import Deadline, RetryPolicy
+from ._retry import Deadline, RetryPolicy, deadline_or
 from ._socket import resolve_socket, target
 from .client import DEFAULT_TIMEOUT, OutputCallback, _no_default, _same_file
 from .errors import AgentjailError, CommandFailed, NotFound, RpcFailed, from_rpc_error
@@ -89,7 +89,7 @@ class AsyncClient:
             try:
                 return await call(request, timeout=deadline.remaining())
             except grpc.RpcError as e:
-                err = from_rpc_error(e, socket=self.socket)
+                err = deadline_or(from_rpc_error(e, socket=self.socket), deadline)
                 await self._backoff(method, err, attempt, deadline, e)
 
     async def _backoff(
@@ -392,7 +392,7 @@ class AsyncCommandStream:
             except grpc.RpcError as e:
                 if self._cancelled:
                     return
-                err = from_rpc_error(e, socket=self._c.socket)
+                err = deadline_or(from_rpc_error(e, socket=self._c.socket), self._deadline)
                 if seen:
                     raise err from e
                 await self._c._backoff("Exec", err, attempt, self._deadline, e)

@@ -13,7 +13,7 @@ import grpc
 from . import _calls
 from ._calls import Command, Content, EditSpec
 from ._channel import CHANNEL_OPTIONS, Option
-from ._retry import Deadline, RetryPolicy
+from ._retry import Deadline, RetryPolicy, deadline_or
 from ._socket import resolve_socket, target
 from .errors import AgentjailError, CommandFailed, NotFound, RpcFailed, StaleContent, from_rpc_error
 from .results import CommandResult, ExecEvent, Exited, Listing, Started, Stderr, Stdout, StreamCollector, event_of
@@ -83,7 +83,7 @@ class Client:
             try:
                 return call(request, timeout=deadline.remaining())
             except grpc.RpcError as e:
-                err = from_rpc_error(e, socket=self.socket)
+                err = deadline_or(from_rpc_error(e, socket=self.socket), deadline)
                 self._backoff(method, err, attempt, deadline, e)
 
     def _backoff(
@@ -436,7 +436,7 @@ class CommandStream:
             except grpc.RpcError as e:
                 if self._cancelled:
                     return
-                err = from_rpc_error(e, socket=self._c.socket)
+                err = deadline_or(from_rpc_error(e, socket=self._c.socket), self._deadline)
                 if seen:
                     raise err from e
                 self._c._backoff("Exec", err, attempt, self._deadline, e)
