@@ -16,6 +16,8 @@ use std::path::Path;
 use std::process::Command;
 
 const INSTALL: &str = "python3 -m pip install \"./clients/python[test,examples]\"";
+/// Far above the suite's minute on a calm machine, so that only a hang hits it.
+const SUITE_LIMIT_SECS: &str = "900";
 const MODULES: &str =
     "grpc, grpc_status, grpc_tools, google.protobuf, pytest, agents, langchain_core";
 
@@ -39,7 +41,9 @@ fn python_client_suite_passes_against_the_daemon() {
         eprintln!("note: skipping the Python client's suite ({why}); install with `{INSTALL}`");
         return;
     }
-    let out = Command::new("python3")
+    // coreutils' timeout bounds a hung suite; it exits 124 then.
+    let out = Command::new("timeout")
+        .args(["--kill-after=10", SUITE_LIMIT_SECS, "python3"])
         .args([
             "-m",
             "pytest",
