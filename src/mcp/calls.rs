@@ -21,6 +21,10 @@ const MAX_LISTED: usize = 10_000;
 const TREE_DEPTH: u32 = 32;
 /// Default `grep` cap, small enough for a model's context.
 const GREP_DEFAULT_RESULTS: u32 = 200;
+/// Bytes of each of stdout and stderr a command's result keeps (head and
+/// tail), so one noisy command does not fill a model's context; the policy's
+/// budget still caps it.
+const COMMAND_OUTPUT_BUDGET: u64 = 16 * 1024;
 
 type Outcome = Result<CallToolResult, Failure>;
 
@@ -156,9 +160,11 @@ impl Call<'_> {
             }
             (None, None) => None,
         };
+        let asked_for_a_window = window.is_some();
         let r = self.read_text(&a.path, window).await?;
         let mut text = r.text.clone();
-        if r.truncated {
+        // A window the caller chose is no surprise; a cut whole-file read is.
+        if r.truncated && !asked_for_a_window {
             let first = r.offset + 1;
             let last = r.offset + r.lines_returned;
             text.push_str(&format!(
@@ -659,7 +665,7 @@ impl Call<'_> {
                 stdin: a.stdin.unwrap_or_default().into_bytes(),
                 timeout_ms,
                 idle_timeout_ms: 0,
-                output_budget_bytes: 0,
+                output_budget_bytes: COMMAND_OUTPUT_BUDGET,
             })
             .await?
             .into_inner();
