@@ -382,7 +382,7 @@ impl Call<'_> {
     async fn list_with_sizes(&self, a: ListWithSizesArgs) -> Outcome {
         let (_, mut entries, cut) = self.list(&a.path, 1).await?;
         if let SortBy::Size = a.sort_by {
-            entries.sort_by(|x, y| y.size.cmp(&x.size));
+            entries.sort_by_key(|e| std::cmp::Reverse(e.size));
         }
         let mut lines = Vec::new();
         let (mut files, mut dirs, mut total) = (0, 0, 0);

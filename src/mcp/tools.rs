@@ -569,7 +569,7 @@ mod tests {
             assert!(a.idempotent_hint.is_some(), "{}", t.name);
             assert!(a.open_world_hint.is_some(), "{}", t.name);
             assert_eq!(t.input_schema.get("type").unwrap(), "object", "{}", t.name);
-            assert_eq!(kind_of(&t.name).is_some(), true);
+            assert!(kind_of(&t.name).is_some());
         }
         let edit = find(&tools, "edit_file");
         let props = edit.input_schema["properties"].as_object().unwrap();
