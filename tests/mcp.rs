@@ -181,7 +181,7 @@ struct HttpServer {
 
 impl HttpServer {
     fn start(socket: &Path) -> HttpServer {
-        let mut child = Command::new(BIN)
+        let child = Command::new(BIN)
             .args(["mcp", "--http", "127.0.0.1:0", "--socket"])
             .arg(socket)
             .stdin(Stdio::null())
@@ -189,6 +189,11 @@ impl HttpServer {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        Self::serving(child)
+    }
+
+    /// Waits for the address line of a server started with piped stderr.
+    fn serving(mut child: Child) -> HttpServer {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let line = lines.next().and_then(Result::ok).unwrap_or_else(|| {
             panic!(
@@ -542,4 +547,92 @@ fn tools_prints_the_definitions_for_each_format_from_the_policy() {
         err.contains("no agent \"nobody\"") && err.contains("builder, reader"),
         "{err}"
     );
+}
+
+/// The uid of the policy's second agent, `other` (workspace `other-ws`).
+const OTHER_UID: u32 = 54321;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_sees_the_user_who_started_the_mcp_server() {
+    if !python_sdk_present() {
+        return;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "starting the MCP server as another user needs root"
+    );
+    let d = ShellDaemon::start().await;
+    // Let other users connect, as `socket_mode = 0o666` would.
+    set_mode(&d.dirs.socket, 0o666);
+    std::fs::write(d.dirs.ws.join("tester-only.txt"), "TESTER-FILE\n").unwrap();
+    let theirs = d.dirs.ws.join("tester-only.txt");
+    // The server runs as `other`; the client driving it (this test's
+    // python, as root) does not matter: the daemon sees the server's uid.
+    let server = {
+        use std::os::unix::process::CommandExt;
+        HttpServer::serving(
+            Command::new(BIN)
+                .args(["mcp", "--http", "127.0.0.1:0", "--socket"])
+                .arg(&d.dirs.socket)
+                .uid(OTHER_UID)
+                .gid(OTHER_UID)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let cfg = json!({
+        "transport": "http",
+        "url": server.url,
+        "probe": ["secret.txt", theirs.to_str().unwrap()],
+    });
+    let out = Command::new("python3")
+        .arg(Path::new(SUITE_DIR).join("python_client.py"))
+        .arg(cfg.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("PROBE "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no probe result: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let probe: Value = serde_json::from_str(line).unwrap();
+    let allowed = probe["allowed"].as_str().unwrap();
+    assert!(
+        allowed.contains(d.dirs.other_ws.to_str().unwrap()),
+        "{allowed}"
+    );
+    assert!(!allowed.contains(d.dirs.ws.to_str().unwrap()), "{allowed}");
+    // Control: `other` reads its own workspace's file.
+    let own = &probe["reads"]["secret.txt"];
+    assert_eq!(own["is_error"], false, "{own}");
+    assert_eq!(own["text"], SECRET);
+    // The tester's file, even by its host path, is not `other`'s to read.
+    let denied = &probe["reads"][theirs.to_str().unwrap()];
+    assert_eq!(denied["is_error"], true, "{denied}");
+    assert!(!denied.to_string().contains("TESTER-FILE"), "{denied}");
+    drop(server);
+
+    // A user the policy does not name: the server says so and exits.
+    let out = {
+        use std::os::unix::process::CommandExt;
+        Command::new(BIN)
+            .args(["mcp", "--socket"])
+            .arg(&d.dirs.socket)
+            .uid(54999)
+            .gid(54999)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("refused WhoAmI"), "{err}");
 }

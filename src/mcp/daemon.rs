@@ -20,9 +20,15 @@ impl Daemon {
     /// is reported when the server starts, not at the first tool call.
     pub async fn connect(socket: &Path) -> anyhow::Result<(Daemon, Grants)> {
         let channel = unix_channel(socket).await.map_err(|e| {
+            // tonic says only "transport error"; the cause is what helps.
+            let cause = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                .last()
+                .map(ToString::to_string)
+                .unwrap_or_default();
             anyhow::anyhow!(
-                "cannot reach the agentjail daemon at {}: {e}. Start it (`agentjail serve`, or \
-                 `systemctl start agentjail.socket`) or pass --socket / AGENTJAIL_SOCKET",
+                "cannot reach the agentjail daemon at {}: {cause}. Start it (`agentjail serve`, \
+                 or `systemctl start agentjail.socket`), pass --socket / AGENTJAIL_SOCKET, or \
+                 on a permission error ask for the socket's group",
                 socket.display()
             )
         })?;

@@ -193,7 +193,20 @@ async def main(cfg):
             init = await session.initialize()
             assert init.server_info.name == "agentjail", init.server_info
             print(f"ok: initialized over {cfg['transport']} ({init.protocol_version})")
-            await Checks(session, cfg).run()
+            if "probe" in cfg:
+                await probe(session, cfg["probe"])
+            else:
+                await Checks(session, cfg).run()
+
+
+async def probe(session, paths):
+    """Prints, as JSON, the allowed directories and what reading each path gave."""
+    allowed = text_of(await session.call_tool("list_allowed_directories", {}))
+    reads = {}
+    for path in paths:
+        r = await session.call_tool("read_text_file", {"path": path})
+        reads[path] = {"is_error": bool(r.is_error), "text": text_of(r)}
+    print("PROBE " + json.dumps({"allowed": allowed, "reads": reads}))
 
 
 def leaves(e):
