@@ -81,7 +81,7 @@ impl ServerHandler for AgentjailMcp {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let Some(kind) = tools::kind_of(&request.name) else {
             return Ok(render::usage(format!(
@@ -99,9 +99,13 @@ impl ServerHandler for AgentjailMcp {
             ))
             .into());
         }
-        Ok(calls::call(&self.daemon, &grants, kind, request.arguments)
-            .await
-            .into())
+        // A cancelled request drops the daemon call, which ends the command
+        // (the daemon kills a command whose caller went away).
+        let call = calls::call(&self.daemon, &grants, kind, request.arguments);
+        tokio::select! {
+            result = call => Ok(result.into()),
+            _ = context.ct.cancelled() => Ok(render::error("cancelled by the client".into()).into()),
+        }
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import json
 import os
+import random
 import sys
 import traceback
 
@@ -179,6 +180,45 @@ class Checks:
         await self.refused("run_command", {"argv": ["perl", "-e", "1"]}, "POLICY_DENIED")
         await self.refused("run_command", {"argv": ["echo"], "command": "echo"}, "INVALID_ARGUMENT")
         print("ok: run_command gives exit status, head and tail with the cut, timeouts and refusals")
+        await self.cancelled_command_is_killed()
+
+    async def cancelled_command_is_killed(self):
+        marker = f"{60 + random.random():.6f}"
+        task = asyncio.ensure_future(self.s.call_tool("run_command", {"argv": ["sleep", marker]}))
+        assert await wait_until(lambda: sleepers(marker)), "the command never started"
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        assert await wait_until(lambda: not sleepers(marker)), "a cancelled command still runs"
+        # The session still works after the cancellation.
+        t = text_of(await self.ok("run_command", {"argv": ["echo", "after"]}))
+        assert "after" in t, t
+        print("ok: cancelling a run_command call kills the command")
+
+
+def sleepers(marker):
+    """Host pids of `sleep MARKER`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 1 and os.path.basename(argv[0]) == b"sleep" and argv[1] == marker.encode():
+            found.append(pid)
+    return found
+
+
+async def wait_until(cond, timeout=10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if cond():
+            return True
+        await asyncio.sleep(0.05)
+    return cond()
 
 
 async def main(cfg):
