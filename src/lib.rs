@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod fs;
 pub mod logging;
+pub mod mcp;
 pub mod metrics;
 pub mod policy;
 pub mod sandbox;

@@ -32,6 +32,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::audit::AuditCommand,
     },
+    /// Serve MCP (stdio, or streamable HTTP on loopback) for an MCP client,
+    /// as the agent's own user: the file and shell tools through the daemon.
+    Mcp(cli::mcp::McpArgs),
+    /// Print the tool definitions (JSON) for function calling.
+    Tools(cli::tools::ToolsArgs),
     /// Show what this host's kernel lets the sandbox enforce, and whether
     /// the policy's requirements are met.
     Doctor {
@@ -84,7 +89,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Command::Policy { .. } | Command::Audit { .. } | Command::Doctor { .. }
+        Command::Policy { .. } | Command::Audit { .. } | Command::Doctor { .. } | Command::Tools(_)
     ) {
         end_quietly_on_a_closed_pipe();
     }
@@ -99,6 +104,8 @@ fn main() -> ExitCode {
             PolicyCommand::Test(args) => cli::policy::test(&args),
         },
         Command::Call(args) => cli::call::run(args),
+        Command::Mcp(args) => cli::mcp::run(args),
+        Command::Tools(args) => cli::tools::run(args),
         Command::Audit { command } => cli::audit::run(command),
         Command::Doctor { policy_dir, config } => cli::doctor::run(config.as_deref(), policy_dir),
     }

@@ -3,4 +3,6 @@
 pub mod audit;
 pub mod call;
 pub mod doctor;
+pub mod mcp;
 pub mod policy;
+pub mod tools;

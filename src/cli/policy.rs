@@ -16,14 +16,14 @@ const USAGE: u8 = 2;
 
 /// Policy tools never create or open workspaces on this host: the
 /// directory may be meant for another.
-fn tool_options() -> LoadOptions {
+pub(crate) fn tool_options() -> LoadOptions {
     LoadOptions {
         state_dir: PathBuf::from("/var/lib/agentjail"),
         open_workspaces: false,
     }
 }
 
-fn policy_dir(dir: Option<&Path>) -> PathBuf {
+pub(crate) fn policy_dir(dir: Option<&Path>) -> PathBuf {
     dir.map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(SYSTEM_POLICY_DIR))
 }
