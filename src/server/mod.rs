@@ -1,5 +1,8 @@
 //! The async gRPC server: listeners, health, reflection, signals.
 
+mod bounds;
+mod call;
+mod caps;
 pub mod identity;
 pub mod listener;
 pub mod record;
@@ -146,13 +149,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(address) = config.metrics_address {
         crate::metrics::install(address)?;
     }
-    let state = Arc::new(State::new(
-        policy,
-        tcp_agent,
-        launcher,
-        audit,
-        support.landlock_abi,
-    ));
+    let state = Arc::new(
+        State::new(policy, tcp_agent, launcher, audit, support.landlock_abi)
+            .with_caps(&config.limits),
+    );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

@@ -160,13 +160,15 @@ fn receiver(file: Option<std::fs::File>) -> io::Result<Option<pipe::Receiver>> {
     file.map(pipe::Receiver::from_file).transpose()
 }
 
-/// Drives `child` to its end. Dropping the future kills the whole tree
-/// (the child's Drop), so a client that goes away leaves nothing behind.
+/// Drives `child` to its end. Cancelling `cancel` (the client went away)
+/// kills the tree and ends as `cancelled`. Dropping the future kills the
+/// whole tree too (the child's Drop), so nothing is left behind.
 pub async fn drive(
     mut child: SandboxChild,
     stdin: Vec<u8>,
     limits: Deadlines,
     mut sink: Sink,
+    cancel: tokio_util::sync::CancellationToken,
 ) -> io::Result<Finished> {
     let (stdin_pipe, stdout, stderr) = child.take_stdio();
     let pidfd = pidfd_open(child.pid)?;
@@ -242,6 +244,11 @@ pub async fn drive(
             }
             _ = sleep_until(idle_deadline.unwrap_or(far)), if !killed && idle_deadline.is_some() => {
                 idle_timed_out = true;
+                killed = true;
+                child.kill_tree();
+            }
+            _ = cancel.cancelled(), if !killed => {
+                cancelled = true;
                 killed = true;
                 child.kill_tree();
             }
