@@ -102,7 +102,19 @@ fn remove_contents(ws: &WorkspacePolicy, res: &Resolved, path: &str) -> ToolResu
     let entries = checked_tree(ws, path, &res.lexical, None, "remove")?;
     // Breadth-first order reversed: every entry goes before its parent.
     let mut parent: Option<(String, OwnedFd)> = None;
-    for (entry, is_dir) in entries.iter().rev() {
+    for (removed, (entry, is_dir)) in entries.iter().rev().enumerate() {
+        if let Err(mut stopped) = crate::cancel::check() {
+            // What was done goes into the record.
+            stopped.message = format!(
+                "{} ({removed} of the {} entries below `{}` had been removed)",
+                stopped.message,
+                entries.len(),
+                display(path)
+            );
+            return Err(stopped
+                .with("removed", removed.to_string())
+                .with("entries", entries.len().to_string()));
+        }
         let (dir_path, name) = split_last(entry);
         let fd = match parent.take() {
             Some((p, fd)) if p == dir_path => (p, fd),
