@@ -5,8 +5,11 @@
 
 use crate::error::{Reason, ToolError, ToolResult};
 use std::cell::RefCell;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// How much earlier than our clock the client's deadline may fall.
+const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 
 /// Why a call's work should end.
 #[derive(Debug, Clone)]
@@ -23,12 +26,19 @@ impl Stop {
         }
     }
 
-    /// Why the work must end now, if it must.
+    /// Why the work must end now, if it must. A call dropped just before
+    /// its deadline by our clock was dropped for it: tonic and the client
+    /// time the deadline from the request's arrival, a little earlier.
     pub fn reason(&self) -> Option<Reason> {
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+        let now = Instant::now();
+        if self.deadline.is_some_and(|d| now >= d) {
             Some(Reason::DeadlineExceeded)
         } else if self.token.is_cancelled() {
-            Some(Reason::Cancelled)
+            if self.deadline.is_some_and(|d| now + DEADLINE_SLACK >= d) {
+                Some(Reason::DeadlineExceeded)
+            } else {
+                Some(Reason::Cancelled)
+            }
         } else {
             None
         }
