@@ -3,6 +3,7 @@
 mod bounds;
 mod call;
 mod caps;
+pub mod codec;
 pub mod identity;
 pub mod listener;
 pub mod record;
@@ -10,6 +11,7 @@ pub mod service;
 pub mod shell;
 pub mod state;
 pub mod systemd;
+mod undecodable;
 pub mod watch;
 
 use crate::audit::{AuditLog, WriterConfig};
@@ -170,9 +172,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let tool_service = ToolSandboxServer::new(ToolService::new(state.clone()))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    let routes = Routes::new(tool_service)
-        .add_service(health_service)
-        .add_service(reflection);
+    let routes = Routes::new(undecodable::RecordUndecodable::new(
+        tool_service,
+        state.clone(),
+    ))
+    .add_service(health_service)
+    .add_service(reflection);
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
