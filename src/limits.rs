@@ -23,6 +23,11 @@ pub const MAX_SHELL_BYTES: usize = 1 << 20;
 /// Edits in one EditFile call.
 pub const MAX_EDITS: usize = 1024;
 
+/// An Exec's output past its budget is not streamed, only counted and
+/// hashed: at most this fast, so a command printing without end (and a
+/// client that never reads) blocks on its pipe instead of costing a core.
+pub const EXEC_PAST_BUDGET_BYTES_PER_SEC: u64 = 1 << 20;
+
 /// An audit argument longer than this is kept as its head, its length and
 /// its sha256.
 pub const AUDIT_ARG_INLINE_BYTES: usize = 4096;

@@ -97,6 +97,9 @@ impl Counter {
 /// What became of a chunk of output.
 enum Pushed {
     Done,
+    /// Exec, past its budget: nothing was sent, so the client's pace cannot
+    /// hold the command back; reading pauses to keep the drain slow.
+    PastBudget(usize),
     /// The client is not keeping up: hold this event, read no more output
     /// until it fits (the timers keep running meanwhile).
     Held(Result<ExecEvent, tonic::Status>),
@@ -121,7 +124,7 @@ impl Sink {
                     return if tx.is_closed() {
                         Pushed::Closed
                     } else {
-                        Pushed::Done
+                        Pushed::PastBudget(data.len())
                     };
                 }
                 let chunk = OutputChunk {
@@ -199,6 +202,8 @@ pub async fn drive(
     let far = started + Duration::from_secs(365 * 24 * 3600);
 
     let mut held: Option<Result<ExecEvent, tonic::Status>> = None;
+    // Past an Exec's budget, reading waits until here (see `Pushed`).
+    let mut paused: Option<Instant> = None;
     loop {
         if drain_deadline.is_some() && out.is_none() && err.is_none() {
             break;
@@ -207,13 +212,16 @@ pub async fn drive(
         // buffers can be borrowed again for the next round.
         let mut got: Option<(Which, usize)> = None;
         tokio::select! {
-            r = read_some(&mut out, &mut out_buf), if out.is_some() && held.is_none() => {
+            _ = sleep_until(paused.unwrap_or(far)), if paused.is_some() => {
+                paused = None;
+            }
+            r = read_some(&mut out, &mut out_buf), if out.is_some() && held.is_none() && paused.is_none() => {
                 match r {
                     Ok(n) if n > 0 => got = Some((Which::Out, n)),
                     _ => out = None,
                 }
             }
-            r = read_some(&mut err, &mut err_buf), if err.is_some() && held.is_none() => {
+            r = read_some(&mut err, &mut err_buf), if err.is_some() && held.is_none() && paused.is_none() => {
                 match r {
                     Ok(n) if n > 0 => got = Some((Which::Err, n)),
                     _ => err = None,
@@ -272,6 +280,10 @@ pub async fn drive(
             };
             match sink.push(which, counter, buf) {
                 Pushed::Done => {}
+                Pushed::PastBudget(n) => {
+                    let rate = crate::limits::EXEC_PAST_BUDGET_BYTES_PER_SEC;
+                    paused = Some(Instant::now() + Duration::from_secs_f64(n as f64 / rate as f64));
+                }
                 Pushed::Held(event) => held = Some(event),
                 Pushed::Closed => {
                     if !killed {
