@@ -240,9 +240,10 @@ fn removed_count(message: &str) -> Option<usize> {
     message[..at].rsplit('(').next()?.trim().parse().ok()
 }
 
-/// B2: kill -9 of the daemon while a command runs: the log holds the
+/// B2, B11: kill -9 of the daemon while a command runs: the log holds the
 /// command's intent, and `audit verify` passes, reporting the intent as
-/// unfinished (a crash), not as corruption.
+/// unfinished (a crash), not as corruption; the next daemon sweeps the
+/// dead one's cgroups.
 #[tokio::test]
 async fn kill_9_during_a_command_leaves_its_intent() {
     let mut d = ShellDaemon::start().await;
@@ -278,6 +279,27 @@ async fn kill_9_during_a_command_leaves_its_intent() {
     );
     // The sandbox died with the daemon's pid namespace child.
     assert_no_process_with(&sleep, Duration::from_secs(10)).await;
+
+    // B11: the killed daemon left its per-call cgroups (control); the next
+    // daemon to start removes them and says how many.
+    let left = d.leftover_cgroups();
+    assert!(!left.is_empty(), "kill -9 skips the teardown");
+    let next = ShellDaemon::start().await;
+    for dir in &left {
+        assert!(!dir.exists(), "{} was swept", dir.display());
+    }
+    let log = next.log();
+    let swept = log
+        .lines()
+        .find(|l| l.contains("removed the per-call cgroups of dead daemons"))
+        .unwrap_or_else(|| panic!("the sweep is logged:\n{log}"));
+    let n: usize = swept
+        .split("swept=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(n >= left.len(), "{swept}");
 }
 
 /// B9: a `grpc-timeout` past gRPC's 8 digits (2^60 hours) is capped, not

@@ -126,6 +126,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let launcher = if policy.agents.values().any(|a| a.shell.is_some()) {
         sandbox::netns::start_pool(NETNS_POOL)?;
+        // Crash hygiene: what killed daemons left behind goes first.
+        let swept = sandbox::sweep_dead_cgroups();
+        tracing::info!(swept, "removed the per-call cgroups of dead daemons");
         Some(Launcher::start()?)
     } else {
         None
