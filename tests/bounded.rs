@@ -7,6 +7,7 @@
 
 mod common;
 
+use agentjail::proto::WhoAmIRequest;
 use common::*;
 use serde_json::Value;
 use std::time::Duration;
@@ -105,5 +106,126 @@ async fn undecodable_requests_are_invalid_argument_and_recorded() {
         .output()
         .unwrap();
     assert!(verify.status.success(), "{verify:?}");
+    d.assert_serving().await;
+}
+
+/// Opens `n` connections to the daemon's socket that send nothing (or,
+/// with `preface`, the HTTP/2 preface and an empty SETTINGS frame).
+fn raw_connections(d: &Daemon, n: usize, preface: bool) -> Vec<std::os::unix::net::UnixStream> {
+    use std::io::Write;
+    (0..n)
+        .map(|i| {
+            let mut s = std::os::unix::net::UnixStream::connect(&d.dirs.socket)
+                .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            if preface {
+                s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+                    .unwrap();
+            }
+            s
+        })
+        .collect()
+}
+
+/// How many of `conns` the daemon has closed (EOF or reset), waiting at
+/// most `within` for each.
+fn closed_by_daemon(conns: &mut [std::os::unix::net::UnixStream], within: Duration) -> usize {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + within;
+    let mut closed = 0;
+    for c in conns.iter_mut() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        c.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => {
+                    closed += 1;
+                    break;
+                }
+                // The server's SETTINGS and the like: keep reading.
+                Ok(_) => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    break;
+                }
+                Err(_) => {
+                    closed += 1;
+                    break;
+                }
+            }
+        }
+    }
+    closed
+}
+
+/// B6: 1,000 connections that never start a call (and some that send the
+/// HTTP/2 preface and stop) are closed after the handshake timeout; the
+/// daemon keeps accepting and answering others meanwhile, and says when
+/// it nears its fd limit. Control: a connection that makes calls is served.
+#[tokio::test]
+async fn idle_connections_are_closed_and_others_still_served() {
+    // The daemon inherits this limit: 1,000 connections come near it.
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let soft = 1250u64.min(lim.maximum.unwrap_or(u64::MAX));
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(soft),
+            maximum: lim.maximum,
+        },
+    )
+    .unwrap();
+    let dirs = Dirs::new();
+    let policy = standard_policy(&dirs);
+    let mut d = Daemon::start_with(
+        dirs,
+        &policy,
+        "[limits]\nhandshake_timeout_ms = 1500\nidle_timeout_ms = 3000\nconnections_per_peer = 5000\n",
+    )
+    .await;
+    let mut silent = raw_connections(&d, 980, false);
+    let mut prefaced = raw_connections(&d, 20, true);
+    // Others are still served while those are open.
+    let mut c = d.client().await;
+    let who = tokio::time::timeout(Duration::from_secs(10), c.who_am_i(WhoAmIRequest {}))
+        .await
+        .expect("answered while 1,000 connections idle")
+        .expect("WhoAmI");
+    assert_eq!(who.into_inner().agent, "tester");
+    // All 1,000 are closed by the handshake timeout.
+    let closed = closed_by_daemon(&mut silent, Duration::from_secs(10))
+        + closed_by_daemon(&mut prefaced, Duration::from_secs(5));
+    assert_eq!(closed, 1000, "every connection without a call was closed");
+    let log = d.log();
+    assert!(log.contains("handshake timeout"), "{log}");
+    if soft <= 1250 {
+        assert!(log.contains("near its open-file limit"), "{log}");
+    }
+    // The daemon serves new connections afterwards.
+    d.assert_serving().await;
+}
+
+/// B6: a peer over `connections_per_peer` has its extra connections closed
+/// at once, while its first ones stay open.
+#[tokio::test]
+async fn connections_over_the_per_peer_cap_are_closed_at_accept() {
+    let dirs = Dirs::new();
+    let policy = standard_policy(&dirs);
+    let mut d = Daemon::start_with(dirs, &policy, "[limits]\nconnections_per_peer = 50\n").await;
+    let mut conns = raw_connections(&d, 60, false);
+    // The harness's own connection may still hold a slot: 10 or 11 closed.
+    let closed = closed_by_daemon(&mut conns, Duration::from_secs(3));
+    assert!(
+        (10..=11).contains(&closed),
+        "the connections over the cap are closed, the first ones stay open \
+         (handshake timeout 10 s): {closed} closed"
+    );
+    assert!(d.log().contains("connections_per_peer"), "{}", d.log());
+    drop(conns);
+    // Once they are gone, the peer connects again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     d.assert_serving().await;
 }

@@ -27,7 +27,12 @@ impl Caller {
     /// The caller from a request's extensions (where tonic puts the
     /// connection's info), also before the request is decoded.
     pub fn from_extensions(extensions: &tonic::Extensions) -> Result<Caller, ToolError> {
-        if let Some(info) = extensions.get::<UdsConnectInfo>() {
+        // The Unix listener's connections carry their info in a `Conn`.
+        let uds = extensions
+            .get::<super::connections::Conn>()
+            .map(|c| &c.uds)
+            .or_else(|| extensions.get::<UdsConnectInfo>());
+        if let Some(info) = uds {
             return match info.peer_cred {
                 Some(cred) => Ok(Caller::Unix {
                     uid: cred.uid(),

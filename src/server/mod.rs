@@ -4,6 +4,7 @@ mod bounds;
 mod call;
 mod caps;
 pub mod codec;
+pub mod connections;
 pub mod identity;
 pub mod listener;
 pub mod record;
@@ -175,12 +176,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let tool_service = ToolSandboxServer::new(ToolService::new(state.clone()))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    let routes = Routes::new(undecodable::RecordUndecodable::new(
+    use connections::CountCalls;
+    let routes = Routes::new(CountCalls::new(undecodable::RecordUndecodable::new(
         tool_service,
         state.clone(),
-    ))
-    .add_service(health_service)
-    .add_service(reflection);
+    )))
+    .add_service(CountCalls::new(health_service))
+    .add_service(CountCalls::new(reflection));
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -188,7 +190,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Server::builder()
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                connections::guarded(listener, &config.limits),
                 shutdown_requested(shutdown_rx.clone()),
             ),
     );
