@@ -1,10 +1,11 @@
 //! The async gRPC server: listeners, health, reflection, signals.
 
-mod bounds;
+pub mod bounds;
 mod call;
 mod caps;
 pub mod codec;
 pub mod connections;
+pub mod fuzzing;
 pub mod identity;
 pub mod listener;
 pub mod record;
