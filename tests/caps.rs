@@ -38,8 +38,11 @@ async fn one_agent_flooding_blocking_calls_does_not_starve_another() {
         let dir = d.dirs.w(&format!("t/d{i}"));
         std::fs::create_dir_all(&dir).unwrap();
         for j in 0..100 {
-            std::fs::write(dir.join(format!("f{j}.txt")), "needle in a haystack\n".repeat(20))
-                .unwrap();
+            std::fs::write(
+                dir.join(format!("f{j}.txt")),
+                "needle in a haystack\n".repeat(20),
+            )
+            .unwrap();
         }
     }
     let mut flood = tokio::task::JoinSet::new();

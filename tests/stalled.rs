@@ -119,3 +119,60 @@ async fn stalled_exec_streams_do_not_slow_other_callers() {
     );
     drop(stalled);
 }
+
+/// B7: 1,000 concurrent commands (each well within the pids and memory
+/// limits) all start and run at once: a busy daemon's open fds (thousands,
+/// with 1,000 sandboxes) do not count against the sandboxes' fd limit.
+#[tokio::test]
+async fn a_thousand_concurrent_commands_all_start() {
+    let commands: usize = std::env::var("AJ_COMMANDS").map_or(1000, |v| v.parse().unwrap());
+    let d = ShellDaemon::start().await;
+    let marker = unique_sleep(120);
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(d.client().await);
+    }
+    let started = Instant::now();
+    let mut launches = tokio::task::JoinSet::new();
+    for i in 0..commands {
+        let mut c = clients[i % clients.len()].clone();
+        let marker = marker.clone();
+        launches.spawn(async move { c.exec(argv_req(&["sleep", &marker])).await });
+    }
+    let mut streams = Vec::new();
+    let mut failed = Vec::new();
+    while let Some(done) = launches.join_next().await {
+        match done.unwrap() {
+            Ok(s) => streams.push(s),
+            Err(s) => failed.push(describe(&s)),
+        }
+    }
+    eprintln!("{commands} commands started in {:?}", started.elapsed());
+    assert!(
+        failed.is_empty(),
+        "{} failed to start, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    // All run at once: after the last one started, no stream has ended
+    // (each would send its Exited event; `sleep` prints nothing).
+    let mut ended = 0;
+    for s in streams.iter_mut() {
+        let stream = s.get_mut();
+        // Started first; then nothing while the command runs.
+        while let Ok(Ok(Some(event))) =
+            tokio::time::timeout(Duration::from_millis(5), stream.message()).await
+        {
+            if matches!(event.event, Some(exec_event::Event::Exited(_))) {
+                ended += 1;
+                break;
+            }
+        }
+    }
+    eprintln!("{} of them seen on the host", host_pids_with(&marker).len());
+    assert_eq!(ended, 0, "every command is still running");
+    // Their clients go: every command is stopped.
+    drop(streams);
+    drop(clients);
+    assert_no_process_with(&marker, Duration::from_secs(60)).await;
+}
