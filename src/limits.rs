@@ -4,8 +4,8 @@
 
 use std::borrow::Cow;
 
-/// Bytes of a path argument.
-pub const MAX_PATH_BYTES: usize = 4096;
+/// Bytes of a path argument: `crate::fs::MAX_PATH_BYTES`, checked by the
+/// path validation (INVALID_ARGUMENT).
 /// Bytes of a Glob pattern, or of Grep's pattern or glob filter.
 pub const MAX_PATTERN_BYTES: usize = 4096;
 /// Compiled size of a Grep regex, and the lazy DFA's cache (grep-regex's

@@ -17,10 +17,6 @@ fn at_most(limit: &str, max: usize, got: usize, what_next: &str) -> ToolResult<(
     Ok(())
 }
 
-fn path(limit: &str, value: &str) -> ToolResult<()> {
-    at_most(limit, MAX_PATH_BYTES, value.len(), "use a shorter path")
-}
-
 fn pattern(limit: &str, value: &str) -> ToolResult<()> {
     at_most(
         limit,
@@ -30,31 +26,31 @@ fn pattern(limit: &str, value: &str) -> ToolResult<()> {
     )
 }
 
-macro_rules! paths_only {
-    ($($req:ty => [$($field:ident),*];)*) => {$(
+/// Path lengths are checked by the path validation itself
+/// (`crate::fs::MAX_PATH_BYTES`, INVALID_ARGUMENT); these carry no other
+/// unbounded input.
+macro_rules! nothing_more {
+    ($($req:ty),*) => {$(
         impl WithinLimits for $req {
             fn within_limits(&self) -> ToolResult<()> {
-                path("max_path_bytes (workspace)", &self.workspace)?;
-                $(path(concat!("max_path_bytes (", stringify!($field), ")"), &self.$field)?;)*
                 Ok(())
             }
         }
     )*};
 }
 
-paths_only! {
-    ReadFileRequest => [path];
-    WriteFileRequest => [path];
-    ListDirRequest => [path, page_token];
-    StatRequest => [path];
-    MakeDirRequest => [path];
-    MoveRequest => [from, to];
-    RemoveRequest => [path];
-}
+nothing_more!(
+    ReadFileRequest,
+    WriteFileRequest,
+    ListDirRequest,
+    StatRequest,
+    MakeDirRequest,
+    MoveRequest,
+    RemoveRequest
+);
 
 impl WithinLimits for EditFileRequest {
     fn within_limits(&self) -> ToolResult<()> {
-        path("max_path_bytes", &self.path)?;
         at_most(
             "max_edits",
             MAX_EDITS,
@@ -66,14 +62,12 @@ impl WithinLimits for EditFileRequest {
 
 impl WithinLimits for GlobRequest {
     fn within_limits(&self) -> ToolResult<()> {
-        path("max_path_bytes", &self.path)?;
         pattern("max_pattern_bytes", &self.pattern)
     }
 }
 
 impl WithinLimits for GrepRequest {
     fn within_limits(&self) -> ToolResult<()> {
-        path("max_path_bytes", &self.path)?;
         pattern("max_pattern_bytes", &self.pattern)?;
         pattern("max_pattern_bytes (glob)", &self.glob)
     }
@@ -81,7 +75,6 @@ impl WithinLimits for GrepRequest {
 
 impl WithinLimits for ExecRequest {
     fn within_limits(&self) -> ToolResult<()> {
-        path("max_path_bytes (cwd)", &self.cwd)?;
         let pass_data = "pass large data through stdin or a file in the workspace";
         at_most(
             "max_argv_entries",
