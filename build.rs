@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // prost's codec, but undecodable requests are INVALID_ARGUMENT.
+        .codec_path("crate::server::codec::CheckedCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -49,6 +49,34 @@ pub struct Config {
     /// reloads).
     #[serde(default = "yes")]
     pub watch_policy_dir: bool,
+    /// Per-agent caps and connection limits (defaults in `crate::limits`).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: the limits an operator may change; every other limit is
+/// fixed (see `crate::limits` and the README's "Limits" section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub concurrent_file_calls_per_agent: usize,
+    pub concurrent_commands_per_agent: usize,
+    pub handshake_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub connections_per_peer: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        use crate::limits::*;
+        LimitsConfig {
+            concurrent_file_calls_per_agent: DEFAULT_CONCURRENT_FILE_CALLS_PER_AGENT,
+            concurrent_commands_per_agent: DEFAULT_CONCURRENT_COMMANDS_PER_AGENT,
+            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            connections_per_peer: DEFAULT_CONNECTIONS_PER_PEER,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -139,6 +167,7 @@ impl Default for Config {
             metrics_address: None,
             log_format: LogFormat::Auto,
             watch_policy_dir: true,
+            limits: LimitsConfig::default(),
         }
     }
 }

@@ -33,6 +33,15 @@ pub enum Reason {
     ReadOnlyWorkspace,
     Unavailable,
     Internal,
+    /// The client cancelled the call, or its deadline passed, while it ran.
+    Cancelled,
+    DeadlineExceeded,
+    /// A request went past one of the limits in `crate::limits`.
+    LimitExceeded,
+    /// The request's bytes are not a valid message of its method.
+    UndecodableRequest,
+    /// The agent already has as many calls of this kind running as it may.
+    TooManyConcurrentCalls,
 }
 
 impl Reason {
@@ -57,6 +66,11 @@ impl Reason {
             Reason::ReadOnlyWorkspace => "READ_ONLY_WORKSPACE",
             Reason::Unavailable => "UNAVAILABLE",
             Reason::Internal => "INTERNAL",
+            Reason::Cancelled => "CANCELLED",
+            Reason::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Reason::LimitExceeded => "LIMIT_EXCEEDED",
+            Reason::UndecodableRequest => "UNDECODABLE_REQUEST",
+            Reason::TooManyConcurrentCalls => "TOO_MANY_CONCURRENT_CALLS",
         }
     }
 
@@ -67,7 +81,9 @@ impl Reason {
             | Reason::PathOutsideWorkspace
             | Reason::IsADirectory
             | Reason::NotADirectory
-            | Reason::NotARegularFile => Code::InvalidArgument,
+            | Reason::NotARegularFile
+            | Reason::LimitExceeded
+            | Reason::UndecodableRequest => Code::InvalidArgument,
             Reason::SymlinkEscape
             | Reason::PolicyDenied
             | Reason::UnknownCaller
@@ -78,7 +94,9 @@ impl Reason {
             | Reason::StaleContent
             | Reason::MatchNotFound
             | Reason::MatchAmbiguous => Code::FailedPrecondition,
-            Reason::TooLarge => Code::ResourceExhausted,
+            Reason::TooLarge | Reason::TooManyConcurrentCalls => Code::ResourceExhausted,
+            Reason::Cancelled => Code::Cancelled,
+            Reason::DeadlineExceeded => Code::DeadlineExceeded,
             Reason::Unavailable => Code::Unavailable,
             Reason::Internal => Code::Internal,
         }
@@ -137,18 +155,46 @@ impl ToolError {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A request over `limit` (named as in `crate::limits`): refused before
+    /// any work.
+    pub fn limit(limit: &str, max: usize, got: usize, what_next: &str) -> Self {
+        Self::new(
+            Reason::LimitExceeded,
+            format!("{limit} is {max}, the request has {got}; {what_next}"),
+        )
+        .with("limit", limit)
+        .with("max", max.to_string())
+        .with("got", got.to_string())
+    }
+
+    /// The status sent for this error. The message and every detail are
+    /// kept short (the whole status under `MAX_STATUS_BYTES`), whatever
+    /// input they quote: some clients refuse large status details.
     pub fn to_status(&self) -> tonic::Status {
+        use crate::limits::{MAX_STATUS_MESSAGE_BYTES, MAX_STATUS_VALUE_BYTES, clip};
         let mut details = ErrorDetails::new();
         details.set_error_info(
             self.reason.as_str(),
             ERROR_DOMAIN,
             self.metadata
                 .iter()
-                .cloned()
+                .take(16)
+                .map(|(k, v)| {
+                    (
+                        clip(k, MAX_STATUS_VALUE_BYTES).into_owned(),
+                        clip(v, MAX_STATUS_VALUE_BYTES).into_owned(),
+                    )
+                })
                 .collect::<std::collections::HashMap<String, String>>(),
         );
+        if let Some(after) = self.metadata_value("retry_after_ms") {
+            if let Ok(ms) = after.parse::<u64>() {
+                details.set_retry_info(Some(std::time::Duration::from_millis(ms)));
+            }
+        }
+        let message = clip(&self.message, MAX_STATUS_MESSAGE_BYTES);
         let mut status =
-            tonic::Status::with_error_details(self.reason.code(), &self.message, details);
+            tonic::Status::with_error_details(self.reason.code(), message.into_owned(), details);
         if let Ok(value) = self.reason.as_str().parse() {
             status.metadata_mut().insert(REASON_METADATA_KEY, value);
         }

@@ -2,11 +2,13 @@
 //! under a security team's policy.
 
 pub mod audit;
+pub mod cancel;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod fs;
+pub mod limits;
 pub mod logging;
 pub mod mcp;
 pub mod metrics;

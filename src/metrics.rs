@@ -49,6 +49,23 @@ fn describe() {
         "Audit records waiting to be written"
     );
     describe_counter!("agentjail_policy_reloads_total", "Policy reloads by result");
+    describe_counter!(
+        "agentjail_cap_refusals_total",
+        "Calls refused because their agent was at a concurrency cap, by cap and agent"
+    );
+    describe_gauge!("agentjail_open_fds", "File descriptors the daemon has open");
+    describe_gauge!(
+        "agentjail_fd_limit",
+        "The daemon's RLIMIT_NOFILE soft limit"
+    );
+    describe_counter!(
+        "agentjail_connections_refused_total",
+        "Connections closed at accept, by why (per-peer cap, fd limit)"
+    );
+    describe_counter!(
+        "agentjail_connections_timed_out_total",
+        "Connections closed for a handshake or idle timeout, by which"
+    );
 }
 
 /// Counts a call in flight while alive.
@@ -93,4 +110,22 @@ pub fn audit_queue_depth(depth: usize) {
 pub fn policy_reload(ok: bool) {
     counter!("agentjail_policy_reloads_total", "result" => if ok { "ok" } else { "failed" })
         .increment(1);
+}
+
+pub fn cap_refused(cap: &'static str, agent: &str) {
+    counter!("agentjail_cap_refusals_total", "cap" => cap, "agent" => agent.to_string())
+        .increment(1);
+}
+
+pub fn open_fds(open: u64, limit: u64) {
+    gauge!("agentjail_open_fds").set(open as f64);
+    gauge!("agentjail_fd_limit").set(limit as f64);
+}
+
+pub fn connection_refused(why: &'static str) {
+    counter!("agentjail_connections_refused_total", "why" => why).increment(1);
+}
+
+pub fn connection_timed_out(which: &'static str) {
+    counter!("agentjail_connections_timed_out_total", "which" => which).increment(1);
 }

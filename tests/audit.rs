@@ -204,13 +204,25 @@ fn assert_verifies(files: &[PathBuf]) -> Verdict {
     v
 }
 
-/// Exactly one record has this request id.
+/// Exactly one outcome record has this request id (a command or a
+/// mutating file call also has an intent record before it, which the
+/// outcome names).
 #[track_caller]
 fn record_by_id<'a>(recs: &'a [Value], request_id: &str) -> &'a Value {
     let found: Vec<&Value> = recs
         .iter()
-        .filter(|r| r["request_id"] == request_id)
+        .filter(|r| r["request_id"] == request_id && r["phase"] != "intent")
         .collect();
+    if let Some(intent) = found.first().and_then(|r| r["intent"].as_u64()) {
+        let named: Vec<&Value> = recs.iter().filter(|r| r["seq"] == intent).collect();
+        assert_eq!(
+            named.len(),
+            1,
+            "the intent {intent} of {request_id} is in the log"
+        );
+        assert_eq!(named[0]["phase"], "intent");
+        assert_eq!(named[0]["request_id"], request_id);
+    }
     assert_eq!(
         found.len(),
         1,
@@ -492,7 +504,12 @@ async fn every_rpc_produces_exactly_one_record_and_denials_do_too() {
     let unknown_index = expected.len() - 1;
 
     wait_head(&log, expected.len() as u64).await;
-    let recs = records(&log);
+    // Intent records (before mutating calls) are checked by the records
+    // suite; here, one outcome record per call.
+    let recs: Vec<Value> = records(&log)
+        .into_iter()
+        .filter(|r| r["phase"] != "intent")
+        .collect();
     let summary: Vec<String> = recs
         .iter()
         .map(|r| format!("{} {} {}", r["seq"], r["method"], r["decision"]))
@@ -507,7 +524,9 @@ async fn every_rpc_produces_exactly_one_record_and_denials_do_too() {
     assert!(!version.is_empty());
     for (i, (rec, exp)) in recs.iter().zip(&expected).enumerate() {
         let ctx = format!("record {} ({exp:?}):\n{rec:#}", i + 1);
-        assert_eq!(rec["seq"], (i + 1) as u64, "{ctx}");
+        if i > 0 {
+            assert!(rec["seq"].as_u64() > recs[i - 1]["seq"].as_u64(), "{ctx}");
+        }
         assert_eq!(rec["method"], exp.method, "{ctx}");
         assert_eq!(rec["decision"], exp.decision, "{ctx}");
         assert_eq!(rec["rule"], exp.rule.as_str(), "{ctx}");
@@ -541,15 +560,19 @@ async fn every_rpc_produces_exactly_one_record_and_denials_do_too() {
             assert_eq!(rec["caller"]["uid"], my_uid(), "{ctx}");
             assert_eq!(rec["caller"]["pid"], me, "{ctx}");
         }
-        if i > 0 {
+        if i > 0 && rec["seq"].as_u64() == recs[i - 1]["seq"].as_u64().map(|s| s + 1) {
             assert_eq!(rec["prev"], recs[i - 1]["hash"], "{ctx}");
         }
     }
+    let all = records(&log);
+    for intent in all.iter().filter(|r| r["phase"] == "intent") {
+        assert!(
+            recs.iter().any(|r| r["intent"] == intent["seq"]),
+            "every intent has its outcome: {intent:#}"
+        );
+    }
     let v = assert_verifies(std::slice::from_ref(&log));
-    assert!(
-        v.out.contains(&format!("{} record(s)", expected.len())),
-        "{v:?}"
-    );
+    assert!(v.out.contains(&format!("{} record(s)", all.len())), "{v:?}");
     // Each record also went to the daemon's log (info level, for journald).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -823,11 +846,12 @@ async fn produce_log(calls: usize) -> (Vec<String>, String) {
                         .await,
                 );
             }
+            // Record 3 (after the write's intent and outcome) is a denial.
             1 => {
-                ok(c.read_file(read_req(&format!("f{}.txt", i - 1))).await);
+                assert_reason(c.read_file(read_req(".env")).await, "POLICY_DENIED");
             }
             2 => {
-                assert_reason(c.read_file(read_req(".env")).await, "POLICY_DENIED");
+                ok(c.read_file(read_req(&format!("f{}.txt", i - 2))).await);
             }
             3 => {
                 ok(c.stat(stat_req(&format!("f{}.txt", i - 3))).await);
@@ -842,7 +866,11 @@ async fn produce_log(calls: usize) -> (Vec<String>, String) {
     wait_head(&log, calls as u64).await;
     assert_eq!(d.stop().await.code(), Some(0));
     let lines = complete_lines(&log);
-    assert_eq!(lines.len(), calls);
+    let outcomes = lines
+        .iter()
+        .filter(|l| !l.contains("\"phase\":\"intent\""))
+        .count();
+    assert_eq!(outcomes, calls);
     let head = std::fs::read_to_string(agentjail::audit::head_path(&log)).unwrap();
     (lines, head)
 }
@@ -854,6 +882,8 @@ async fn produce_log(calls: usize) -> (Vec<String>, String) {
 async fn verify_detects_every_kind_of_tampering() {
     const N: usize = 10;
     let (lines, head) = produce_log(N).await;
+    // Lines: the calls' records and the writes' intents.
+    let l = lines.len();
     // A second, unrelated daemon's log, one record longer.
     let (other, _) = produce_log(N + 1).await;
     let work = tempfile::tempdir().unwrap();
@@ -886,7 +916,10 @@ async fn verify_detects_every_kind_of_tampering() {
     // Positive control: the untouched copy with its head verifies.
     let (_, v) = check("untouched", &lines, true);
     assert!(v.ok(), "{v:?}");
-    assert!(v.out.contains(&format!("{N} record(s)")), "{v:?}");
+    assert!(
+        v.out.contains(&format!("{} record(s)", lines.len())),
+        "{v:?}"
+    );
 
     // A changed byte in each field of record 3 (the one denied call has a
     // rule and a reason; record 3 is that denial).
@@ -924,7 +957,7 @@ async fn verify_detects_every_kind_of_tampering() {
     broken_at("changed and resealed", &check("resealed", &t, true), 4);
     // ... and on the last record, the head file gives it away.
     let mut t = lines.clone();
-    t[N - 1] = reseal(&flip_value(&t[N - 1], "request_id"));
+    t[l - 1] = reseal(&flip_value(&t[l - 1], "request_id"));
     let (_, v) = check("last resealed", &t, true);
     assert_eq!(v.code, Some(1), "{v:?}");
     assert!(v.out.contains("head"), "{v:?}");
@@ -938,11 +971,11 @@ async fn verify_detects_every_kind_of_tampering() {
     t.swap(3, 4);
     broken_at("swapped 4 and 5", &check("reordered", &t, true), 4);
     // Truncated tail: the last complete record dropped, caught by the head.
-    let t = lines[..N - 1].to_vec();
+    let t = lines[..l - 1].to_vec();
     let (_, v) = check("tail dropped", &t, true);
     assert_eq!(v.code, Some(1), "{v:?}");
     assert!(v.out.contains("truncated tail"), "{v:?}");
-    let t = lines[..N - 3].to_vec();
+    let t = lines[..l - 3].to_vec();
     let (_, v) = check("three dropped", &t, true);
     assert_eq!(v.code, Some(1), "{v:?}");
     assert!(v.out.contains("truncated tail"), "{v:?}");
@@ -953,7 +986,7 @@ async fn verify_detects_every_kind_of_tampering() {
     f.set_len(len - 40).unwrap();
     drop(f);
     let v = verify(std::slice::from_ref(&file));
-    broken_at("cut mid-line", &(file.clone(), v), N);
+    broken_at("cut mid-line", &(file.clone(), v), l);
     // A record inserted from another log, between records 3 and 4.
     let mut t = lines.clone();
     t.insert(3, other[3].clone());
@@ -968,11 +1001,11 @@ async fn verify_detects_every_kind_of_tampering() {
     );
     // The other log's next record appended at the end.
     let mut t = lines.clone();
-    t.push(other[N].clone());
+    t.push(other[l].clone());
     broken_at(
         "appended foreign record",
         &check("appended", &t, true),
-        N + 1,
+        l + 1,
     );
     // A record duplicated.
     let mut t = lines.clone();
@@ -1017,7 +1050,8 @@ async fn rotation_keeps_one_chain_across_files() {
         };
         last = r.unwrap().audit_seq;
     }
-    assert_eq!(last, 40);
+    // 40 calls, and an intent record before each of the 20 writes.
+    assert_eq!(last, 60);
     wait_head(&log, last).await;
     let rotated = rotated_files(&log);
     assert!(
@@ -1479,7 +1513,8 @@ async fn disk_full_refuses_calls_unaudited_work_never_happens_and_recovers() {
     assert_eq!(r.exited.as_ref().unwrap().exit_code, Some(0));
     assert!(exists(&d.dirs.w("ran-after.txt")));
     let seq = r.exited.unwrap().info.unwrap().audit_seq;
-    assert_eq!(seq, w.info.unwrap().audit_seq + 1);
+    // The command's intent record comes between.
+    assert_eq!(seq, w.info.unwrap().audit_seq + 2);
     assert_eq!(
         health_becomes(&d.dirs.socket, 1).await,
         Ok(1),
@@ -1658,9 +1693,10 @@ async fn secrets_in_argv_and_env_never_reach_the_log() {
             "secret {s:?} is in the daemon's log:\n{daemon_log}"
         );
     }
+    // The daemon's log carries a compact line per record (no arguments).
     assert!(
-        daemon_log.contains("[REDACTED]"),
-        "the records also went to the daemon's log (redacted):\n{daemon_log}"
+        daemon_log.contains(&format!("\"request_id\":\"{plain_id}\"")),
+        "the records' compact lines went to the daemon's log:\n{daemon_log}"
     );
     let recs = records(&log);
     for r in &recs {
@@ -1793,20 +1829,20 @@ async fn audit_show_filters_records_and_prints_json_lines() {
     put(&d.dirs.w(".env"), "x\n");
     let mut c = d.client().await;
     ok(c.read_file(read_req("a.txt")).await); // 1
-    ok(c.write_file(write_req("b.txt", "b")).await); // 2
-    assert_reason(c.read_file(read_req(".env")).await, "POLICY_DENIED"); // 3
+    ok(c.write_file(write_req("b.txt", "b")).await); // 2 (intent), 3
+    assert_reason(c.read_file(read_req(".env")).await, "POLICY_DENIED"); // 4
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let (_, out) = cli_as(&d.dirs, 65534, &["read-file", "readme.txt"]); // 4
+    let (_, out) = cli_as(&d.dirs, 65534, &["read-file", "readme.txt"]); // 5
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    ok(c.read_file(read_req("b.txt")).await); // 5
-    let last = ok(c.who_am_i(WhoAmIRequest {}).await); // 6
+    ok(c.read_file(read_req("b.txt")).await); // 6
+    let last = ok(c.who_am_i(WhoAmIRequest {}).await); // 7
     wait_head(&log, last.info.unwrap().audit_seq).await;
     let lines = complete_lines(&log);
-    assert_eq!(lines.len(), 6);
+    assert_eq!(lines.len(), 7, "6 calls, and the write's intent");
     let recs = records(&log);
 
     let show = |args: &[&str]| -> Vec<String> {
@@ -1830,10 +1866,10 @@ async fn audit_show_filters_records_and_prints_json_lines() {
     let pick =
         |idx: &[usize]| -> Vec<String> { idx.iter().map(|&i| lines[i - 1].clone()).collect() };
     assert_eq!(show(&[]), lines);
-    assert_eq!(show(&["--agent", "other"]), pick(&[4]));
-    assert_eq!(show(&["--agent", "tester"]), pick(&[1, 2, 3, 5, 6]));
-    assert_eq!(show(&["--method", "readfile"]), pick(&[1, 3, 4, 5]));
-    assert_eq!(show(&["--decision", "deny"]), pick(&[3]));
+    assert_eq!(show(&["--agent", "other"]), pick(&[5]));
+    assert_eq!(show(&["--agent", "tester"]), pick(&[1, 2, 3, 4, 6, 7]));
+    assert_eq!(show(&["--method", "readfile"]), pick(&[1, 4, 5, 6]));
+    assert_eq!(show(&["--decision", "deny"]), pick(&[4]));
     assert_eq!(
         show(&[
             "--agent",
@@ -1843,12 +1879,12 @@ async fn audit_show_filters_records_and_prints_json_lines() {
             "--decision",
             "allow"
         ]),
-        pick(&[1, 5])
+        pick(&[1, 6])
     );
     // Time: --since is inclusive, --until exclusive.
-    let t4 = recs[3]["time"].as_str().unwrap().to_string();
-    assert_eq!(show(&["--since", &t4]), pick(&[4, 5, 6]));
-    assert_eq!(show(&["--until", &t4]), pick(&[1, 2, 3]));
+    let t5 = recs[4]["time"].as_str().unwrap().to_string();
+    assert_eq!(show(&["--since", &t5]), pick(&[5, 6, 7]));
+    assert_eq!(show(&["--until", &t5]), pick(&[1, 2, 3, 4]));
     assert_eq!(show(&["--since", "1h"]), lines, "an age");
     let future =
         humantime::format_rfc3339(SystemTime::now() + Duration::from_secs(3600)).to_string();
@@ -1868,6 +1904,17 @@ async fn audit_show_filters_records_and_prints_json_lines() {
     assert_eq!(table.lines().count(), 2, "header and one row:\n{table}");
     assert!(
         table.contains("POLICY_DENIED") && table.contains(".env"),
+        "{table}"
+    );
+    // The table pairs the write's intent and outcome.
+    let out = Command::new(BIN)
+        .args(["audit", "show", "--method", "WriteFile"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("intent → #3") && table.contains("OK (#2)"),
         "{table}"
     );
 }

@@ -121,10 +121,12 @@ impl AuditLog {
         }
         // Serialised here, on the caller's task, so the single writer thread
         // only chains, hashes and writes.
-        let json = serde_json::to_string(&entry)
-            .map_err(|e| ToolError::internal(format!("cannot serialise the audit record: {e}")))?;
-        if logged {
-            tracing::info!(target: "agentjail::audit", "{json}");
+        let line = logged.then(|| compact_line(&entry));
+        let json = bounded_json(entry)?;
+        if let Some(mut line) = line {
+            // A compact line, not a second copy of the record.
+            line.insert("record_bytes".into(), json.len().into());
+            tracing::info!(target: "agentjail::audit", "{}", serde_json::Value::Object(line));
         }
         if self.jobs.is_none() {
             return Ok(None);
@@ -158,8 +160,67 @@ impl AuditLog {
         }
     }
 
+    /// Writes the intent record of a call about to act; returns its seq
+    /// (0 when the file log is off).
+    pub async fn intent(&self, entry: Entry) -> Result<u64, ToolError> {
+        Ok(self.append(entry).await?.unwrap_or(0))
+    }
+
     /// Starts a new file; the chain continues in it.
     pub fn rotate(&self) {
         self.send(Job::Rotate);
     }
+}
+
+/// The record's JSON, never over `MAX_AUDIT_RECORD_BYTES`: should the
+/// bounded arguments still make it larger, they are replaced by their size
+/// and sha256 (the record says so in `args.oversized`).
+fn bounded_json(mut entry: Entry) -> Result<String, ToolError> {
+    use sha2::{Digest, Sha256};
+    let serialise = |entry: &Entry| {
+        serde_json::to_string(entry)
+            .map_err(|e| ToolError::internal(format!("cannot serialise the audit record: {e}")))
+    };
+    let json = serialise(&entry)?;
+    if json.len() <= crate::limits::MAX_AUDIT_RECORD_BYTES {
+        return Ok(json);
+    }
+    let args = serde_json::to_string(&entry.args).unwrap_or_default();
+    let mut small = serde_json::Map::new();
+    small.insert("oversized".into(), true.into());
+    small.insert("bytes".into(), args.len().into());
+    small.insert(
+        "sha256".into(),
+        hex::encode(Sha256::digest(args.as_bytes())).into(),
+    );
+    entry.args = small;
+    if let Some(message) = entry.outcome.message.as_mut() {
+        *message = crate::limits::clip(message, 1024).into_owned();
+    }
+    serialise(&entry)
+}
+
+/// The daemon log's line for a record: who, what, how it ended.
+fn compact_line(e: &Entry) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::json;
+    let mut line = serde_json::Map::new();
+    line.insert("request_id".into(), json!(e.request_id));
+    line.insert("agent".into(), json!(e.agent));
+    line.insert("method".into(), json!(e.method));
+    if let Some(phase) = e.phase {
+        line.insert("phase".into(), json!(phase));
+    }
+    if let Some(intent) = e.intent {
+        line.insert("intent".into(), json!(intent));
+    }
+    line.insert("decision".into(), json!(e.decision));
+    line.insert("status".into(), json!(e.outcome.status));
+    if let Some(reason) = &e.outcome.reason {
+        line.insert("reason".into(), json!(reason));
+    }
+    if let Some(code) = e.outcome.exit_code {
+        line.insert("exit_code".into(), json!(code));
+    }
+    line.insert("duration_us".into(), json!(e.outcome.duration_us));
+    line
 }

@@ -87,6 +87,13 @@ pub struct Entry {
     pub agent: Option<String>,
     pub caller: CallerRecord,
     pub method: &'static str,
+    /// "intent" for the record made durable before a command or a mutating
+    /// file call starts; the call's outcome record follows and names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<&'static str>,
+    /// In an outcome record: the seq of its intent record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent: Option<u64>,
     /// Normalised arguments (paths, argv, cwd, env names; never content or
     /// env values), redacted.
     pub args: Map<String, Value>,
@@ -99,6 +106,11 @@ pub struct Entry {
     pub outcome: Outcome,
     /// True when a secret-looking value was masked somewhere in the record.
     pub redacted: bool,
+}
+
+impl Entry {
+    /// The phase value of intent records.
+    pub const INTENT: &'static str = "intent";
 }
 
 /// The suffix every line ends with: `,"hash":"<64 hex>"}`.

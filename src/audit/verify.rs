@@ -34,6 +34,32 @@ pub struct Summary {
     /// Facts worth telling that are not breaks (a chain that starts after
     /// seq 1 because earlier files were not given).
     pub notes: Vec<String>,
+    /// Intent records with no outcome record after them: calls that were
+    /// under way when the daemon stopped (a crash or kill -9), not
+    /// tampering.
+    pub dangling_intents: Vec<Dangling>,
+}
+
+/// An intent with no outcome: what was about to happen when the daemon
+/// stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dangling {
+    pub seq: u64,
+    pub request_id: String,
+    pub method: String,
+    pub agent: String,
+}
+
+impl fmt::Display for Dangling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "record {}: intent of {} by {} (request {}) has no outcome: the call was still \
+             running when the log was read, or the daemon stopped (crash or kill -9) while it \
+             ran, so what it did is not recorded",
+            self.seq, self.method, self.agent, self.request_id
+        )
+    }
 }
 
 struct Expect {
@@ -45,9 +71,11 @@ struct Expect {
 pub fn verify(files: &[PathBuf]) -> Result<Summary, Break> {
     let mut summary = Summary::default();
     let mut expect: Option<Expect> = None;
+    let mut open = std::collections::BTreeMap::new();
     for file in files {
-        verify_file(file, &mut expect, &mut summary)?;
+        verify_file(file, &mut expect, &mut summary, &mut open)?;
     }
+    summary.dangling_intents = open.into_values().collect();
     if let Some(last) = files.last() {
         check_head(last, &summary)?;
     }
@@ -58,6 +86,7 @@ fn verify_file(
     file: &Path,
     expect: &mut Option<Expect>,
     summary: &mut Summary,
+    open: &mut std::collections::BTreeMap<u64, Dangling>,
 ) -> Result<(), Break> {
     let brk = |line: usize, problem: String| Break {
         file: file.to_path_buf(),
@@ -87,7 +116,21 @@ fn verify_file(
         }
         let line = std::str::from_utf8(&buf[..buf.len() - 1])
             .map_err(|_| brk(line_no, "not UTF-8: the record was altered".into()))?;
-        let (seq, prev, hash) = check_line(line).map_err(|p| brk(line_no, p))?;
+        let (seq, prev, hash, value) = check_line(line).map_err(|p| brk(line_no, p))?;
+        if value["phase"] == "intent" {
+            let s = |k: &str| value[k].as_str().unwrap_or("-").to_string();
+            open.insert(
+                seq,
+                Dangling {
+                    seq,
+                    request_id: s("request_id"),
+                    method: s("method"),
+                    agent: s("agent"),
+                },
+            );
+        } else if let Some(intent) = value["intent"].as_u64() {
+            open.remove(&intent);
+        }
         match expect {
             Some(e) => {
                 if seq != e.seq {
@@ -135,8 +178,8 @@ fn verify_file(
     Ok(())
 }
 
-/// Checks one record's own hash; returns (seq, prev, hash).
-fn check_line(line: &str) -> Result<(u64, String, String), String> {
+/// Checks one record's own hash; returns (seq, prev, hash, the record).
+fn check_line(line: &str) -> Result<(u64, String, String, serde_json::Value), String> {
     let suffix_len = HASH_KEY.len() + HASH_HEX_LEN + 2;
     if line.len() < suffix_len + 2 || !line.ends_with("\"}") {
         return Err("not an audit record: no hash at the end".into());
@@ -168,7 +211,7 @@ fn check_line(line: &str) -> Result<(u64, String, String), String> {
         .as_str()
         .ok_or_else(|| "the record has no prev".to_string())?
         .to_string();
-    Ok((seq, prev, hash.to_string()))
+    Ok((seq, prev, hash.to_string(), value))
 }
 
 /// The head file beside the active log remembers the last record written:

@@ -3,6 +3,7 @@
 use crate::audit::verify::verify;
 use clap::{Args, Subcommand};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,9 @@ pub fn run(command: AuditCommand) -> ExitCode {
             Ok(summary) => {
                 for note in &summary.notes {
                     println!("note: {note}");
+                }
+                for dangling in &summary.dangling_intents {
+                    println!("unfinished: {dangling}");
                 }
                 match (summary.first_seq, summary.last_seq) {
                     (Some(first), Some(last)) => println!(
@@ -101,6 +105,11 @@ fn show(args: ShowArgs) -> ExitCode {
             "SEQ", "TIME", "AGENT", "METHOD", "DECIS", "STATUS"
         );
     }
+    let outcomes = if args.json {
+        HashMap::new()
+    } else {
+        outcomes_of_intents(&args.files)
+    };
     for file in &args.files {
         let handle = match std::fs::File::open(file) {
             Ok(f) => f,
@@ -135,14 +144,37 @@ fn show(args: ShowArgs) -> ExitCode {
             if args.json {
                 println!("{line}");
             } else {
-                print_row(&record);
+                print_row(&record, &outcomes);
             }
         }
     }
     ExitCode::SUCCESS
 }
 
-fn print_row(r: &Value) {
+/// For each intent record, the seq of the outcome record that names it.
+fn outcomes_of_intents(files: &[PathBuf]) -> HashMap<u64, u64> {
+    let mut outcomes = HashMap::new();
+    for file in files {
+        let Ok(handle) = std::fs::File::open(file) else {
+            continue;
+        };
+        for line in BufReader::new(handle).lines() {
+            let Ok(line) = line else { break };
+            if !line.contains("\"intent\":") {
+                continue;
+            }
+            let Ok(record) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let (Some(intent), Some(seq)) = (record["intent"].as_u64(), record["seq"].as_u64()) {
+                outcomes.insert(intent, seq);
+            }
+        }
+    }
+    outcomes
+}
+
+fn print_row(r: &Value, outcomes: &HashMap<u64, u64>) {
     let args = &r["args"];
     let target = if let Some(argv) = args["argv"].as_array() {
         argv.iter()
@@ -166,9 +198,21 @@ fn print_row(r: &Value) {
         (None, Some(code)) => format!("exit {code}"),
         _ => outcome["status"].as_str().unwrap_or("").to_string(),
     };
+    // Intents and outcomes point at each other.
+    let seq = r["seq"].as_u64().unwrap_or(0);
+    let status = if r["phase"] == "intent" {
+        match outcomes.get(&seq) {
+            Some(done) => format!("intent → #{done}"),
+            None => "intent, NO OUTCOME".to_string(),
+        }
+    } else if let Some(intent) = r["intent"].as_u64() {
+        format!("{status} (#{intent})")
+    } else {
+        status
+    };
     println!(
         "{:>8}  {:<27}  {:<12}  {:<10}  {:<6}  {:<18}  {}",
-        r["seq"].as_u64().unwrap_or(0),
+        seq,
         r["time"].as_str().unwrap_or(""),
         r["agent"].as_str().unwrap_or("-"),
         r["method"].as_str().unwrap_or(""),

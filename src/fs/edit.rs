@@ -73,6 +73,7 @@ pub fn edit_file(
     let mut text = original.clone();
     let mut replacements = Vec::with_capacity(req.edits.len());
     for (i, edit) in req.edits.iter().enumerate() {
+        crate::cancel::check()?;
         let (next, count) = apply(&text, edit, i, &path)?;
         text = next;
         replacements.push(count);

@@ -53,6 +53,8 @@ pub fn grep(
         .case_insensitive(req.case_insensitive)
         .fixed_strings(req.fixed_string)
         .line_terminator(Some(b'\n'))
+        .size_limit(crate::limits::REGEX_SIZE_LIMIT)
+        .dfa_size_limit(crate::limits::REGEX_DFA_SIZE_LIMIT)
         .build(&req.pattern)
         .map_err(|e| {
             ToolError::invalid(format!(

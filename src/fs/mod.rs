@@ -69,6 +69,12 @@ mod testutil;
 use crate::policy::WorkspacePolicy;
 use std::sync::Arc;
 
+/// The lexical check and normalisation every request path goes through
+/// (for the fuzz targets; the tools call it themselves).
+pub fn normalise_request_path(raw: &str) -> crate::error::ToolResult<String> {
+    path::RelPath::parse(raw).map(|p| p.to_path_string())
+}
+
 pub use edit::edit_file;
 pub use glob::glob;
 pub use grep::grep;

@@ -99,10 +99,31 @@ fn unlink(parent: &OwnedFd, name: &str, meta: &Meta) -> Result<(), Errno> {
 
 /// Checks every entry below the directory `path`, then removes them.
 fn remove_contents(ws: &WorkspacePolicy, res: &Resolved, path: &str) -> ToolResult<()> {
-    let entries = checked_tree(ws, path, &res.lexical, None, "remove")?;
+    let entries = checked_tree(ws, path, &res.lexical, None, "remove").map_err(|mut e| {
+        if matches!(e.reason, Reason::Cancelled | Reason::DeadlineExceeded) {
+            e.message = format!(
+                "{} (while checking the tree: nothing had been removed)",
+                e.message
+            );
+            e = e.with("removed", "0");
+        }
+        e
+    })?;
     // Breadth-first order reversed: every entry goes before its parent.
     let mut parent: Option<(String, OwnedFd)> = None;
-    for (entry, is_dir) in entries.iter().rev() {
+    for (removed, (entry, is_dir)) in entries.iter().rev().enumerate() {
+        if let Err(mut stopped) = crate::cancel::check() {
+            // What was done goes into the record.
+            stopped.message = format!(
+                "{} ({removed} of the {} entries below `{}` had been removed)",
+                stopped.message,
+                entries.len(),
+                display(path)
+            );
+            return Err(stopped
+                .with("removed", removed.to_string())
+                .with("entries", entries.len().to_string()));
+        }
         let (dir_path, name) = split_last(entry);
         let fd = match parent.take() {
             Some((p, fd)) if p == dir_path => (p, fd),

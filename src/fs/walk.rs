@@ -138,6 +138,8 @@ pub(crate) fn walk(
         };
         let (names, truncated) = read_names(&dir, opts.max_entries, &mut seen);
         for (name, kind) in names {
+            // The client gone or its deadline past: stop within an entry.
+            crate::cancel::check()?;
             let path = join(&job.path, &name);
             let rel = join(&job.rel, &name);
             if !visible(ws, opts.filter, start, &ignores, &name, &path, &rel, kind) {

@@ -282,3 +282,60 @@ fn remove_dirs(dirs: &[PathBuf]) {
         }
     }
 }
+
+/// At start: removes the per-call groups (`<pid>-<n>`) that daemons no
+/// longer running left behind (a kill -9 skips their teardown), killing
+/// anything still in them first. Groups of live processes (another daemon
+/// sharing the hierarchy) are left alone. Returns how many were removed.
+pub fn sweep_dead() -> usize {
+    let own = std::process::id();
+    let mut removed = 0;
+    for parent in Layout::host().per_call_parents() {
+        let Ok(entries) = fs::read_dir(&parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.split_once('-'))
+                .and_then(|(pid, n)| n.parse::<u64>().ok().and(pid.parse::<u32>().ok()))
+            else {
+                continue;
+            };
+            if pid == own || process_alive(pid) {
+                continue;
+            }
+            let dir = entry.path();
+            kill_members(&dir);
+            remove_dirs(std::slice::from_ref(&dir));
+            if !dir.exists() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+fn process_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Kills what is left in a dead daemon's group (cgroup.kill on cgroup2,
+/// each listed process on v1).
+fn kill_members(dir: &Path) {
+    if dir.join("cgroup.kill").exists() {
+        let _ = write(dir, "cgroup.kill", "1");
+        return;
+    }
+    let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs
+        .lines()
+        .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
+    {
+        // SAFETY: kill takes a pid and a signal.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}

@@ -182,6 +182,21 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// Every directory that per-call groups are made in.
+    pub fn per_call_parents(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self.v2_parent().into_iter().collect();
+        for c in CONTROLLERS {
+            if let Some(p) = self.v1_parent(c) {
+                if !v.contains(&p) {
+                    v.push(p);
+                }
+            }
+        }
+        v
+    }
+}
+
 /// The system manager marks a group it delegated with `trusted.delegate`,
 /// which only CAP_SYS_ADMIN can set, and the group of a root service stays
 /// root's. `user.delegate` is not trusted: a user manager sets it on groups

@@ -156,11 +156,11 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
         step!(e, Step::Stdio, sys::dup2(null, 0));
         sys::close(null);
     }
-    // 5. cgroups and rlimits (4, closing fds, follows Landlock: see below).
+    // 5. cgroups (4, closing fds, and the rlimits follow Landlock: see
+    //    below).
     for fd in &p.cgroup_procs {
         step!(e, Step::CgroupJoin, sys::write_all(*fd, b"0"));
     }
-    step!(e, Step::Rlimit, p.rlimits.apply());
     // 6. Credentials.
     step!(e, p.creds.drop_privileges());
     // A credential change clears both settings: set them again.
@@ -176,6 +176,11 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
     // 4. Only now close inherited fds: the landlock crate owns its ruleset
     //    fd and does not say which it is.
     step!(e, Step::CloseFds, close_all_except([p.err_w, p.status_w]));
+    // 5b. rlimits only once the inherited fds are closed: lowering
+    //     RLIMIT_NOFILE below the daemon's open fds (a busy daemon has
+    //     thousands) would make every later open fail with EMFILE. Lowering
+    //     needs no privilege, so it may follow the credential drop.
+    step!(e, Step::Rlimit, p.rlimits.apply());
     // 8. seccomp last, so the filter need not allow the calls above.
     step!(e, Step::Seccomp, super::seccomp::apply(p.seccomp));
     // 9. The command, as init's only child.

@@ -34,7 +34,7 @@ mod seccomp;
 mod spec;
 mod sys;
 
-pub use cgroup::{CgroupStats, finish_removals};
+pub use cgroup::{CgroupStats, finish_removals, sweep_dead as sweep_dead_cgroups};
 pub use cgroup_layout::prepare as prepare_cgroups;
 pub use launcher::{ExitInfo, SandboxChild, Timings, spawn};
 pub use probe::{KernelSupport, Requirements, probe};

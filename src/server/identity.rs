@@ -21,7 +21,18 @@ pub enum Caller {
 
 impl Caller {
     pub fn from_request<T>(req: &tonic::Request<T>) -> Result<Caller, ToolError> {
-        if let Some(info) = req.extensions().get::<UdsConnectInfo>() {
+        Self::from_extensions(req.extensions())
+    }
+
+    /// The caller from a request's extensions (where tonic puts the
+    /// connection's info), also before the request is decoded.
+    pub fn from_extensions(extensions: &tonic::Extensions) -> Result<Caller, ToolError> {
+        // The Unix listener's connections carry their info in a `Conn`.
+        let uds = extensions
+            .get::<super::connections::Conn>()
+            .map(|c| &c.uds)
+            .or_else(|| extensions.get::<UdsConnectInfo>());
+        if let Some(info) = uds {
             return match info.peer_cred {
                 Some(cred) => Ok(Caller::Unix {
                     uid: cred.uid(),
@@ -34,7 +45,7 @@ impl Caller {
                 )),
             };
         }
-        if let Some(info) = req.extensions().get::<TcpConnectInfo>() {
+        if let Some(info) = extensions.get::<TcpConnectInfo>() {
             return Ok(Caller::TcpInsecure {
                 peer: info.remote_addr(),
             });

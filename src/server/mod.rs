@@ -1,5 +1,11 @@
 //! The async gRPC server: listeners, health, reflection, signals.
 
+pub mod bounds;
+mod call;
+mod caps;
+pub mod codec;
+pub mod connections;
+pub mod fuzzing;
 pub mod identity;
 pub mod listener;
 pub mod record;
@@ -7,6 +13,7 @@ pub mod service;
 pub mod shell;
 pub mod state;
 pub mod systemd;
+mod undecodable;
 pub mod watch;
 
 use crate::audit::{AuditLog, WriterConfig};
@@ -121,6 +128,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let launcher = if policy.agents.values().any(|a| a.shell.is_some()) {
         sandbox::netns::start_pool(NETNS_POOL)?;
+        // Crash hygiene: what killed daemons left behind goes first.
+        let swept = sandbox::sweep_dead_cgroups();
+        tracing::info!(swept, "removed the per-call cgroups of dead daemons");
         Some(Launcher::start()?)
     } else {
         None
@@ -146,13 +156,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(address) = config.metrics_address {
         crate::metrics::install(address)?;
     }
-    let state = Arc::new(State::new(
-        policy,
-        tcp_agent,
-        launcher,
-        audit,
-        support.landlock_abi,
-    ));
+    let state = Arc::new(
+        State::new(policy, tcp_agent, launcher, audit, support.landlock_abi)
+            .with_caps(&config.limits),
+    );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -170,9 +177,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let tool_service = ToolSandboxServer::new(ToolService::new(state.clone()))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    let routes = Routes::new(tool_service)
-        .add_service(health_service)
-        .add_service(reflection);
+    use connections::CountCalls;
+    let routes = Routes::new(CountCalls::new(undecodable::RecordUndecodable::new(
+        tool_service,
+        state.clone(),
+    )))
+    .add_service(CountCalls::new(health_service))
+    .add_service(CountCalls::new(reflection));
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -180,7 +191,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Server::builder()
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                connections::guarded(listener, &config.limits),
                 shutdown_requested(shutdown_rx.clone()),
             ),
     );

@@ -5,8 +5,13 @@
 use super::identity::Caller;
 use crate::audit::{CallerRecord, Entry, Outcome, Redactor};
 use crate::error::ToolError;
+use crate::limits::{
+    AUDIT_ARG_HEAD_BYTES, AUDIT_ARG_INLINE_BYTES, AUDIT_ARGV_ENTRIES, AUDIT_ENV_NAMES,
+    MAX_STATUS_MESSAGE_BYTES, clip,
+};
 use crate::proto::*;
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 /// Arguments of a request as the audit log keeps them.
 pub trait AuditArgs {
@@ -22,8 +27,56 @@ fn text(args: &mut Map<String, Value>, key: &str, value: &str, redact: &Redactor
     if value.is_empty() {
         return false;
     }
-    let (clean, hit) = redact.text(value);
-    args.insert(key.into(), Value::String(clean.into_owned()));
+    let (value, hit) = bounded(value, redact);
+    args.insert(key.into(), value);
+    hit
+}
+
+/// A text argument as the record keeps it: whole (redacted) when short;
+/// above `AUDIT_ARG_INLINE_BYTES`, its redacted head, its length and the
+/// sha256 of the whole, so records stay small whatever the request.
+fn bounded(value: &str, redact: &Redactor) -> (Value, bool) {
+    if value.len() <= AUDIT_ARG_INLINE_BYTES {
+        let (clean, hit) = redact.text(value);
+        return (Value::String(clean.into_owned()), hit);
+    }
+    let head = clip(value, AUDIT_ARG_HEAD_BYTES);
+    let (head, hit) = redact.text(&head);
+    let sha256 = hex::encode(Sha256::digest(value.as_bytes()));
+    (
+        json!({"head": head, "bytes": value.len(), "sha256": sha256}),
+        hit,
+    )
+}
+
+/// argv as the record keeps it: the first `AUDIT_ARGV_ENTRIES` entries,
+/// each cut to `AUDIT_ARG_HEAD_BYTES`; when anything was left out, the
+/// count, total bytes and sha256 (of the entries joined by NUL) of it all.
+fn argv(args: &mut Map<String, Value>, argv: &[String], redact: &Redactor) -> bool {
+    let listed = &argv[..argv.len().min(AUDIT_ARGV_ENTRIES)];
+    let (mut kept, hit) = redact.argv(listed);
+    let mut cut = argv.len() > listed.len();
+    for entry in &mut kept {
+        if entry.len() > AUDIT_ARG_HEAD_BYTES {
+            *entry = clip(entry, AUDIT_ARG_HEAD_BYTES).into_owned();
+            cut = true;
+        }
+    }
+    args.insert("argv".into(), json!(kept));
+    if cut {
+        let mut hasher = Sha256::new();
+        let mut bytes = 0;
+        for (i, entry) in argv.iter().enumerate() {
+            if i > 0 {
+                hasher.update([0u8]);
+            }
+            hasher.update(entry.as_bytes());
+            bytes += entry.len();
+        }
+        args.insert("argv_count".into(), json!(argv.len()));
+        args.insert("argv_bytes".into(), json!(bytes));
+        args.insert("argv_sha256".into(), json!(hex::encode(hasher.finalize())));
+    }
     hit
 }
 
@@ -98,16 +151,22 @@ audit_args! {
     ExecRequest => |r, red, a| {
         let mut hit = false;
         if !r.argv.is_empty() {
-            let (argv, h) = red.argv(&r.argv);
-            hit |= h;
-            a.insert("argv".into(), json!(argv));
+            hit |= argv(a, &r.argv, red);
         }
         hit |= text(a, "shell", &r.shell, red);
         hit |= text(a, "cwd", &r.cwd, red);
         let mut names: Vec<&String> = r.env.keys().collect();
         names.sort();
         if !names.is_empty() {
-            a.insert("env_names".into(), json!(names));
+            let listed: Vec<String> = names
+                .iter()
+                .take(AUDIT_ENV_NAMES)
+                .map(|n| clip(n, 256).into_owned())
+                .collect();
+            a.insert("env_names".into(), json!(listed));
+            if names.len() > AUDIT_ENV_NAMES {
+                a.insert("env_count".into(), json!(names.len()));
+            }
         }
         if !r.stdin.is_empty() {
             a.insert("stdin_bytes".into(), json!(r.stdin.len()));
@@ -225,6 +284,7 @@ pub fn caller_record(caller: Option<&Caller>) -> CallerRecord {
 }
 
 /// The common part of an entry; the outcome is filled in by the caller.
+#[derive(Clone)]
 pub struct EntryStart {
     pub request_id: String,
     pub caller: CallerRecord,
@@ -255,6 +315,23 @@ impl EntryStart {
         }
     }
 
+    /// The intent record of a command or mutating file call, made durable
+    /// before it starts. `rule` is empty for file calls (their policy check
+    /// happens with the work; the outcome names the rule).
+    pub fn intent(&self, agent: &str, rule: &str) -> Entry {
+        let mut entry = self.clone().finish(
+            Some(agent),
+            "pending",
+            rule.to_string(),
+            Outcome {
+                status: "STARTED".into(),
+                ..Default::default()
+            },
+        );
+        entry.phase = Some(Entry::INTENT);
+        entry
+    }
+
     /// The entry of a call that was allowed and succeeded.
     pub fn allowed(self, agent: &str, rule: &str, outcome: Outcome) -> Entry {
         self.finish(Some(agent), "allow", rule.to_string(), outcome)
@@ -277,7 +354,8 @@ impl EntryStart {
             _ => "error",
         };
         let rule = err.metadata_value("rule").unwrap_or("").to_string();
-        let (message, hit) = redact.text(&err.message);
+        let message = clip(&err.message, MAX_STATUS_MESSAGE_BYTES);
+        let (message, hit) = redact.text(&message);
         let mut entry = self.finish(
             agent,
             decision,
@@ -288,7 +366,7 @@ impl EntryStart {
                 // The path the tool resolved, when it got that far.
                 resolved_path: err
                     .metadata_value("path")
-                    .map(|p| redact.text(p).0.into_owned()),
+                    .map(|p| redact.text(&clip(p, AUDIT_ARG_HEAD_BYTES)).0.into_owned()),
                 message: Some(message.into_owned()),
                 duration_us,
                 ..Default::default()
@@ -310,6 +388,8 @@ impl EntryStart {
             agent: agent.map(str::to_string),
             caller: self.caller,
             method: self.method,
+            phase: None,
+            intent: None,
             args: self.args,
             decision,
             rule,

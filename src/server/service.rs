@@ -2,10 +2,12 @@
 //! policy in force, run the tool off the async threads, answer with the rule
 //! that allowed it or a status that says why not.
 
+use super::caps::Kind;
 use super::identity::{Caller, agent_for};
 use super::record::{AuditArgs, AuditOutcome, EntryStart};
 use super::state::State;
 use crate::audit;
+use crate::cancel::Stop;
 use crate::error::{Reason, ToolError, ToolResult};
 use crate::fs::{self, Outcome};
 use crate::policy::{AgentPolicy, Limits, WorkspacePolicy};
@@ -35,6 +37,8 @@ pub trait WorkspaceRequest: Send + Sync + 'static {
     fn workspace(&self) -> &str;
     /// A short description for the log line.
     fn target(&self) -> String;
+    /// Whether the call may change the workspace (it gets an intent record).
+    fn mutates(&self) -> bool;
 }
 
 /// A response that carries `CallInfo`.
@@ -43,10 +47,11 @@ pub trait WithInfo {
 }
 
 macro_rules! file_messages {
-    ($($req:ty => $resp:ty, |$r:ident| $target:expr;)*) => {$(
+    ($($req:ty => $resp:ty, |$r:ident| $target:expr, mutates: $mutates:expr;)*) => {$(
         impl WorkspaceRequest for $req {
             fn workspace(&self) -> &str { &self.workspace }
             fn target(&self) -> String { let $r = self; $target }
+            fn mutates(&self) -> bool { let $r = self; let _ = $r; $mutates }
         }
         impl WithInfo for $resp {
             fn set_info(&mut self, info: CallInfo) { self.info = Some(info); }
@@ -55,22 +60,24 @@ macro_rules! file_messages {
 }
 
 file_messages! {
-    ReadFileRequest => ReadFileResponse, |r| r.path.clone();
-    WriteFileRequest => WriteFileResponse, |r| r.path.clone();
-    EditFileRequest => EditFileResponse, |r| r.path.clone();
-    ListDirRequest => ListDirResponse, |r| r.path.clone();
-    GlobRequest => GlobResponse, |r| format!("{} in {:?}", r.pattern, r.path);
-    GrepRequest => GrepResponse, |r| format!("{:?} in {:?}", r.pattern, r.path);
-    StatRequest => StatResponse, |r| r.path.clone();
-    MakeDirRequest => MakeDirResponse, |r| r.path.clone();
-    MoveRequest => MoveResponse, |r| format!("{} -> {}", r.from, r.to);
-    RemoveRequest => RemoveResponse, |r| r.path.clone();
+    ReadFileRequest => ReadFileResponse, |r| r.path.clone(), mutates: false;
+    WriteFileRequest => WriteFileResponse, |r| r.path.clone(), mutates: true;
+    EditFileRequest => EditFileResponse, |r| r.path.clone(), mutates: !r.dry_run;
+    ListDirRequest => ListDirResponse, |r| r.path.clone(), mutates: false;
+    GlobRequest => GlobResponse, |r| format!("{} in {:?}", r.pattern, r.path), mutates: false;
+    GrepRequest => GrepResponse, |r| format!("{:?} in {:?}", r.pattern, r.path), mutates: false;
+    StatRequest => StatResponse, |r| r.path.clone(), mutates: false;
+    MakeDirRequest => MakeDirResponse, |r| r.path.clone(), mutates: true;
+    MoveRequest => MoveResponse, |r| format!("{} -> {}", r.from, r.to), mutates: true;
+    RemoveRequest => RemoveResponse, |r| r.path.clone(), mutates: true;
 }
 
 type FileTool<Req, Resp> = fn(&WorkspacePolicy, &Limits, &Req) -> ToolResult<Outcome<Resp>>;
 
 impl ToolService {
-    /// Runs one file tool for the caller of `request`, and audits it.
+    /// Runs one file tool for the caller of `request`, and audits it. The
+    /// work runs on its own task: a client that cancels or whose deadline
+    /// passes still gets its record (see `call`).
     async fn file_call<Req, Resp>(
         &self,
         method: &'static str,
@@ -78,7 +85,26 @@ impl ToolService {
         tool: FileTool<Req, Resp>,
     ) -> Result<Response<Resp>, Status>
     where
-        Req: WorkspaceRequest + AuditArgs,
+        Req: WorkspaceRequest + AuditArgs + super::bounds::WithinLimits,
+        Resp: WithInfo + AuditOutcome + Send + 'static,
+    {
+        let service = self.clone();
+        let deadline = super::call::deadline(&request);
+        super::call::detached(deadline, move |stop| async move {
+            service.file_work(method, request, tool, stop).await
+        })
+        .await
+    }
+
+    async fn file_work<Req, Resp>(
+        &self,
+        method: &'static str,
+        request: Request<Req>,
+        tool: FileTool<Req, Resp>,
+        stop: Stop,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: WorkspaceRequest + AuditArgs + super::bounds::WithinLimits,
         Resp: WithInfo + AuditOutcome + Send + 'static,
     {
         let started = Instant::now();
@@ -98,12 +124,19 @@ impl ToolService {
             &policy.version,
         );
         let agent = caller.and_then(|c| agent_for(&c, &policy, self.state.tcp_agent()));
+        let mut intent = None;
         let result = match &agent {
-            Ok(agent) => self.run_tool(agent, req, tool).await,
+            Ok(agent) => {
+                self.run_tool(agent, req, tool, &entry, &mut intent, &stop)
+                    .await
+            }
             Err(e) => Err(e.clone()),
         };
         let agent_name = agent.as_ref().ok().map(|a| a.name.clone());
         let elapsed_us = started.elapsed().as_micros() as u64;
+        // The client may have gone while the tool ran: the work is done,
+        // and the record says the answer went nowhere.
+        let gone = stop.reason();
         match result {
             Ok(Outcome { mut response, rule }) => {
                 let mut outcome = audit::Outcome {
@@ -112,8 +145,18 @@ impl ToolService {
                     ..Default::default()
                 };
                 response.audit_outcome(&mut outcome);
+                if let Some(reason) = gone {
+                    outcome.status = super::record::code_name(reason.code()).into();
+                    outcome.reason = Some(reason.as_str().into());
+                    outcome.message = Some(
+                        "the client went away (or its deadline passed) as the call ended: the \
+                         work was done, the answer was not delivered"
+                            .into(),
+                    );
+                }
                 let agent_name = agent_name.unwrap_or_default();
-                let record = entry.allowed(&agent_name, &rule, outcome);
+                let mut record = entry.allowed(&agent_name, &rule, outcome);
+                record.intent = intent;
                 let audit_seq = self.audited(record, &request_id).await?;
                 response.set_info(CallInfo {
                     request_id: request_id.clone(),
@@ -127,35 +170,62 @@ impl ToolService {
                 Ok(response)
             }
             Err(err) => {
-                let record =
+                let mut record =
                     entry.refused(agent_name.as_deref(), &err, elapsed_us, &policy.redactor);
+                record.intent = intent;
                 let seq = self.audited(record, &request_id).await?;
                 Err(refusal_status(&err, &request_id, seq))
             }
         }
     }
 
-    /// Admits the call (the audit log must be writable) and runs the tool
-    /// off the async threads.
+    /// Admits the call (within the limits, the agent under its cap, the
+    /// audit log writable), makes its intent durable if it may change the
+    /// workspace, and runs the tool off the async threads with `stop` in
+    /// force. A panic in the tool (or a library under it) is caught here.
     async fn run_tool<Req, Resp>(
         &self,
         agent: &Arc<AgentPolicy>,
         req: Req,
         tool: FileTool<Req, Resp>,
+        entry: &EntryStart,
+        intent: &mut Option<u64>,
+        stop: &Stop,
     ) -> ToolResult<Outcome<Resp>>
     where
-        Req: WorkspaceRequest,
+        Req: WorkspaceRequest + super::bounds::WithinLimits,
         Resp: Send + 'static,
     {
+        req.within_limits()?;
         let index = workspace_index(agent, req.workspace())?;
+        let _slot = self.state.caps.admit(&agent.name, Kind::FileCall)?;
         self.state.audit.admit().await?;
+        if req.mutates() {
+            let seq = self
+                .state
+                .audit
+                .intent(entry.intent(&agent.name, ""))
+                .await?;
+            *intent = (seq > 0).then_some(seq);
+        }
+        if let Some(reason) = stop.reason() {
+            return Err(crate::cancel::stopped(reason));
+        }
         let agent = agent.clone();
+        let stop = stop.clone();
         tokio::task::spawn_blocking(move || {
-            let ws = &agent.workspaces[index];
-            tool(ws, &agent.limits, &req)
+            crate::cancel::with_stop(stop, || {
+                let ws = &agent.workspaces[index];
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    tool(ws, &agent.limits, &req)
+                }))
+                .unwrap_or_else(|panic| Err(tool_panicked(panic)))
+            })
         })
         .await
-        .map_err(|e| ToolError::internal(format!("the tool failed unexpectedly: {e}")))?
+        .map_err(|_| {
+            ToolError::internal("the tool failed unexpectedly; the daemon is still serving")
+        })?
     }
 
     /// Writes a call's record; the call may answer only once it is durable.
@@ -179,6 +249,24 @@ impl ToolService {
             }
         }
     }
+}
+
+/// The error for a tool that panicked: the panic's text goes to the
+/// daemon's log (cut short: it may quote a huge input), not to the caller.
+fn tool_panicked(panic: Box<dyn std::any::Any + Send>) -> ToolError {
+    let text = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(
+        panic = %crate::limits::clip(text, 1024),
+        "a file tool panicked; the call is refused and the daemon goes on"
+    );
+    ToolError::internal(
+        "the tool failed unexpectedly on this input and did nothing more; the daemon is still \
+         serving. Simplify the request (a shorter pattern or path) and retry",
+    )
 }
 
 /// A refusal's status, carrying the request id and its audit record's

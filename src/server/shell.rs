@@ -1,10 +1,13 @@
 //! `Exec` and `Run`: decide, launch in a sandbox, stream or capture, and
 //! audit the command with what was enforced and how it ended.
 
+use super::bounds::WithinLimits;
+use super::caps::Kind;
 use super::identity::{Caller, agent_for};
 use super::record::EntryStart;
 use super::service::{ToolService, refusal_status, workspace_index};
 use crate::audit::{self, Enforced, Entry};
+use crate::cancel::Stop;
 use crate::error::{Reason, ToolError};
 use crate::policy::CompiledPolicy;
 use crate::proto::{
@@ -16,7 +19,7 @@ use crate::shell::run::{self, Finished, Sink};
 use crate::shell::{self, Prepared};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tonic::{Request, Status};
 
 /// An allowed command, launched.
@@ -27,22 +30,10 @@ struct Launched {
     entry: EntryStart,
     enforced: Enforced,
     started: Instant,
-}
-
-/// The client's gRPC deadline (`grpc-timeout`), if it sent one.
-fn call_deadline<T>(req: &Request<T>) -> Option<Duration> {
-    let value = req.metadata().get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
+    /// The seq of the command's intent record.
+    intent: Option<u64>,
+    /// The agent's slot under its command cap, held while it runs.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl ToolService {
@@ -52,10 +43,11 @@ impl ToolService {
         &self,
         method: &'static str,
         request: Request<ExecRequest>,
+        stop: &Stop,
     ) -> Result<Launched, Status> {
         let started = Instant::now();
         let request_id = self.state().next_request_id();
-        let deadline = call_deadline(&request);
+        let deadline = super::call::deadline(&request);
         let caller = Caller::from_request(&request);
         let req = request.into_inner();
         let policy = self.state().policy();
@@ -69,12 +61,16 @@ impl ToolService {
         );
         let agent = caller.and_then(|c| agent_for(&c, &policy, self.state().tcp_agent()));
         let agent_name = agent.as_ref().ok().map(|a| a.name.clone());
+        let mut intent = None;
         let launched = match agent {
-            Ok(agent) => self.decide_and_spawn(&agent, &req, deadline).await,
+            Ok(agent) => {
+                self.decide_and_spawn(&agent, &req, deadline, &entry, &mut intent, stop)
+                    .await
+            }
             Err(e) => Err(e),
         };
         match launched {
-            Ok((prepared, enforced, child)) => {
+            Ok((prepared, enforced, child, slot)) => {
                 let info = CallInfo {
                     request_id,
                     agent: agent_name.unwrap_or_default(),
@@ -89,9 +85,13 @@ impl ToolService {
                     entry,
                     enforced,
                     started,
+                    intent,
+                    _slot: slot,
                 })
             }
-            Err(err) => Err(self.refuse(entry, agent_name, err, started, &policy).await),
+            Err(err) => Err(self
+                .refuse(entry, agent_name, err, started, &policy, intent)
+                .await),
         }
     }
 
@@ -100,9 +100,22 @@ impl ToolService {
         agent: &Arc<crate::policy::AgentPolicy>,
         req: &ExecRequest,
         deadline: Option<Duration>,
-    ) -> Result<(Prepared, Enforced, crate::sandbox::SandboxChild), ToolError> {
+        entry: &EntryStart,
+        intent: &mut Option<u64>,
+        stop: &Stop,
+    ) -> Result<
+        (
+            Prepared,
+            Enforced,
+            crate::sandbox::SandboxChild,
+            OwnedSemaphorePermit,
+        ),
+        ToolError,
+    > {
+        req.within_limits()?;
         let index = workspace_index(agent, &req.workspace)?;
         let (spec, prepared) = shell::prepare(agent, &agent.workspaces[index], req, deadline)?;
+        let slot = self.state().caps.admit(&agent.name, Kind::Command)?;
         let enforced = Enforced {
             namespaces: if spec.network {
                 "pid,mount,ipc,uts"
@@ -122,6 +135,17 @@ impl ToolService {
             )
         })?;
         self.state().audit.admit().await?;
+        // The intent is durable before the command can start: a daemon
+        // killed while it runs leaves a trace of it.
+        let seq = self
+            .state()
+            .audit
+            .intent(entry.intent(&agent.name, &prepared.rule))
+            .await?;
+        *intent = (seq > 0).then_some(seq);
+        if let Some(reason) = stop.reason() {
+            return Err(crate::cancel::stopped(reason));
+        }
         let launch_started = Instant::now();
         let child = launcher.spawn(spec).await.map_err(|e| match e.kind() {
             std::io::ErrorKind::ArgumentListTooLong => ToolError::invalid(format!(
@@ -147,7 +171,7 @@ impl ToolService {
             child_setup_us = t.child_setup.as_micros() as u64,
             "sandbox started"
         );
-        Ok((prepared, enforced, child))
+        Ok((prepared, enforced, child, slot))
     }
 
     async fn refuse(
@@ -157,19 +181,36 @@ impl ToolService {
         err: ToolError,
         started: Instant,
         policy: &CompiledPolicy,
+        intent: Option<u64>,
     ) -> Status {
         let request_id = entry.request_id.clone();
         let elapsed_us = started.elapsed().as_micros() as u64;
-        let record = entry.refused(agent.as_deref(), &err, elapsed_us, &policy.redactor);
+        let mut record = entry.refused(agent.as_deref(), &err, elapsed_us, &policy.redactor);
+        record.intent = intent;
         match self.audited(record, &request_id).await {
             Ok(seq) => refusal_status(&err, &request_id, seq),
             Err(status) => status,
         }
     }
 
+    /// Run: the whole call on its own task, so a client that cancels or
+    /// whose deadline passes stops the command, and the record says so.
     pub(super) async fn run_call(
         &self,
         request: Request<ExecRequest>,
+    ) -> Result<ExecResult, Status> {
+        let service = self.clone();
+        let deadline = super::call::deadline(&request);
+        super::call::detached(deadline, move |stop| async move {
+            service.run_work(request, stop).await
+        })
+        .await
+    }
+
+    async fn run_work(
+        &self,
+        request: Request<ExecRequest>,
+        stop: Stop,
     ) -> Result<ExecResult, Status> {
         let Launched {
             prepared,
@@ -178,20 +219,44 @@ impl ToolService {
             entry,
             enforced,
             started,
-        } = self.launch("Run", request).await?;
+            intent,
+            _slot,
+        } = self.launch("Run", request, &stop).await?;
         let _in_flight = crate::metrics::InFlight::start();
         let budget = prepared.deadlines.budget;
         let sink = Sink::Capture {
             stdout: HeadTail::new(budget),
             stderr: HeadTail::new(budget),
         };
-        let finished = run::drive(child, prepared.stdin, prepared.deadlines, sink)
-            .await
-            .map_err(|e| {
-                ToolError::internal(format!("lost track of the command: {e}")).to_status()
-            })?;
+        let driven = run::drive(
+            child,
+            prepared.stdin,
+            prepared.deadlines,
+            sink,
+            stop.token.clone(),
+        )
+        .await;
+        let finished = match driven {
+            Ok(finished) => finished,
+            Err(e) => {
+                let err = ToolError::internal(format!("lost track of the command: {e}"));
+                let mut record = entry.refused(
+                    Some(&info.agent),
+                    &err,
+                    0,
+                    &crate::audit::Redactor::new(&[], false),
+                );
+                record.intent = intent;
+                let _ = self.audited(record, &info.request_id).await;
+                return Err(err.to_status());
+            }
+        };
         let mut exited = run::exited_event(&finished, budget as u64);
-        let record = command_record(entry, &info, enforced, &exited, &finished, started);
+        let mut record = command_record(entry, &info, enforced, &exited, &finished, started);
+        record.intent = intent;
+        if finished.cancelled {
+            mark_client_end(&mut record, stop.reason());
+        }
         info.audit_seq = self.audited(record, &info.request_id).await?;
         let exec_id = info.request_id.clone();
         exited.info = Some(info);
@@ -206,10 +271,47 @@ impl ToolService {
         })
     }
 
+    /// Exec: launched and driven on a task of its own; the handler waits
+    /// only for the launch. A client that goes away (before or after the
+    /// launch) closes the stream, which stops the command; either way the
+    /// task writes the record.
     pub(super) async fn exec_call(
         &self,
         request: Request<ExecRequest>,
     ) -> Result<mpsc::Receiver<Result<ExecEvent, Status>>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let service = self.clone();
+        tokio::spawn(async move {
+            // The stream's end is what stops an Exec: no token of its own.
+            let stop = Stop::never();
+            match service.launch("Exec", request, &stop).await {
+                Err(status) => {
+                    let _ = ready_tx.send(Err(status));
+                }
+                Ok(launched) => {
+                    let pid = launched.child.pid as u32;
+                    let started_event = ExecEvent {
+                        event: Some(exec_event::Event::Started(ExecStarted {
+                            exec_id: launched.info.request_id.clone(),
+                            pid,
+                        })),
+                    };
+                    // Capacity 16: the first send cannot block.
+                    let _ = tx.try_send(Ok(started_event));
+                    let _ = ready_tx.send(Ok(()));
+                    service.stream_exec(launched, tx).await;
+                }
+            }
+        });
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(rx),
+            Ok(Err(status)) => Err(status),
+            Err(_) => Err(ToolError::internal("the command's task ended unexpectedly").to_status()),
+        }
+    }
+
+    async fn stream_exec(&self, launched: Launched, tx: mpsc::Sender<Result<ExecEvent, Status>>) {
         let Launched {
             prepared,
             child,
@@ -217,46 +319,66 @@ impl ToolService {
             entry,
             enforced,
             started,
-        } = self.launch("Exec", request).await?;
-        let (tx, rx) = mpsc::channel(16);
-        let started_event = ExecEvent {
-            event: Some(exec_event::Event::Started(ExecStarted {
-                exec_id: info.request_id.clone(),
-                pid: child.pid as u32,
-            })),
-        };
-        // Capacity 16: the first send cannot block.
-        let _ = tx.try_send(Ok(started_event));
-        let service = self.clone();
-        tokio::spawn(async move {
-            let _in_flight = crate::metrics::InFlight::start();
-            let budget = prepared.deadlines.budget as u64;
-            let sink = Sink::Stream(tx.clone());
-            let result = run::drive(child, prepared.stdin, prepared.deadlines, sink).await;
-            let event = match result {
-                Ok(finished) => {
-                    let mut exited = run::exited_event(&finished, budget);
-                    let record =
-                        command_record(entry, &info, enforced, &exited, &finished, started);
-                    match service.audited(record, &info.request_id).await {
-                        Ok(seq) => {
-                            info.audit_seq = seq;
-                            exited.info = Some(info);
-                            Ok(ExecEvent {
-                                event: Some(exec_event::Event::Exited(exited)),
-                            })
-                        }
-                        Err(status) => Err(status),
+            intent,
+            _slot,
+        } = launched;
+        let _in_flight = crate::metrics::InFlight::start();
+        let budget = prepared.deadlines.budget as u64;
+        let sink = Sink::Stream(tx.clone());
+        let result = run::drive(
+            child,
+            prepared.stdin,
+            prepared.deadlines,
+            sink,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await;
+        let event = match result {
+            Ok(finished) => {
+                let mut exited = run::exited_event(&finished, budget);
+                let mut record =
+                    command_record(entry, &info, enforced, &exited, &finished, started);
+                record.intent = intent;
+                if finished.cancelled {
+                    mark_client_end(&mut record, Some(Reason::Cancelled));
+                }
+                match self.audited(record, &info.request_id).await {
+                    Ok(seq) => {
+                        info.audit_seq = seq;
+                        exited.info = Some(info);
+                        Ok(ExecEvent {
+                            event: Some(exec_event::Event::Exited(exited)),
+                        })
                     }
+                    Err(status) => Err(status),
                 }
-                Err(e) => {
-                    Err(ToolError::internal(format!("lost track of the command: {e}")).to_status())
-                }
-            };
-            let _ = tx.send(event).await;
-        });
-        Ok(rx)
+            }
+            Err(e) => {
+                let err = ToolError::internal(format!("lost track of the command: {e}"));
+                let mut record = entry.refused(
+                    Some(&info.agent),
+                    &err,
+                    0,
+                    &crate::audit::Redactor::new(&[], false),
+                );
+                record.intent = intent;
+                let _ = self.audited(record, &info.request_id).await;
+                Err(err.to_status())
+            }
+        };
+        let _ = tx.send(event).await;
     }
+}
+
+/// A command stopped because its client went away: the record's status
+/// says how (what was done is in the rest of the outcome).
+fn mark_client_end(record: &mut Entry, how: Option<Reason>) {
+    let reason = how.unwrap_or(Reason::Cancelled);
+    record.outcome.status = super::record::code_name(reason.code()).into();
+    record.outcome.reason = Some(reason.as_str().into());
+    record.outcome.message = Some(
+        "the client went away (cancelled, or its deadline passed): the command was stopped".into(),
+    );
 }
 
 /// The audit record of a command that ran.

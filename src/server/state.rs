@@ -1,6 +1,7 @@
 //! State shared by every call: the policy in force (swapped whole on
 //! reload) and the request-id counter.
 
+use super::caps::Caps;
 use crate::audit::AuditLog;
 use crate::policy::CompiledPolicy;
 use crate::shell::launcher::Launcher;
@@ -16,6 +17,8 @@ pub struct State {
     /// What the host enforces, for audit records of commands.
     pub landlock_abi: i32,
     tcp_agent: Option<String>,
+    /// Per-agent caps on calls running at once.
+    pub caps: Caps,
     boot_id: u32,
     next_seq: AtomicU64,
 }
@@ -34,9 +37,21 @@ impl State {
             audit,
             landlock_abi,
             tcp_agent,
+            caps: Caps::new(
+                crate::limits::DEFAULT_CONCURRENT_FILE_CALLS_PER_AGENT,
+                crate::limits::DEFAULT_CONCURRENT_COMMANDS_PER_AGENT,
+            ),
             boot_id: rand::random(),
             next_seq: AtomicU64::new(1),
         }
+    }
+
+    pub fn with_caps(mut self, limits: &crate::config::LimitsConfig) -> Self {
+        self.caps = Caps::new(
+            limits.concurrent_file_calls_per_agent,
+            limits.concurrent_commands_per_agent,
+        );
+        self
     }
 
     /// The policy in force; hold the `Arc` for the whole call.

@@ -97,6 +97,9 @@ impl Counter {
 /// What became of a chunk of output.
 enum Pushed {
     Done,
+    /// Exec, past its budget: nothing was sent, so the client's pace cannot
+    /// hold the command back; reading pauses to keep the drain slow.
+    PastBudget(usize),
     /// The client is not keeping up: hold this event, read no more output
     /// until it fits (the timers keep running meanwhile).
     Held(Result<ExecEvent, tonic::Status>),
@@ -121,7 +124,7 @@ impl Sink {
                     return if tx.is_closed() {
                         Pushed::Closed
                     } else {
-                        Pushed::Done
+                        Pushed::PastBudget(data.len())
                     };
                 }
                 let chunk = OutputChunk {
@@ -160,13 +163,15 @@ fn receiver(file: Option<std::fs::File>) -> io::Result<Option<pipe::Receiver>> {
     file.map(pipe::Receiver::from_file).transpose()
 }
 
-/// Drives `child` to its end. Dropping the future kills the whole tree
-/// (the child's Drop), so a client that goes away leaves nothing behind.
+/// Drives `child` to its end. Cancelling `cancel` (the client went away)
+/// kills the tree and ends as `cancelled`. Dropping the future kills the
+/// whole tree too (the child's Drop), so nothing is left behind.
 pub async fn drive(
     mut child: SandboxChild,
     stdin: Vec<u8>,
     limits: Deadlines,
     mut sink: Sink,
+    cancel: tokio_util::sync::CancellationToken,
 ) -> io::Result<Finished> {
     let (stdin_pipe, stdout, stderr) = child.take_stdio();
     let pidfd = pidfd_open(child.pid)?;
@@ -197,6 +202,8 @@ pub async fn drive(
     let far = started + Duration::from_secs(365 * 24 * 3600);
 
     let mut held: Option<Result<ExecEvent, tonic::Status>> = None;
+    // Past an Exec's budget, reading waits until here (see `Pushed`).
+    let mut paused: Option<Instant> = None;
     loop {
         if drain_deadline.is_some() && out.is_none() && err.is_none() {
             break;
@@ -205,13 +212,16 @@ pub async fn drive(
         // buffers can be borrowed again for the next round.
         let mut got: Option<(Which, usize)> = None;
         tokio::select! {
-            r = read_some(&mut out, &mut out_buf), if out.is_some() && held.is_none() => {
+            _ = sleep_until(paused.unwrap_or(far)), if paused.is_some() => {
+                paused = None;
+            }
+            r = read_some(&mut out, &mut out_buf), if out.is_some() && held.is_none() && paused.is_none() => {
                 match r {
                     Ok(n) if n > 0 => got = Some((Which::Out, n)),
                     _ => out = None,
                 }
             }
-            r = read_some(&mut err, &mut err_buf), if err.is_some() && held.is_none() => {
+            r = read_some(&mut err, &mut err_buf), if err.is_some() && held.is_none() && paused.is_none() => {
                 match r {
                     Ok(n) if n > 0 => got = Some((Which::Err, n)),
                     _ => err = None,
@@ -245,6 +255,11 @@ pub async fn drive(
                 killed = true;
                 child.kill_tree();
             }
+            _ = cancel.cancelled(), if !killed => {
+                cancelled = true;
+                killed = true;
+                child.kill_tree();
+            }
             _ = sink.closed(), if !killed => {
                 cancelled = true;
                 killed = true;
@@ -265,6 +280,10 @@ pub async fn drive(
             };
             match sink.push(which, counter, buf) {
                 Pushed::Done => {}
+                Pushed::PastBudget(n) => {
+                    let rate = crate::limits::EXEC_PAST_BUDGET_BYTES_PER_SEC;
+                    paused = Some(Instant::now() + Duration::from_secs_f64(n as f64 / rate as f64));
+                }
                 Pushed::Held(event) => held = Some(event),
                 Pushed::Closed => {
                     if !killed {

@@ -1,0 +1,132 @@
+//! Each request checked against the limits in `crate::limits` before any
+//! work: a request over one is refused with LIMIT_EXCEEDED naming it.
+
+use crate::error::ToolError;
+use crate::error::ToolResult;
+use crate::limits::*;
+use crate::proto::*;
+
+pub trait WithinLimits {
+    fn within_limits(&self) -> ToolResult<()>;
+}
+
+fn at_most(limit: &str, max: usize, got: usize, what_next: &str) -> ToolResult<()> {
+    if got > max {
+        return Err(ToolError::limit(limit, max, got, what_next));
+    }
+    Ok(())
+}
+
+fn pattern(limit: &str, value: &str) -> ToolResult<()> {
+    at_most(
+        limit,
+        MAX_PATTERN_BYTES,
+        value.len(),
+        "use a shorter pattern, or several calls",
+    )
+}
+
+/// Path lengths are checked by the path validation itself
+/// (`crate::fs::MAX_PATH_BYTES`, INVALID_ARGUMENT); these carry no other
+/// unbounded input.
+macro_rules! nothing_more {
+    ($($req:ty),*) => {$(
+        impl WithinLimits for $req {
+            fn within_limits(&self) -> ToolResult<()> {
+                Ok(())
+            }
+        }
+    )*};
+}
+
+nothing_more!(
+    ReadFileRequest,
+    WriteFileRequest,
+    ListDirRequest,
+    StatRequest,
+    MakeDirRequest,
+    MoveRequest,
+    RemoveRequest
+);
+
+impl WithinLimits for EditFileRequest {
+    fn within_limits(&self) -> ToolResult<()> {
+        at_most(
+            "max_edits",
+            MAX_EDITS,
+            self.edits.len(),
+            "split the edits over several calls, or write the whole file",
+        )
+    }
+}
+
+impl WithinLimits for GlobRequest {
+    fn within_limits(&self) -> ToolResult<()> {
+        pattern("max_pattern_bytes", &self.pattern)
+    }
+}
+
+impl WithinLimits for GrepRequest {
+    fn within_limits(&self) -> ToolResult<()> {
+        pattern("max_pattern_bytes", &self.pattern)?;
+        pattern("max_pattern_bytes (glob)", &self.glob)
+    }
+}
+
+impl WithinLimits for ExecRequest {
+    fn within_limits(&self) -> ToolResult<()> {
+        let pass_data = "pass large data through stdin or a file in the workspace";
+        at_most(
+            "max_argv_entries",
+            MAX_ARGV_ENTRIES,
+            self.argv.len(),
+            pass_data,
+        )?;
+        let argv_bytes: usize = self.argv.iter().map(|a| a.len() + 1).sum();
+        at_most("max_argv_bytes", MAX_ARGV_BYTES, argv_bytes, pass_data)?;
+        at_most(
+            "max_shell_bytes",
+            MAX_SHELL_BYTES,
+            self.shell.len(),
+            pass_data,
+        )?;
+        at_most(
+            "max_env_entries",
+            MAX_ENV_ENTRIES,
+            self.env.len(),
+            pass_data,
+        )?;
+        let env_bytes: usize = self.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        at_most("max_env_bytes", MAX_ENV_BYTES, env_bytes, pass_data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Reason;
+
+    #[test]
+    fn a_request_over_a_limit_is_refused_naming_it() {
+        let req = ExecRequest {
+            argv: vec![String::new(); MAX_ARGV_ENTRIES + 1],
+            ..Default::default()
+        };
+        let err = req.within_limits().unwrap_err();
+        assert_eq!(err.reason, Reason::LimitExceeded);
+        assert_eq!(err.metadata_value("limit"), Some("max_argv_entries"));
+        let ok = ExecRequest {
+            argv: vec!["true".into()],
+            ..Default::default()
+        };
+        assert!(ok.within_limits().is_ok());
+        let glob = GlobRequest {
+            pattern: "a".repeat(MAX_PATTERN_BYTES + 1),
+            ..Default::default()
+        };
+        assert_eq!(
+            glob.within_limits().unwrap_err().metadata_value("limit"),
+            Some("max_pattern_bytes")
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! Per-agent caps on calls running at once, one for blocking file calls and
+//! one for commands, so one agent cannot take every thread or every pid
+//! from the others. A call over its agent's cap is refused at once with
+//! RESOURCE_EXHAUSTED and a retry hint, not queued.
+
+use crate::error::{Reason, ToolError};
+use crate::limits::BUSY_RETRY_AFTER_MS;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    FileCall,
+    Command,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::FileCall => "concurrent_file_calls_per_agent",
+            Kind::Command => "concurrent_commands_per_agent",
+        }
+    }
+}
+
+pub struct Caps {
+    file_calls: usize,
+    commands: usize,
+    held: Mutex<HashMap<(String, Kind), Arc<Semaphore>>>,
+}
+
+impl Caps {
+    pub fn new(file_calls: usize, commands: usize) -> Caps {
+        Caps {
+            file_calls,
+            commands,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for one call of `kind` by `agent`, held until dropped.
+    pub fn admit(&self, agent: &str, kind: Kind) -> Result<OwnedSemaphorePermit, ToolError> {
+        let max = match kind {
+            Kind::FileCall => self.file_calls,
+            Kind::Command => self.commands,
+        };
+        let semaphore = {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.entry((agent.to_string(), kind))
+                .or_insert_with(|| Arc::new(Semaphore::new(max)))
+                .clone()
+        };
+        semaphore.try_acquire_owned().map_err(|_| {
+            crate::metrics::cap_refused(kind.name(), agent);
+            ToolError::new(
+                Reason::TooManyConcurrentCalls,
+                format!(
+                    "agent \"{agent}\" already has {max} calls of this kind running (limit \
+                     {}); nothing was done: retry when one has finished",
+                    kind.name()
+                ),
+            )
+            .with("limit", kind.name())
+            .with("max", max.to_string())
+            .with("retry_after_ms", BUSY_RETRY_AFTER_MS.to_string())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_at_its_cap_is_refused_and_another_is_not() {
+        let caps = Caps::new(2, 1);
+        let a1 = caps.admit("a", Kind::FileCall).unwrap();
+        let _a2 = caps.admit("a", Kind::FileCall).unwrap();
+        let err = caps.admit("a", Kind::FileCall).unwrap_err();
+        assert_eq!(err.reason, Reason::TooManyConcurrentCalls);
+        assert_eq!(err.metadata_value("retry_after_ms"), Some("200"));
+        assert!(caps.admit("b", Kind::FileCall).is_ok(), "b has its own cap");
+        assert!(
+            caps.admit("a", Kind::Command).is_ok(),
+            "commands count apart"
+        );
+        drop(a1);
+        assert!(caps.admit("a", Kind::FileCall).is_ok(), "a slot came back");
+    }
+}

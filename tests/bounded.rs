@@ -1,0 +1,231 @@
+//! Requests that cannot wedge the daemon (escape cases B3, B10): bytes that
+//! are not a valid request get INVALID_ARGUMENT with reason
+//! UNDECODABLE_REQUEST (never INTERNAL, which clients retry) and an audit
+//! record naming the method, the caller and the size; an agent at its cap
+//! of concurrent calls is refused with RESOURCE_EXHAUSTED and a retry hint
+//! while another agent is served. Against the real daemon.
+
+mod common;
+
+use agentjail::proto::WhoAmIRequest;
+use common::*;
+use serde_json::Value;
+use std::time::Duration;
+
+const METHODS: &[&str] = &[
+    "WhoAmI",
+    "ReadFile",
+    "WriteFile",
+    "EditFile",
+    "ListDir",
+    "Glob",
+    "Grep",
+    "Stat",
+    "MakeDir",
+    "Move",
+    "Remove",
+    "Exec",
+    "Run",
+];
+
+fn audit_records(d: &Daemon) -> Vec<Value> {
+    std::fs::read_to_string(d.dirs.state_dir.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// B3: undecodable bytes to every method.
+#[tokio::test]
+async fn undecodable_requests_are_invalid_argument_and_recorded() {
+    let mut d = Daemon::start().await;
+    let cases: Vec<(&str, bytes::Bytes)> = vec![
+        // An invalid wire type / truncated varint.
+        ("garbage", grpc_frame(&[0xff, 0xff, 0xff, 0xff])),
+        // A length-delimited field longer than the message.
+        ("overlong field", grpc_frame(&[0x12, 0x7f, b'a'])),
+        // A frame header promising more bytes than are sent.
+        ("short frame", {
+            let mut v = vec![0u8, 0, 0, 0, 100];
+            v.extend_from_slice(&[0x12, 0x01, b'a']);
+            v.into()
+        }),
+    ];
+    let mut sent = 0;
+    for (name, body) in &cases {
+        for method in METHODS {
+            let status = tokio::time::timeout(
+                Duration::from_secs(10),
+                raw_unary(d.channel().await, method, full_body(body.clone())),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{name} to {method} hung"));
+            sent += 1;
+            assert_eq!(
+                status.code(),
+                tonic::Code::InvalidArgument,
+                "{name} to {method}: {}",
+                describe(&status)
+            );
+            assert_eq!(
+                agentjail::error::reason_of(&status).as_deref(),
+                Some("UNDECODABLE_REQUEST"),
+                "{name} to {method}: {}",
+                describe(&status)
+            );
+            assert!(
+                status.metadata().get("agentjail-audit-seq").is_some(),
+                "{name} to {method}: the refusal names its record"
+            );
+        }
+    }
+    assert!(list_names(&d.dirs.ws).is_empty(), "nothing was written");
+    let recs = audit_records(&d);
+    let refused: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["outcome"]["reason"] == "UNDECODABLE_REQUEST")
+        .collect();
+    assert_eq!(refused.len(), sent, "one record per undecodable request");
+    for method in METHODS {
+        let r = refused
+            .iter()
+            .find(|r| r["method"] == *method && r["args"]["request_bytes"] == 4)
+            .unwrap_or_else(|| panic!("the garbage {method} record: {refused:#?}"));
+        assert_eq!(r["caller"]["uid"], my_uid(), "{r:#}");
+        assert_eq!(r["outcome"]["status"], "INVALID_ARGUMENT", "{r:#}");
+    }
+    // Positive control: a valid raw request succeeds, and the daemon serves.
+    let status = raw_unary(d.channel().await, "WhoAmI", full_body(grpc_frame(&[]))).await;
+    assert_eq!(status.code(), tonic::Code::Ok, "{}", describe(&status));
+    let out = d.cli(&["whoami"]);
+    assert!(out.status.success());
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_agentjail"))
+        .args(["audit", "verify"])
+        .arg(d.dirs.state_dir.join("audit.jsonl"))
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{verify:?}");
+    d.assert_serving().await;
+}
+
+/// Opens `n` connections to the daemon's socket that send nothing (or,
+/// with `preface`, the HTTP/2 preface and an empty SETTINGS frame).
+fn raw_connections(d: &Daemon, n: usize, preface: bool) -> Vec<std::os::unix::net::UnixStream> {
+    use std::io::Write;
+    (0..n)
+        .map(|i| {
+            let mut s = std::os::unix::net::UnixStream::connect(&d.dirs.socket)
+                .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            if preface {
+                s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+                    .unwrap();
+            }
+            s
+        })
+        .collect()
+}
+
+/// How many of `conns` the daemon has closed (EOF or reset), waiting at
+/// most `within` for each.
+fn closed_by_daemon(conns: &mut [std::os::unix::net::UnixStream], within: Duration) -> usize {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + within;
+    let mut closed = 0;
+    for c in conns.iter_mut() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        c.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => {
+                    closed += 1;
+                    break;
+                }
+                // The server's SETTINGS and the like: keep reading.
+                Ok(_) => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    break;
+                }
+                Err(_) => {
+                    closed += 1;
+                    break;
+                }
+            }
+        }
+    }
+    closed
+}
+
+/// B6: 1,000 connections that never start a call (and some that send the
+/// HTTP/2 preface and stop) are closed after the handshake timeout; the
+/// daemon keeps accepting and answering others meanwhile, and says when
+/// it nears its fd limit. Control: a connection that makes calls is served.
+#[tokio::test]
+async fn idle_connections_are_closed_and_others_still_served() {
+    // The daemon inherits this limit: 1,000 connections come near it.
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let soft = 1250u64.min(lim.maximum.unwrap_or(u64::MAX));
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(soft),
+            maximum: lim.maximum,
+        },
+    )
+    .unwrap();
+    let dirs = Dirs::new();
+    let policy = standard_policy(&dirs);
+    let mut d = Daemon::start_with(
+        dirs,
+        &policy,
+        "[limits]\nhandshake_timeout_ms = 1500\nidle_timeout_ms = 3000\nconnections_per_peer = 5000\n",
+    )
+    .await;
+    let mut silent = raw_connections(&d, 980, false);
+    let mut prefaced = raw_connections(&d, 20, true);
+    // Others are still served while those are open.
+    let mut c = d.client().await;
+    let who = tokio::time::timeout(Duration::from_secs(10), c.who_am_i(WhoAmIRequest {}))
+        .await
+        .expect("answered while 1,000 connections idle")
+        .expect("WhoAmI");
+    assert_eq!(who.into_inner().agent, "tester");
+    // All 1,000 are closed by the handshake timeout.
+    let closed = closed_by_daemon(&mut silent, Duration::from_secs(10))
+        + closed_by_daemon(&mut prefaced, Duration::from_secs(5));
+    assert_eq!(closed, 1000, "every connection without a call was closed");
+    let log = d.log();
+    assert!(log.contains("handshake timeout"), "{log}");
+    if soft <= 1250 {
+        assert!(log.contains("near its open-file limit"), "{log}");
+    }
+    // The daemon serves new connections afterwards.
+    d.assert_serving().await;
+}
+
+/// B6: a peer over `connections_per_peer` has its extra connections closed
+/// at once, while its first ones stay open.
+#[tokio::test]
+async fn connections_over_the_per_peer_cap_are_closed_at_accept() {
+    let dirs = Dirs::new();
+    let policy = standard_policy(&dirs);
+    let mut d = Daemon::start_with(dirs, &policy, "[limits]\nconnections_per_peer = 50\n").await;
+    let mut conns = raw_connections(&d, 60, false);
+    // The harness's own connection may still hold a slot: 10 or 11 closed.
+    let closed = closed_by_daemon(&mut conns, Duration::from_secs(3));
+    assert!(
+        (10..=11).contains(&closed),
+        "the connections over the cap are closed, the first ones stay open \
+         (handshake timeout 10 s): {closed} closed"
+    );
+    assert!(d.log().contains("connections_per_peer"), "{}", d.log());
+    drop(conns);
+    // Once they are gone, the peer connects again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    d.assert_serving().await;
+}

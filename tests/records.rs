@@ -1,0 +1,435 @@
+//! A durable record of every call whatever the client does (escape cases
+//! B1, B2, B4, B5, B9): cancelled and timed-out calls are recorded with what
+//! was done, commands and mutating file calls leave an intent before they
+//! act, a daemon killed mid-command leaves that intent (reported by `audit
+//! verify` as unfinished, not as corruption), and oversized requests are
+//! refused before work with small records. Against the real daemon.
+
+#[path = "shell_common/mod.rs"]
+mod shell_common;
+
+use agentjail::error::reason_of;
+use agentjail::proto::*;
+use serde_json::Value;
+use shell_common::*;
+use std::time::{Duration, Instant};
+use tonic::Request;
+
+/// The records of `request_id` (intent first when there is one), waiting
+/// until an outcome record is there.
+async fn records_of(
+    d: &ShellDaemon,
+    find: impl Fn(&Value) -> bool,
+    what: &str,
+) -> (Option<Value>, Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let recs = d.audit_records();
+        if let Some(outcome) = recs.iter().find(|r| r["phase"] != "intent" && find(r)) {
+            let intent = outcome["intent"]
+                .as_u64()
+                .and_then(|seq| recs.iter().find(|r| r["seq"] == seq).cloned());
+            if let Some(i) = &intent {
+                assert_eq!(i["phase"], "intent", "{i:#}");
+                assert_eq!(i["request_id"], outcome["request_id"], "{i:#}");
+            }
+            return (intent, outcome.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no outcome record for {what}; records: {recs:#?}\nlog:\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn verify_log(d: &ShellDaemon) -> (bool, String) {
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "verify"])
+        .arg(d.dirs.state_dir.join("audit.jsonl"))
+        .output()
+        .expect("run audit verify");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn with_timeout<T>(msg: T, timeout: Duration) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.set_timeout(timeout);
+    r
+}
+
+fn shell_of(marker: &str) -> impl Fn(&Value) -> bool + '_ {
+    move |r: &Value| {
+        r["args"]["shell"]
+            .as_str()
+            .is_some_and(|s| s.contains(marker))
+    }
+}
+
+/// B1: a Run whose deadline passes is stopped, and its record says so and
+/// what had been done; a Run the client cancels likewise; an Exec whose
+/// client drops the stream likewise. Control: a Run left alone is OK.
+#[tokio::test]
+async fn cancelled_and_timed_out_commands_are_stopped_and_recorded() {
+    let d = ShellDaemon::start().await;
+
+    // Control: an undisturbed Run has an intent, then an OK outcome.
+    let ran = d.sh("echo control-run").await;
+    assert_eq!(ran.stdout, "control-run\n");
+    let (intent, outcome) = records_of(&d, shell_of("control-run"), "control").await;
+    assert!(intent.is_some(), "a command has an intent record");
+    assert_eq!(outcome["outcome"]["status"], "OK", "{outcome:#}");
+
+    // Deadline: the command started (its file is on the host), was stopped.
+    let sleep = unique_sleep(30);
+    let script = format!("touch deadline-ran.txt; sleep {sleep}");
+    let mut c = d.client().await;
+    let started = Instant::now();
+    let err = c
+        .run(with_timeout(sh_req(&script), Duration::from_millis(1500)))
+        .await
+        .expect_err("the deadline passes first");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        matches!(
+            err.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{err:?}"
+    );
+    assert!(
+        d.dirs.ws.join("deadline-ran.txt").exists(),
+        "it had started"
+    );
+    let (intent, outcome) = records_of(&d, shell_of("deadline-ran"), "the deadline Run").await;
+    assert!(intent.is_some(), "{outcome:#}");
+    assert_eq!(
+        outcome["outcome"]["status"], "DEADLINE_EXCEEDED",
+        "{outcome:#}"
+    );
+    assert_eq!(outcome["outcome"]["cancelled"], true, "{outcome:#}");
+    assert_no_process_with(&sleep, Duration::from_secs(5)).await;
+
+    // Cancel: the client drops the call once the command has started.
+    let sleep = unique_sleep(30);
+    let script = format!("touch cancel-ran.txt; sleep {sleep}");
+    let mut c = d.client().await;
+    let call = tokio::spawn(async move { c.run(sh_req(&script)).await });
+    let marker = d.dirs.ws.join("cancel-ran.txt");
+    assert!(
+        wait_until(Duration::from_secs(10), || marker.exists()).await,
+        "the command started"
+    );
+    call.abort();
+    let (intent, outcome) = records_of(&d, shell_of("cancel-ran"), "the cancelled Run").await;
+    assert!(intent.is_some());
+    assert_eq!(outcome["outcome"]["status"], "CANCELLED", "{outcome:#}");
+    assert_no_process_with(&sleep, Duration::from_secs(5)).await;
+
+    // Exec: the stream is dropped after Started.
+    let sleep = unique_sleep(30);
+    let script = format!("touch exec-ran.txt; sleep {sleep}");
+    let mut c = d.client().await;
+    let mut stream = c.exec(sh_req(&script)).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(matches!(first.event, Some(exec_event::Event::Started(_))));
+    let marker = d.dirs.ws.join("exec-ran.txt");
+    assert!(wait_until(Duration::from_secs(10), || marker.exists()).await);
+    drop(stream);
+    drop(c);
+    let (intent, outcome) = records_of(&d, shell_of("exec-ran"), "the dropped Exec").await;
+    assert!(intent.is_some());
+    assert_eq!(outcome["outcome"]["status"], "CANCELLED", "{outcome:#}");
+    assert_no_process_with(&sleep, Duration::from_secs(5)).await;
+
+    let (ok, out) = verify_log(&d);
+    assert!(ok, "{out}");
+    assert!(
+        !out.contains("unfinished"),
+        "every intent has its outcome: {out}"
+    );
+}
+
+/// B1: a recursive Remove of a large tree cut by a 40 ms deadline: the
+/// client gets an error, and the one outcome record (after its intent) says
+/// whether the work was stopped and how much had been removed, matching
+/// what is left on disk.
+#[tokio::test]
+async fn a_remove_cut_by_its_deadline_is_recorded_with_what_was_done() {
+    let d = ShellDaemon::start().await;
+    let tree = d.dirs.ws.join("tree");
+    for i in 0..200 {
+        let dir = tree.join(format!("d{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for j in 0..100 {
+            std::fs::write(dir.join(format!("f{j}")), "x").unwrap();
+        }
+    }
+    let mut c = d.client().await;
+    let req = RemoveRequest {
+        path: "tree".into(),
+        recursive: true,
+        ..Default::default()
+    };
+    let err = c
+        .remove(with_timeout(req, Duration::from_millis(40)))
+        .await
+        .expect_err("20,000 entries take longer than 40 ms");
+    assert!(
+        matches!(
+            err.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{err:?}"
+    );
+    let (intent, outcome) = records_of(
+        &d,
+        |r| r["method"] == "Remove" && r["args"]["path"] == "tree",
+        "the Remove",
+    )
+    .await;
+    assert!(intent.is_some(), "a Remove has an intent: {outcome:#}");
+    let o = &outcome["outcome"];
+    assert_eq!(o["status"], "DEADLINE_EXCEEDED", "{outcome:#}");
+    let message = o["message"].as_str().unwrap_or("");
+    if tree.exists() {
+        // Stopped part-way: the record says how far it got, and that is
+        // what the disk shows.
+        assert!(message.contains("had been removed"), "{outcome:#}");
+        let left = walkdir_count(&tree);
+        match o["message"].as_str().and_then(removed_count) {
+            Some(removed) => assert_eq!(left + removed, 20_200, "{outcome:#}"),
+            None => assert_eq!(left, 20_200, "nothing removed: {outcome:#}"),
+        }
+    } else {
+        assert!(message.contains("work was done"), "{outcome:#}");
+    }
+    // Control: the same call without a deadline completes and is OK.
+    let rest = RemoveRequest {
+        path: "tree".into(),
+        recursive: true,
+        ..Default::default()
+    };
+    if tree.exists() {
+        c.remove(rest).await.expect("the rest is removed");
+    }
+    assert!(!tree.exists());
+    let (ok, out) = verify_log(&d);
+    assert!(ok && !out.contains("unfinished"), "{out}");
+}
+
+/// Entries below `dir`.
+fn walkdir_count(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        n += 1;
+        if e.file_type().unwrap().is_dir() {
+            n += walkdir_count(&e.path());
+        }
+    }
+    n
+}
+
+/// N of "(N of the M entries below ... had been removed)".
+fn removed_count(message: &str) -> Option<usize> {
+    let at = message.find(" of the ")?;
+    message[..at].rsplit('(').next()?.trim().parse().ok()
+}
+
+/// B2, B11: kill -9 of the daemon while a command runs: the log holds the
+/// command's intent, and `audit verify` passes, reporting the intent as
+/// unfinished (a crash), not as corruption; the next daemon sweeps the
+/// dead one's cgroups.
+#[tokio::test]
+async fn kill_9_during_a_command_leaves_its_intent() {
+    let mut d = ShellDaemon::start().await;
+    let sleep = unique_sleep(30);
+    let script = format!("touch killed-ran.txt; sleep {sleep}");
+    let mut c = d.client().await;
+    let call = tokio::spawn(async move { c.run(sh_req(&script)).await });
+    let marker = d.dirs.ws.join("killed-ran.txt");
+    assert!(
+        wait_until(Duration::from_secs(10), || marker.exists()).await,
+        "the command started"
+    );
+    d.kill_with(rustix::process::Signal::KILL, Duration::from_secs(5))
+        .await;
+    let _ = call.await;
+    let recs = d.audit_records();
+    let intents: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["phase"] == "intent" && shell_of("killed-ran")(r))
+        .collect();
+    assert_eq!(intents.len(), 1, "{recs:#?}");
+    assert!(
+        !recs
+            .iter()
+            .any(|r| r["intent"] == intents[0]["seq"] && r["phase"] != "intent"),
+        "no outcome: the daemon died first"
+    );
+    let (ok, out) = verify_log(&d);
+    assert!(ok, "a crash is not corruption: {out}");
+    assert!(
+        out.contains("unfinished") && out.contains("Run"),
+        "verify names the unfinished intent: {out}"
+    );
+    // The sandbox died with the daemon's pid namespace child.
+    assert_no_process_with(&sleep, Duration::from_secs(10)).await;
+
+    // B11: the killed daemon left its per-call cgroups (control); the next
+    // daemon to start removes them and says how many.
+    let left = d.leftover_cgroups();
+    assert!(!left.is_empty(), "kill -9 skips the teardown");
+    let next = ShellDaemon::start().await;
+    for dir in &left {
+        assert!(!dir.exists(), "{} was swept", dir.display());
+    }
+    let log = next.log();
+    let swept = log
+        .lines()
+        .find(|l| l.contains("removed the per-call cgroups of dead daemons"))
+        .unwrap_or_else(|| panic!("the sweep is logged:\n{log}"));
+    let n: usize = swept
+        .split("swept=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(n >= left.len(), "{swept}");
+}
+
+/// B9: a `grpc-timeout` past gRPC's 8 digits (2^60 hours) is capped, not
+/// wrapped to zero: the command runs to its end.
+#[tokio::test]
+async fn an_absurd_grpc_timeout_is_capped_not_wrapped() {
+    let d = ShellDaemon::start().await;
+    let mut c = d.client().await;
+    for value in ["1152921504606846976H", "99999999H"] {
+        let mut req = Request::new(sh_req("sleep 0.3; echo survived"));
+        req.metadata_mut()
+            .insert("grpc-timeout", value.parse().unwrap());
+        let r = c.run(req).await.expect("runs").into_inner();
+        let exited = r.exited.unwrap();
+        assert!(
+            !exited.timed_out && !exited.cancelled,
+            "{value}: {exited:?}"
+        );
+        assert_eq!(exited.exit_code, Some(0), "{value}");
+        assert_eq!(
+            String::from_utf8_lossy(&r.stdout.unwrap().head),
+            "survived\n"
+        );
+    }
+}
+
+/// B4, B5: 30 MiB of argv, a 30 MiB Glob pattern, 200,000 edits and a
+/// pathological Grep regex are refused before any work with a reason naming
+/// the limit; each record stays under 64 KiB; no status is over 8 KiB; the
+/// daemon keeps serving. Control: a normal Glob answers.
+#[tokio::test]
+async fn oversized_requests_are_refused_before_work_with_small_records() {
+    let mut d = ShellDaemon::start().await;
+    let mut c = d.client().await;
+    let big = "A".repeat(30 << 20);
+
+    let s = c
+        .run(argv_req(&["touch", "never-ran.txt", &big]))
+        .await
+        .expect_err("refused");
+    assert_eq!(reason_of(&s).as_deref(), Some("LIMIT_EXCEEDED"), "{s:?}");
+    assert!(s.message().contains("max_argv_bytes"), "{}", s.message());
+    assert!(s.message().len() + s.details().len() < 8192);
+    assert!(!d.dirs.ws.join("never-ran.txt").exists());
+    let many: Vec<String> = vec![String::new(); 1_000_000];
+    let s = c
+        .run(ExecRequest {
+            argv: many,
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert!(s.message().contains("max_argv_entries"), "{}", s.message());
+
+    let s = c
+        .glob(GlobRequest {
+            pattern: big.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(reason_of(&s).as_deref(), Some("LIMIT_EXCEEDED"));
+    assert!(s.message().contains("max_pattern_bytes"));
+    assert!(s.message().len() + s.details().len() < 8192);
+    std::fs::write(d.dirs.ws.join("e.txt"), "x\n").unwrap();
+    let s = c
+        .edit_file(EditFileRequest {
+            path: "e.txt".into(),
+            edits: vec![
+                Edit {
+                    old: "x".into(),
+                    new: "y".into(),
+                    replace_all: false,
+                };
+                200_000
+            ],
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert!(s.message().contains("max_edits"), "{}", s.message());
+    assert_eq!(
+        std::fs::read_to_string(d.dirs.ws.join("e.txt")).unwrap(),
+        "x\n"
+    );
+
+    // A regex whose compiled form is huge: a clear error, not a core busy.
+    std::fs::write(d.dirs.ws.join("big.txt"), "a".repeat(2 << 20)).unwrap();
+    let started = Instant::now();
+    let s = c
+        .grep(GrepRequest {
+            pattern: "a{1000}{1000}".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(s.message().len() + s.details().len() < 8192, "{s:?}");
+
+    // Control: a normal Glob answers.
+    let found = c
+        .glob(GlobRequest {
+            pattern: "*.txt".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a normal glob answers")
+        .into_inner();
+    assert!(found.paths.iter().any(|p| p == "e.txt"), "{found:?}");
+
+    let text = std::fs::read_to_string(d.dirs.state_dir.join("audit.jsonl")).unwrap();
+    for line in text.lines() {
+        assert!(line.len() < 64 << 10, "a record of {} bytes", line.len());
+    }
+    let recs = d.audit_records();
+    let argv_rec = recs
+        .iter()
+        .find(|r| r["outcome"]["reason"] == "LIMIT_EXCEEDED" && r["method"] == "Run")
+        .expect("the refused Run is recorded");
+    assert_eq!(
+        argv_rec["args"]["argv_bytes"],
+        ("touch".len() + "never-ran.txt".len() + big.len()) as u64,
+        "{argv_rec:#}"
+    );
+    assert!(argv_rec["args"]["argv_sha256"].is_string());
+    let log = d.log();
+    assert!(
+        log.lines().all(|l| l.len() < 64 << 10),
+        "the daemon's log has compact lines"
+    );
+    d.assert_serving().await;
+}
