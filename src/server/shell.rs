@@ -102,7 +102,7 @@ impl ToolService {
         deadline: Option<Duration>,
     ) -> Result<(Prepared, Enforced, crate::sandbox::SandboxChild), ToolError> {
         let index = workspace_index(agent, &req.workspace)?;
-        let (spec, prepared) = shell::prepare(agent, &agent.workspaces[index], req, deadline)?;
+        let (spec, prepared) = shell::prepare(agent, index, req, deadline)?;
         let enforced = Enforced {
             namespaces: if spec.network {
                 "pid,mount,ipc,uts"
@@ -185,11 +185,11 @@ impl ToolService {
             stdout: HeadTail::new(budget),
             stderr: HeadTail::new(budget),
         };
-        let finished = run::drive(child, prepared.stdin, prepared.deadlines, sink)
-            .await
-            .map_err(|e| {
-                ToolError::internal(format!("lost track of the command: {e}")).to_status()
-            })?;
+        let finished = run::drive(child, prepared.stdin, prepared.deadlines, sink).await;
+        sweep_git(prepared.git_sweep).await;
+        let finished = finished.map_err(|e| {
+            ToolError::internal(format!("lost track of the command: {e}")).to_status()
+        })?;
         let mut exited = run::exited_event(&finished, budget as u64);
         let record = command_record(entry, &info, enforced, &exited, &finished, started);
         info.audit_seq = self.audited(record, &info.request_id).await?;
@@ -233,6 +233,7 @@ impl ToolService {
             let budget = prepared.deadlines.budget as u64;
             let sink = Sink::Stream(tx.clone());
             let result = run::drive(child, prepared.stdin, prepared.deadlines, sink).await;
+            sweep_git(prepared.git_sweep).await;
             let event = match result {
                 Ok(finished) => {
                     let mut exited = run::exited_event(&finished, budget);
@@ -256,6 +257,13 @@ impl ToolService {
             let _ = tx.send(event).await;
         });
         Ok(rx)
+    }
+}
+
+/// Once the sandbox is gone: removes any `.git` the command created.
+async fn sweep_git(sweep: Option<shell::GitSweep>) {
+    if let Some(sweep) = sweep {
+        let _ = tokio::task::spawn_blocking(move || sweep.run()).await;
     }
 }
 
