@@ -353,7 +353,7 @@ fn compile_agent(
             &name,
             read_only,
         );
-        if spec.files.git == GitAccess::ReadWrite {
+        if spec.files.git_access() == GitAccess::ReadWrite {
             rules.allow_git_writes();
         }
         workspace_rules.push(WorkspaceRules {

@@ -126,7 +126,15 @@ pub struct FilesSpec {
     /// `read-write` lets commands commit, fetch and check out, and lets the
     /// file tools write there (hooks and config included).
     #[serde(default)]
-    pub git: GitAccess,
+    #[schemars(with = "Option<GitAccess>")]
+    pub git: Option<Spanned<GitAccess>>,
+}
+
+impl FilesSpec {
+    /// `git`, or its default.
+    pub fn git_access(&self) -> GitAccess {
+        self.git.as_ref().map(|g| *g.get_ref()).unwrap_or_default()
+    }
 }
 
 /// What commands and the file tools may do with git metadata.
@@ -146,7 +154,7 @@ impl Default for FilesSpec {
             read: match_everything(),
             write: match_everything(),
             deny: Vec::new(),
-            git: GitAccess::ReadOnly,
+            git: None,
         }
     }
 }
