@@ -62,6 +62,25 @@ pub(crate) fn require(
     Ok(decision.rule)
 }
 
+/// Requires that the missing directory `dir` may be created on the way to
+/// writing `target` (see [`crate::policy::FileRules::check_parent_dir`]).
+pub(crate) fn require_parent(
+    ws: &WorkspacePolicy,
+    dir: &str,
+    target: &str,
+    target_is_dir: bool,
+) -> ToolResult<()> {
+    read_only_check(ws)?;
+    let decision = ws.rules.check_parent_dir(dir, target, target_is_dir);
+    if !decision.allowed {
+        return Err(denial(Access::Write, dir, &decision.rule));
+    }
+    if let Some(rule) = super::survey::git_redirect_rule(ws, dir) {
+        return Err(denial(Access::Write, dir, &rule));
+    }
+    Ok(())
+}
+
 /// The policy's decision ([`crate::policy::FileRules::check`], the one
 /// place it is made), then what the workspace's last survey found: writes
 /// into git metadata that a gitfile or `commondir` redirects to.

@@ -57,6 +57,9 @@ pub struct Survey {
 /// What the file tools remember of a workspace's last survey.
 #[derive(Debug, Default)]
 struct Known {
+    /// The rules it was surveyed under ([`rules_key`]): a reload that changes
+    /// them makes it stale (a file no longer denied must become readable).
+    key: String,
     denied_ids: HashSet<(u64, u64)>,
     /// Redirect targets that are not themselves named `.git`.
     redirects: Vec<String>,
@@ -66,9 +69,23 @@ struct Known {
 static KNOWN: LazyLock<Mutex<HashMap<PathBuf, Arc<Known>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
+/// What a survey's findings depend on: the deny globs and the git setting.
+fn rules_key(ws: &WorkspacePolicy) -> String {
+    let mut key = ws.rules.deny_globs().join("\0");
+    key.push_str(if ws.rules.git_read_only_rule().is_some() {
+        "\0git-ro"
+    } else {
+        "\0git-rw"
+    });
+    key
+}
+
 fn known(ws: &WorkspacePolicy) -> Arc<Known> {
+    let key = rules_key(ws);
     if let Some(k) = KNOWN.lock().ok().and_then(|m| m.get(&ws.path).cloned()) {
-        return k;
+        if k.key == key {
+            return k;
+        }
     }
     // First use: survey now, so redirects the owner made are known before
     // any command ran. A workspace too large to survey remembers nothing
@@ -92,6 +109,7 @@ fn store(ws: &WorkspacePolicy, s: &Survey) -> Arc<Known> {
         .map(|(p, _)| p.to_string_lossy().into_owned())
         .collect();
     let k = Arc::new(Known {
+        key: rules_key(ws),
         denied_ids: s.denied_ids.clone(),
         redirects,
     });

@@ -148,6 +148,19 @@ impl FileRules {
         }
     }
 
+    /// Creating the directory `dir` on the way to `target` (`create_parents`,
+    /// `MakeDir` with `parents`): allowed when writing `target` is, unless
+    /// `dir` itself is refused by something other than the lack of a write
+    /// glob (a deny glob, a read-only workspace, read-only git metadata). So
+    /// `write = ["src/**"]` lets `src/a.py` be written with `src/` created.
+    pub fn check_parent_dir(&self, dir: &str, target: &str, target_is_dir: bool) -> Decision {
+        let own = self.check(Access::Write, dir, true);
+        if own.allowed || own.rule != self.no_write_rule {
+            return own;
+        }
+        self.check(Access::Write, target, target_is_dir)
+    }
+
     /// The deny rule matching `path` or one of its ancestors, if any.
     pub fn denied_by(&self, path: &str) -> Option<&Arc<str>> {
         if self.deny.is_empty() || path.is_empty() {
@@ -192,6 +205,11 @@ impl FileRules {
             }
         }
         out
+    }
+
+    /// The deny globs as written, in file order.
+    pub fn deny_globs(&self) -> &[String] {
+        &self.deny.globs
     }
 
     /// Whether any deny glob exists (hardlinked files are then unreadable).

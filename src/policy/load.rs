@@ -161,6 +161,18 @@ pub fn compile_sources(
                 continue;
             }
         };
+        // An empty file (or one cut short before its first table, as a
+        // truncated save leaves it) would lock every caller out: refused, so
+        // a reload keeps the policy in force.
+        if parsed.agents.is_empty() && parsed.redact.is_none() {
+            ctx.error(
+                &(0..0),
+                "this policy file defines no agents (is it empty, or was a save cut short?); \
+                 every caller would be refused: add an [[agents]] table, or remove the file"
+                    .into(),
+            );
+            continue;
+        }
         if let Some(redact) = &parsed.redact {
             redact_builtin &= redact.builtin;
             for pattern in &redact.patterns {
@@ -193,6 +205,18 @@ pub fn compile_sources(
             if let Some(agent) = compile_agent(spec, &mut ctx, opts) {
                 agents.insert(name, Arc::new(agent));
             }
+        }
+    }
+    if diags.is_empty() && agents.is_empty() {
+        if let Some((file, _)) = sources.first() {
+            diags.push(PolicyDiagnostic {
+                file: file.clone(),
+                line: 1,
+                col: 1,
+                message: "the policy defines no agents; every caller would be refused: add an \
+                          [[agents]] table"
+                    .into(),
+            });
         }
     }
     if !diags.is_empty() {

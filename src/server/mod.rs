@@ -329,6 +329,11 @@ impl Signals {
 /// Validates the whole new policy, then swaps it in; a bad one changes
 /// nothing.
 pub async fn reload(config: &Config, state: &Arc<State>) {
+    // One reload at a time (SIGHUP and the directory watch both call this):
+    // each reads the directory after the one before it has swapped, so an
+    // older read can never be swapped in after a newer one.
+    static RELOADS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = RELOADS.lock().await;
     systemd::reloading();
     let ok = try_reload(config, state).await;
     crate::metrics::policy_reload(ok);
