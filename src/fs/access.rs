@@ -153,6 +153,9 @@ pub(crate) fn check_hardlink(
     path: &str,
     access: Access,
 ) -> ToolResult<()> {
+    if meta.kind == Kind::File && meta.nlink > 1 {
+        check_multiply_linked(ws, meta, path, access)?;
+    }
     if access == Access::Read
         && meta.kind == Kind::File
         && super::survey::is_denied_identity(ws, meta.dev, meta.ino)
@@ -167,9 +170,15 @@ pub(crate) fn check_hardlink(
         )
         .with("path", path));
     }
-    if meta.kind != Kind::File || meta.nlink <= 1 {
-        return Ok(());
-    }
+    Ok(())
+}
+
+fn check_multiply_linked(
+    ws: &WorkspacePolicy,
+    meta: &Meta,
+    path: &str,
+    access: Access,
+) -> ToolResult<()> {
     if meta.uid != ws.owner_uid {
         return Err(ToolError::denied(
             HARDLINK_RULE,

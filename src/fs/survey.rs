@@ -59,7 +59,7 @@ pub struct Survey {
 struct Known {
     /// The rules it was surveyed under ([`rules_key`]): a reload that changes
     /// them makes it stale (a file no longer denied must become readable).
-    key: String,
+    key: (Arc<str>, bool),
     denied_ids: HashSet<(u64, u64)>,
     /// Redirect targets that are not themselves named `.git`.
     redirects: Vec<String>,
@@ -69,15 +69,13 @@ struct Known {
 static KNOWN: LazyLock<Mutex<HashMap<PathBuf, Arc<Known>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// What a survey's findings depend on: the deny globs and the git setting.
-fn rules_key(ws: &WorkspacePolicy) -> String {
-    let mut key = ws.rules.deny_globs().join("\0");
-    key.push_str(if ws.rules.git_read_only_rule().is_some() {
-        "\0git-ro"
-    } else {
-        "\0git-rw"
-    });
-    key
+/// What a survey's findings depend on: the deny globs and the git setting
+/// (compared, not rebuilt, on each call: Grep checks every file).
+fn rules_key(ws: &WorkspacePolicy) -> (Arc<str>, bool) {
+    (
+        ws.rules.deny_key().clone(),
+        ws.rules.git_read_only_rule().is_some(),
+    )
 }
 
 fn known(ws: &WorkspacePolicy) -> Arc<Known> {
@@ -92,7 +90,9 @@ fn known(ws: &WorkspacePolicy) -> Arc<Known> {
     // beyond the policy's names.
     match survey(ws) {
         Ok(s) => store(ws, &s),
-        Err(_) => Arc::new(Known::default()),
+        // Remembered too, so a workspace too large to survey is not walked
+        // again on every call (commands in it are refused).
+        Err(_) => store(ws, &Survey::default()),
     }
 }
 
@@ -163,9 +163,13 @@ fn open_dir_at(dir: impl AsFd, name: &CStr) -> rustix::io::Result<OwnedFd> {
     )
 }
 
-/// Walks the whole workspace once.
+/// Walks the whole workspace once (nothing to find, hence no walk, without
+/// deny globs and with git metadata writable).
 pub fn survey(ws: &WorkspacePolicy) -> ToolResult<Survey> {
     let mut s = Survey::default();
+    if !ws.rules.has_deny() && ws.rules.git_read_only_rule().is_none() {
+        return Ok(s);
+    }
     let root = open_dir_at(ws.root.as_fd(), c".")
         .map_err(|e| super::oserror::os_error("open the workspace root", "", e))?;
     walk_dir(ws, &root, Path::new(""), 0, &mut s)?;

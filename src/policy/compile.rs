@@ -149,6 +149,7 @@ pub(crate) fn file_rules(
 ) -> FileRules {
     FileRules {
         literal_denied: FileRules::literal_paths_of(&deny),
+        deny_key: Arc::from(deny.globs.join("\0")),
         read,
         write,
         deny,

@@ -90,6 +90,8 @@ pub struct FileRules {
     /// Set while git metadata is read-only (`files.git = "read-only"`, the
     /// default): every write to a path with a `.git` component is denied by it.
     pub(crate) git_read_only_rule: Option<Arc<str>>,
+    /// See [`FileRules::deny_key`].
+    pub(crate) deny_key: Arc<str>,
 }
 
 /// The name git looks for in every directory (a repository or a gitfile).
@@ -207,9 +209,9 @@ impl FileRules {
         out
     }
 
-    /// The deny globs as written, in file order.
-    pub fn deny_globs(&self) -> &[String] {
-        &self.deny.globs
+    /// The deny globs as written, joined: what names this rule set's denials.
+    pub fn deny_key(&self) -> &Arc<str> {
+        &self.deny_key
     }
 
     /// Whether any deny glob exists (hardlinked files are then unreadable).
