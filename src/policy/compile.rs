@@ -148,7 +148,6 @@ pub(crate) fn file_rules(
     read_only: bool,
 ) -> FileRules {
     FileRules {
-        literal_denied: FileRules::literal_paths_of(&deny),
         deny_key: Arc::from(deny.globs.join("\0")),
         read,
         write,

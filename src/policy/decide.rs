@@ -85,8 +85,6 @@ pub struct FileRules {
     pub(crate) no_read_rule: Arc<str>,
     pub(crate) no_write_rule: Arc<str>,
     pub(crate) directory_rule: Arc<str>,
-    /// See [`FileRules::literal_denied_paths`].
-    pub(crate) literal_denied: Vec<String>,
     /// Set while git metadata is read-only (`files.git = "read-only"`, the
     /// default): every write to a path with a `.git` component is denied by it.
     pub(crate) git_read_only_rule: Option<Arc<str>>,
@@ -179,34 +177,6 @@ impl FileRules {
             }
         }
         None
-    }
-
-    /// Workspace-relative paths that deny globs name literally (computed
-    /// once at load): the sandbox masks those that exist.
-    pub fn literal_denied_paths(&self) -> &[String] {
-        &self.literal_denied
-    }
-
-    /// `.git/hooks` for `.git/hooks/**`, `.env` for `**/.env` (its
-    /// root-level instance): what the sandbox can mask, since Landlock
-    /// cannot carve exceptions out of the workspace it grants.
-    pub(crate) fn literal_paths_of(deny: &RuleSet) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for glob in &deny.globs {
-            let g = glob.trim_start_matches("./");
-            let g = g
-                .strip_suffix("/**")
-                .or_else(|| g.strip_suffix("/*"))
-                .unwrap_or(g);
-            let g = g.strip_prefix("**/").unwrap_or(g);
-            let literal = !g.is_empty()
-                && !g.contains(['*', '?', '[', ']', '{', '}', '\\'])
-                && !g.split('/').any(|c| c.is_empty() || c == "." || c == "..");
-            if literal && !out.iter().any(|p| p == g) {
-                out.push(g.to_string());
-            }
-        }
-        out
     }
 
     /// The deny globs as written, joined: what names this rule set's denials.
