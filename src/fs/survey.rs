@@ -233,7 +233,14 @@ fn walk_dir(
             && matches!(kind, FileType::Directory | FileType::RegularFile)
         {
             s.git_entries.insert(path.clone());
-            s.git.push((path, is_dir));
+            s.git.push((path.clone(), is_dir));
+            // Descended into only for deny matches inside it (`.git/config`
+            // in a policy's deny list): git metadata is not searched for
+            // nested repositories or redirects beyond its own `commondir`.
+            if !is_dir || !ws.rules.has_deny() {
+                continue;
+            }
+            subdirs.push((name.to_owned(), path));
             continue;
         }
         if is_dir {
