@@ -52,6 +52,17 @@ pub struct Survey {
     /// Every other regular file: (dev, inode, path), to find other names
     /// (hard links) of denied files once the walk is done.
     others: Vec<(u64, u64, PathBuf)>,
+    look: Look,
+}
+
+/// What a walk looks for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// Deny matches and git metadata (before a command).
+    #[default]
+    Full,
+    /// `.git` entries only (after a command: no glob is matched).
+    GitOnly,
 }
 
 /// What the file tools remember of a workspace's last survey.
@@ -166,7 +177,14 @@ fn open_dir_at(dir: impl AsFd, name: &CStr) -> rustix::io::Result<OwnedFd> {
 /// Walks the whole workspace once (nothing to find, hence no walk, without
 /// deny globs and with git metadata writable).
 pub fn survey(ws: &WorkspacePolicy) -> ToolResult<Survey> {
-    let mut s = Survey::default();
+    walk_with(ws, Look::Full)
+}
+
+fn walk_with(ws: &WorkspacePolicy, look: Look) -> ToolResult<Survey> {
+    let mut s = Survey {
+        look,
+        ..Survey::default()
+    };
     if !ws.rules.has_deny() && ws.rules.git_read_only_rule().is_none() {
         return Ok(s);
     }
@@ -179,7 +197,9 @@ pub fn survey(ws: &WorkspacePolicy) -> ToolResult<Survey> {
             s.denied.push((path, false));
         }
     }
-    resolve_redirects(ws, &mut s);
+    if s.look == Look::Full {
+        resolve_redirects(ws, &mut s);
+    }
     Ok(s)
 }
 
@@ -216,12 +236,15 @@ fn walk_dir(
             k => k,
         };
         let is_dir = kind == FileType::Directory;
-        let text = path.to_string_lossy();
         // A symlink is not masked: the sandbox never follows one out, and
-        // its target is surveyed under its own name.
-        let denied = kind != FileType::Symlink
-            && (ws.rules.denied_by(&text).is_some()
-                || (is_dir && ws.rules.denied_by(&format!("{text}/")).is_some()));
+        // its target is surveyed under its own name. Ancestors were checked
+        // on the way down (the walk stops at a denied one), so only the
+        // path itself is matched.
+        let denied = s.look == Look::Full && kind != FileType::Symlink && {
+            let text = path.to_string_lossy();
+            ws.rules.denies_exactly(&text)
+                || (is_dir && ws.rules.denies_exactly(&format!("{text}/")))
+        };
         if denied {
             s.denied_ids.insert((dev, entry.ino()));
             if matches!(kind, FileType::Directory | FileType::RegularFile) {
@@ -237,7 +260,7 @@ fn walk_dir(
             // Descended into only for deny matches inside it (`.git/config`
             // in a policy's deny list): git metadata is not searched for
             // nested repositories or redirects beyond its own `commondir`.
-            if !is_dir || !ws.rules.has_deny() {
+            if !is_dir || !ws.rules.has_deny() || s.look == Look::GitOnly {
                 continue;
             }
             subdirs.push((name.to_owned(), path));
@@ -245,7 +268,7 @@ fn walk_dir(
         }
         if is_dir {
             subdirs.push((name.to_owned(), path));
-        } else if kind == FileType::RegularFile {
+        } else if kind == FileType::RegularFile && s.look == Look::Full {
             s.others.push((dev, entry.ino(), path));
         }
     }
@@ -341,8 +364,7 @@ pub fn sweep_new_git(
     before: &HashSet<PathBuf>,
     sandbox_uid: u32,
 ) -> ToolResult<Vec<PathBuf>> {
-    let after = survey(ws)?;
-    remember(ws, &after);
+    let after = walk_with(ws, Look::GitOnly)?;
     let mut removed = Vec::new();
     for path in after.git_entries.difference(before) {
         let Ok(fd) = rustix::fs::openat2(

@@ -161,6 +161,12 @@ impl FileRules {
         self.check(Access::Write, target, target_is_dir)
     }
 
+    /// Whether a deny glob matches `path` itself (not its ancestors): for a
+    /// walk that has already checked, and stopped at, every ancestor.
+    pub fn denies_exactly(&self, path: &str) -> bool {
+        !self.deny.is_empty() && self.deny.set.is_match(path)
+    }
+
     /// The deny rule matching `path` or one of its ancestors, if any.
     pub fn denied_by(&self, path: &str) -> Option<&Arc<str>> {
         if self.deny.is_empty() || path.is_empty() {
