@@ -175,9 +175,12 @@ mod tests {
             write: &["src/**"],
             ..Rules::default()
         });
-        // `src` itself is not matched by `src/**`.
-        let err = make_dir(&fx.ws, &fx.limits, &req("src/a", true)).unwrap_err();
+        // `src` itself is not matched by `src/**`, but creating it on the
+        // way to the allowed `src/a` is allowed; `other` is not.
+        make_dir(&fx.ws, &fx.limits, &req("src/a", true)).unwrap();
+        assert!(fx.exists("src/a"));
+        let err = make_dir(&fx.ws, &fx.limits, &req("other/a", true)).unwrap_err();
         assert_eq!(err.reason, Reason::PolicyDenied);
-        assert!(!fx.exists("src"));
+        assert!(!fx.exists("other"));
     }
 }
