@@ -1219,9 +1219,14 @@ async fn f13_moving_a_directory_cannot_plant_files_under_denied_names() {
     assert_eq!(get(&d.dirs.w("g/hooks/pre-commit")), "#!/bin/sh\nevil\n");
     // Positive control: the same directories move to allowed names.
     ok(c.r#move(move_req("g", "g2")).await);
-    ok(c.r#move(move_req("h", ".git/not-hooks")).await);
+    // (Anything under .git is git metadata, read-only by default.)
+    assert_reason(
+        c.r#move(move_req("h", ".git/not-hooks")).await,
+        "POLICY_DENIED",
+    );
+    ok(c.r#move(move_req("h", "g2/not-hooks")).await);
     assert_eq!(
-        get(&d.dirs.w(".git/not-hooks/pre-commit")),
+        get(&d.dirs.w("g2/not-hooks/pre-commit")),
         "#!/bin/sh\nevil\n"
     );
 }

@@ -43,11 +43,18 @@ pub struct Daemon {
 impl Daemon {
     /// `config` is extra daemon config TOML (e.g. `[audit]\nenabled = false`).
     pub fn start(config: &str) -> Daemon {
+        Self::start_with(config, "", |_| {})
+    }
+
+    /// Like `start`, with `files` as the agent's `[agents.files]` table and
+    /// `fill` run on the workspace before the daemon starts.
+    pub fn start_with(config: &str, files: &str, fill: impl FnOnce(&Path)) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let policies = dir.path().join("policies");
         let workspace = dir.path().join("ws");
         std::fs::create_dir_all(&policies).unwrap();
         std::fs::create_dir_all(&workspace).unwrap();
+        fill(&workspace);
         std::os::unix::fs::chown(&workspace, Some(65534), Some(65534)).unwrap();
         let uid = nix::unistd::getuid().as_raw();
         std::fs::write(
@@ -55,6 +62,7 @@ impl Daemon {
             format!(
                 "[[agents]]\nname = \"bench\"\nuids = [{uid}]\n\
                  [[agents.workspaces]]\nname = \"main\"\npath = \"{}\"\n\
+                 [agents.files]\n{files}\n\
                  [agents.shell]\n[[agents.shell.commands]]\nprogram = \"/bin/true\"\n",
                 workspace.display()
             ),

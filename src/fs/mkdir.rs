@@ -5,7 +5,7 @@
 //! given to the workspace owner.
 
 use super::Outcome;
-use super::access::{precheck, require};
+use super::access::{precheck, require, require_parent};
 use super::meta::Kind;
 use super::oserror::os_error;
 use super::owner::give_to_owner;
@@ -67,7 +67,7 @@ pub fn make_dir(
         )
         .with("path", &path));
     }
-    create_missing(ws, &res.comps, res.existing)?;
+    create_missing(ws, &res.comps, res.existing, (&res.path(), true))?;
     Ok(Outcome::new(
         MakeDirResponse {
             path,
@@ -80,14 +80,17 @@ pub fn make_dir(
 
 /// Creates the directories `comps[existing..]` (canonical components whose
 /// first `existing` exist), one level at a time.
+/// Creates the missing directories `comps[existing..]`, on the way to
+/// `target` (the file or directory the call is about).
 pub(crate) fn create_missing(
     ws: &WorkspacePolicy,
     comps: &[String],
     existing: usize,
+    target: (&str, bool),
 ) -> ToolResult<()> {
     for depth in existing..comps.len() {
         let path = comps[..=depth].join("/");
-        require(ws, Access::Write, &path, &path, true)?;
+        require_parent(ws, &path, target.0, target.1)?;
         let (parent_path, name) = split_last(&path);
         let parent = open_dir(ws, parent_path)?;
         match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(NEW_DIR_MODE)) {
@@ -172,9 +175,12 @@ mod tests {
             write: &["src/**"],
             ..Rules::default()
         });
-        // `src` itself is not matched by `src/**`.
-        let err = make_dir(&fx.ws, &fx.limits, &req("src/a", true)).unwrap_err();
+        // `src` itself is not matched by `src/**`, but creating it on the
+        // way to the allowed `src/a` is allowed; `other` is not.
+        make_dir(&fx.ws, &fx.limits, &req("src/a", true)).unwrap();
+        assert!(fx.exists("src/a"));
+        let err = make_dir(&fx.ws, &fx.limits, &req("other/a", true)).unwrap_err();
         assert_eq!(err.reason, Reason::PolicyDenied);
-        assert!(!fx.exists("src"));
+        assert!(!fx.exists("other"));
     }
 }

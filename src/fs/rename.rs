@@ -92,7 +92,12 @@ pub fn move_path(
             )
             .with("path", &to_path));
         }
-        create_missing(ws, &to.comps[..to.comps.len() - 1], to.existing)?;
+        create_missing(
+            ws,
+            &to.comps[..to.comps.len() - 1],
+            to.existing,
+            (&to_path, false),
+        )?;
     }
 
     let _locks = lock_paths(ws, &[&from_path, &to_path]);

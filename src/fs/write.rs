@@ -138,7 +138,12 @@ pub(crate) fn writable_target(
             )
             .with("path", &target));
         }
-        create_missing(ws, &res.comps[..res.comps.len() - 1], res.existing)?;
+        create_missing(
+            ws,
+            &res.comps[..res.comps.len() - 1],
+            res.existing,
+            (&target, false),
+        )?;
     }
     Ok((target, rule))
 }

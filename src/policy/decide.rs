@@ -85,8 +85,19 @@ pub struct FileRules {
     pub(crate) no_read_rule: Arc<str>,
     pub(crate) no_write_rule: Arc<str>,
     pub(crate) directory_rule: Arc<str>,
-    /// See [`FileRules::literal_denied_paths`].
-    pub(crate) literal_denied: Vec<String>,
+    /// Set while git metadata is read-only (`files.git = "read-only"`, the
+    /// default): every write to a path with a `.git` component is denied by it.
+    pub(crate) git_read_only_rule: Option<Arc<str>>,
+    /// See [`FileRules::deny_key`].
+    pub(crate) deny_key: Arc<str>,
+}
+
+/// The name git looks for in every directory (a repository or a gitfile).
+pub const GIT_DIR_NAME: &str = ".git";
+
+/// Whether a canonical workspace-relative path is, or is inside, a `.git`.
+pub fn is_git_metadata(path: &str) -> bool {
+    path.split('/').any(|c| c == GIT_DIR_NAME)
 }
 
 impl FileRules {
@@ -97,9 +108,22 @@ impl FileRules {
     /// - Otherwise the path itself must match a read (or write) glob.
     /// - Reading a directory (listing, traversing) needs only that no deny
     ///   rule matches: what is listed is filtered entry by entry.
+    /// - A directory whose whole content a deny glob covers (`secrets/` for
+    ///   `secrets/**`) is denied itself, so it is neither listed, entered
+    ///   nor moved.
+    /// - While git metadata is read-only, nothing named `.git` (or inside
+    ///   one) is written.
+    ///
+    /// This is the one place a file decision is made: the file tools, the
+    /// sandbox's masks and `policy explain`/`policy test` all call it.
     pub fn check(&self, access: Access, path: &str, is_dir: bool) -> Decision {
         if let Some(rule) = self.denied_by(path) {
             return Decision::deny(rule.clone());
+        }
+        if is_dir && !path.is_empty() {
+            if let Some(rule) = self.denied_by(&format!("{path}/")) {
+                return Decision::deny(rule.clone());
+            }
         }
         match access {
             Access::Read if is_dir => Decision::allow(self.directory_rule.clone()),
@@ -111,12 +135,36 @@ impl FileRules {
                 if let Some(rule) = &self.read_only_rule {
                     return Decision::deny(rule.clone());
                 }
+                if let Some(rule) = &self.git_read_only_rule {
+                    if is_git_metadata(path) {
+                        return Decision::deny(rule.clone());
+                    }
+                }
                 match self.write.first_match(path) {
                     Some(rule) => Decision::allow(rule.clone()),
                     None => Decision::deny(self.no_write_rule.clone()),
                 }
             }
         }
+    }
+
+    /// Creating the directory `dir` on the way to `target` (`create_parents`,
+    /// `MakeDir` with `parents`): allowed when writing `target` is, unless
+    /// `dir` itself is refused by something other than the lack of a write
+    /// glob (a deny glob, a read-only workspace, read-only git metadata). So
+    /// `write = ["src/**"]` lets `src/a.py` be written with `src/` created.
+    pub fn check_parent_dir(&self, dir: &str, target: &str, target_is_dir: bool) -> Decision {
+        let own = self.check(Access::Write, dir, true);
+        if own.allowed || own.rule != self.no_write_rule {
+            return own;
+        }
+        self.check(Access::Write, target, target_is_dir)
+    }
+
+    /// Whether a deny glob matches `path` itself (not its ancestors): for a
+    /// walk that has already checked, and stopped at, every ancestor.
+    pub fn denies_exactly(&self, path: &str) -> bool {
+        !self.deny.is_empty() && self.deny.set.is_match(path)
     }
 
     /// The deny rule matching `path` or one of its ancestors, if any.
@@ -137,32 +185,9 @@ impl FileRules {
         None
     }
 
-    /// Workspace-relative paths that deny globs name literally (computed
-    /// once at load): the sandbox masks those that exist.
-    pub fn literal_denied_paths(&self) -> &[String] {
-        &self.literal_denied
-    }
-
-    /// `.git/hooks` for `.git/hooks/**`, `.env` for `**/.env` (its
-    /// root-level instance): what the sandbox can mask, since Landlock
-    /// cannot carve exceptions out of the workspace it grants.
-    pub(crate) fn literal_paths_of(deny: &RuleSet) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for glob in &deny.globs {
-            let g = glob.trim_start_matches("./");
-            let g = g
-                .strip_suffix("/**")
-                .or_else(|| g.strip_suffix("/*"))
-                .unwrap_or(g);
-            let g = g.strip_prefix("**/").unwrap_or(g);
-            let literal = !g.is_empty()
-                && !g.contains(['*', '?', '[', ']', '{', '}', '\\'])
-                && !g.split('/').any(|c| c.is_empty() || c == "." || c == "..");
-            if literal && !out.iter().any(|p| p == g) {
-                out.push(g.to_string());
-            }
-        }
-        out
+    /// The deny globs as written, joined: what names this rule set's denials.
+    pub fn deny_key(&self) -> &Arc<str> {
+        &self.deny_key
     }
 
     /// Whether any deny glob exists (hardlinked files are then unreadable).
@@ -172,5 +197,16 @@ impl FileRules {
 
     pub fn is_read_only(&self) -> bool {
         self.read_only_rule.is_some()
+    }
+
+    /// The rule that keeps git metadata read-only, unless the policy opted
+    /// in to `git = "read-write"`.
+    pub fn git_read_only_rule(&self) -> Option<&Arc<str>> {
+        self.git_read_only_rule.as_ref()
+    }
+
+    /// `files.git = "read-write"`: git metadata is written like the rest.
+    pub(crate) fn allow_git_writes(&mut self) {
+        self.git_read_only_rule = None;
     }
 }

@@ -6,7 +6,7 @@ use super::compile::{
     compile_glob_with, file_rules,
 };
 use super::decide::RuleSet;
-use super::model::{AgentSpec, PolicyFile, ShellSpec, WorkspaceAccess};
+use super::model::{AgentSpec, GitAccess, PolicyFile, ShellSpec, WorkspaceAccess};
 use super::shell::{CommandRule, Requirements, ShellLimits, ShellPolicy, resolve_program};
 use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
@@ -161,6 +161,18 @@ pub fn compile_sources(
                 continue;
             }
         };
+        // An empty file (or one cut short before its first table, as a
+        // truncated save leaves it) would lock every caller out: refused, so
+        // a reload keeps the policy in force.
+        if parsed.agents.is_empty() && parsed.redact.is_none() {
+            ctx.error(
+                &(0..0),
+                "this policy file defines no agents (is it empty, or was a save cut short?); \
+                 every caller would be refused: add an [[agents]] table, or remove the file"
+                    .into(),
+            );
+            continue;
+        }
         if let Some(redact) = &parsed.redact {
             redact_builtin &= redact.builtin;
             for pattern in &redact.patterns {
@@ -193,6 +205,18 @@ pub fn compile_sources(
             if let Some(agent) = compile_agent(spec, &mut ctx, opts) {
                 agents.insert(name, Arc::new(agent));
             }
+        }
+    }
+    if diags.is_empty() && agents.is_empty() {
+        if let Some((file, _)) = sources.first() {
+            diags.push(PolicyDiagnostic {
+                file: file.clone(),
+                line: 1,
+                col: 1,
+                message: "the policy defines no agents; every caller would be refused: add an \
+                          [[agents]] table"
+                    .into(),
+            });
         }
     }
     if !diags.is_empty() {
@@ -345,7 +369,7 @@ fn compile_agent(
             continue;
         };
         let read_only = ws.access == WorkspaceAccess::ReadOnly;
-        let rules = file_rules(
+        let mut rules = file_rules(
             read.clone(),
             write.clone(),
             deny.clone(),
@@ -353,6 +377,9 @@ fn compile_agent(
             &name,
             read_only,
         );
+        if spec.files.git_access() == GitAccess::ReadWrite {
+            rules.allow_git_writes();
+        }
         workspace_rules.push(WorkspaceRules {
             name: name.clone(),
             path: path.clone(),

@@ -153,6 +153,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let audit = open_audit(&config)?;
+    // Before any command runs: the TCP ports no sandbox may reach.
+    crate::sandbox::set_daemon_ports(
+        config
+            .tcp
+            .iter()
+            .map(|t| t.address.port())
+            .chain(config.metrics_address.map(|a| a.port()))
+            .collect(),
+    );
     if let Some(address) = config.metrics_address {
         crate::metrics::install(address)?;
     }
@@ -331,6 +340,11 @@ impl Signals {
 /// Validates the whole new policy, then swaps it in; a bad one changes
 /// nothing.
 pub async fn reload(config: &Config, state: &Arc<State>) {
+    // One reload at a time (SIGHUP and the directory watch both call this):
+    // each reads the directory after the one before it has swapped, so an
+    // older read can never be swapped in after a newer one.
+    static RELOADS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = RELOADS.lock().await;
     systemd::reloading();
     let ok = try_reload(config, state).await;
     crate::metrics::policy_reload(ok);
