@@ -49,6 +49,10 @@ fn describe() {
         "Audit records waiting to be written"
     );
     describe_counter!("agentjail_policy_reloads_total", "Policy reloads by result");
+    describe_counter!(
+        "agentjail_authority_rewrites_total",
+        "Requests whose unparseable :authority (grpcio's unix:%2F...) was replaced by localhost"
+    );
 }
 
 /// Counts a call in flight while alive.
@@ -93,4 +97,8 @@ pub fn audit_queue_depth(depth: usize) {
 pub fn policy_reload(ok: bool) {
     counter!("agentjail_policy_reloads_total", "result" => if ok { "ok" } else { "failed" })
         .increment(1);
+}
+
+pub fn authority_rewritten() {
+    counter!("agentjail_authority_rewrites_total").increment(1);
 }

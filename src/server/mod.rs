@@ -1,5 +1,6 @@
 //! The async gRPC server: listeners, health, reflection, signals.
 
+pub mod authority;
 pub mod identity;
 pub mod listener;
 pub mod record;
@@ -162,9 +163,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // v1alpha beside v1: grpcio-reflection, grpcurl and most tools still ask v1alpha.
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("cannot build the reflection service")?;
+    let reflection = reflection()
         .build_v1()
         .context("cannot build the reflection service")?;
     let tool_service = ToolSandboxServer::new(ToolService::new(state.clone()))
@@ -172,7 +180,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .max_encoding_message_size(config.max_message_bytes);
     let routes = Routes::new(tool_service)
         .add_service(health_service)
-        .add_service(reflection);
+        .add_service(reflection)
+        .add_service(reflection_v1alpha);
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -180,7 +189,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Server::builder()
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                tokio_stream::StreamExt::map(
+                    tokio_stream::wrappers::UnixListenerStream::new(listener),
+                    |accepted| accepted.map(authority::AuthorityShim::new),
+                ),
                 shutdown_requested(shutdown_rx.clone()),
             ),
     );
