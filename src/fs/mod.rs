@@ -74,6 +74,7 @@ pub use glob::glob;
 pub use grep::grep;
 pub use list::list_dir;
 pub use mkdir::make_dir;
+pub use path::workspace_relative;
 pub use read::read_file;
 pub use remove::remove;
 pub use rename::move_path;
@@ -113,7 +114,7 @@ pub const MAX_SCAN_ENTRIES: usize = 100_000;
 pub fn resolve_dir(ws: &WorkspacePolicy, path: &str) -> crate::error::ToolResult<String> {
     use crate::error::{Reason, ToolError};
     use crate::policy::Access;
-    let rel = path::RelPath::parse(path)?;
+    let rel = path::RelPath::parse_in(&ws.path, path)?;
     let lexical = rel.to_path_string();
     access::precheck(ws, Access::Read, &lexical)?;
     let resolved = resolve::resolve(ws, &rel, resolve::Follow::Last)?;
