@@ -54,6 +54,7 @@ impl RelPath {
 
     /// Parses a workspace-relative path where the empty string (or `.`)
     /// means the root; every absolute path is refused.
+    #[cfg(test)]
     pub(crate) fn parse(raw: &str) -> ToolResult<Self> {
         Self::parse_with(raw, None)
     }
