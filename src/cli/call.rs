@@ -281,21 +281,7 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
     match args.tool {
         Tool::Whoami => {
             let r = client.who_am_i(WhoAmIRequest {}).await?.into_inner();
-            outln!(
-                "agent: {} ({}; uid {} pid {})",
-                r.agent,
-                r.identified_by,
-                r.uid,
-                r.pid
-            );
-            for w in r.workspaces {
-                let access = if w.read_only {
-                    "read-only"
-                } else {
-                    "read-write"
-                };
-                outln!("workspace {}: {} ({access})", w.name, w.path);
-            }
+            out_bytes(&mut out, super::whoami::describe(&r).as_bytes());
         }
         Tool::ReadFile {
             path,

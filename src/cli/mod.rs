@@ -4,3 +4,4 @@ pub mod audit;
 pub mod call;
 pub mod doctor;
 pub mod policy;
+pub mod whoami;

@@ -1,6 +1,7 @@
 //! The async gRPC server: listeners, health, reflection, signals.
 
 pub mod authority;
+pub mod discovery;
 pub mod identity;
 pub mod listener;
 pub mod record;
