@@ -148,7 +148,7 @@ fn chain_order(files: Vec<PathBuf>) -> Vec<PathBuf> {
             .unwrap_or(keyed.len());
         keyed.push((group, k, p));
     }
-    keyed.sort_by(|a, b| (a.0, a.1.1).cmp(&(b.0, b.1.1)));
+    keyed.sort_by_key(|(group, (_, seq), _)| (*group, *seq));
     let mut out: Vec<PathBuf> = keyed.into_iter().map(|(_, _, p)| p).collect();
     out.dedup();
     out

@@ -150,7 +150,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let support = tokio::task::spawn_blocking(sandbox::probe)
         .await
         .context("the kernel probe failed")?;
-    refuse_unenforceable(&load_policy_with(&config, false).map_err(invalid)?, &support)?;
+    refuse_unenforceable(
+        &load_policy_with(&config, false).map_err(invalid)?,
+        &support,
+    )?;
     let policy = load_policy(&config).map_err(invalid)?;
     let tcp_agent = config.tcp.as_ref().map(|t| t.agent.clone());
     if let Some(name) = &tcp_agent {
