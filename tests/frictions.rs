@@ -284,3 +284,35 @@ fn started_as_non_root_on_the_default_policy_it_says_it_needs_root_and_makes_not
         "nothing half-made"
     );
 }
+
+#[tokio::test]
+async fn the_cli_names_a_permission_error_and_a_missing_socket() {
+    let d = ShellDaemon::start().await;
+    let socket = d.dirs.socket.display().to_string();
+    let as_nobody = |socket: &str| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(BIN)
+            .args(["call", "--socket", socket, "whoami"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run setpriv (util-linux)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = as_nobody(&socket);
+    assert!(!ok);
+    assert!(err.contains("permission denied: uid 65534"), "{err}");
+    assert!(err.contains("socket_group"), "{err}");
+    assert!(!err.contains("transport error"), "{err}");
+    let (ok, err) = as_nobody(&format!("{socket}.missing"));
+    assert!(!ok);
+    assert!(err.contains("no daemon socket at"), "{err}");
+    assert!(err.contains("XDG_RUNTIME_DIR"), "{err}");
+    // Control: the daemon's own user reaches it.
+    let (code, out, err) = cli(&["call", "--socket", &socket, "whoami"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(AGENT), "{out}");
+}

@@ -270,12 +270,9 @@ fn print_status(status: &tonic::Status) {
 
 async fn call(args: CallArgs) -> Result<(), CallError> {
     let socket = args.socket.unwrap_or_else(default_socket_path);
-    let mut client = connect_unix(&socket).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot connect to {}: {e}; is `agentjail serve` running? (set --socket or AGENTJAIL_SOCKET)",
-            socket.display()
-        )
-    })?;
+    let mut client = connect_unix(&socket)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", super::connect::explain(&socket, &e)))?;
     let workspace = args.workspace;
     let mut out = std::io::stdout().lock();
     match args.tool {

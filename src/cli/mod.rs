@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod call;
+pub mod connect;
 pub mod doctor;
 pub mod policy;
 pub mod whoami;
