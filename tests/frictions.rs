@@ -316,3 +316,80 @@ async fn the_cli_names_a_permission_error_and_a_missing_socket() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(AGENT), "{out}");
 }
+
+#[tokio::test]
+async fn programs_inside_the_workspace_run_when_the_policy_names_them() {
+    let mut policy = Policy::default();
+    policy
+        .commands
+        .push(("/workspace/tools/hello.sh".into(), Vec::new()));
+    policy
+        .commands
+        .push(("/workspace/.venv/bin/python".into(), Vec::new()));
+    let d = ShellDaemon::start_with(policy).await;
+    let script = |name: &str, body: &str| {
+        let path = d.dirs.ws.join("tools").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        set_mode(&path, 0o755);
+    };
+    script("hello.sh", "echo hello from the workspace");
+    script("other.sh", "touch /workspace/other-ran");
+    for (argv0, cwd) in [
+        ("/workspace/tools/hello.sh", ""),
+        ("tools/hello.sh", ""),
+        ("./hello.sh", "tools"),
+        ("/workspace/tools/../tools/hello.sh", ""),
+    ] {
+        let mut req = argv_req(&[argv0]);
+        req.cwd = cwd.into();
+        let ran: Ran = d
+            .run(req)
+            .await
+            .unwrap_or_else(|s| panic!("{argv0}: {s:?}"))
+            .into();
+        assert_eq!(
+            ran.stdout, "hello from the workspace\n",
+            "{argv0} in {cwd:?}"
+        );
+    }
+    // Not named by the policy: refused with the real rule, and it did not run.
+    let status = d
+        .run(argv_req(&["tools/other.sh"]))
+        .await
+        .expect_err("refused");
+    assert!(
+        status
+            .message()
+            .contains("no shell.commands entry allows \"/workspace/tools/other.sh\""),
+        "{}",
+        status.message()
+    );
+    assert!(!d.dirs.ws.join("other-ran").exists());
+    let status = d
+        .run(argv_req(&["/workspace/../etc/passwd"]))
+        .await
+        .expect_err("refused");
+    assert!(
+        status
+            .message()
+            .contains("is not a file inside the workspace"),
+        "{}",
+        status.message()
+    );
+
+    // The README's route to test tools without network: a virtualenv in
+    // the workspace (wheels would go in with pip --no-index).
+    let venv = d
+        .argv(&["python3", "-m", "venv", "--without-pip", "/workspace/.venv"])
+        .await;
+    assert_eq!(venv.code(), Some(0), "{venv:?}");
+    let inside = d
+        .argv(&[
+            "/workspace/.venv/bin/python",
+            "-c",
+            "import sys; print(sys.prefix)",
+        ])
+        .await;
+    assert_eq!(inside.stdout, "/workspace/.venv\n", "{inside:?}");
+}

@@ -74,7 +74,7 @@ pub use glob::glob;
 pub use grep::grep;
 pub use list::list_dir;
 pub use mkdir::make_dir;
-pub use path::workspace_relative;
+pub use path::{join, normalize_relative, workspace_relative};
 pub use read::read_file;
 pub use remove::remove;
 pub use rename::move_path;

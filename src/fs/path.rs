@@ -9,6 +9,14 @@ use crate::error::{Reason, ToolError, ToolResult};
 use crate::shell::WORKSPACE_MOUNT;
 use std::path::Path;
 
+/// A workspace-relative path lexically normalised (`a/./b/../c` is `a/c`);
+/// None when it is absolute or climbs above the root.
+pub fn normalize_relative(raw: &str) -> Option<String> {
+    RelPath::parse_with(raw, None)
+        .ok()
+        .map(|r| r.to_path_string())
+}
+
 /// The workspace-relative form of an absolute path an agent gave: one under
 /// `/workspace` (the path commands see the workspace at) or under the
 /// workspace's host root as the policy names it. None for any other
@@ -163,7 +171,7 @@ impl RelPath {
 }
 
 /// Joins a workspace-relative directory path and a name below it.
-pub(crate) fn join(dir: &str, name: &str) -> String {
+pub fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {
         name.to_string()
     } else {

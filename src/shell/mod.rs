@@ -91,7 +91,15 @@ pub fn prepare(
             if req.argv.iter().any(|a| a.contains('\0')) {
                 return Err(ToolError::invalid("argv contains a NUL byte"));
             }
-            shell.check_argv(&req.argv)
+            // A program inside the workspace is looked up there, not on PATH.
+            if crate::policy::shell::workspace_program(&req.argv[0], "").is_some() {
+                let cwd = crate::fs::resolve_dir(ws, &req.cwd)?;
+                shell
+                    .check_workspace_argv(&req.argv, &cwd)
+                    .expect("a workspace program")
+            } else {
+                shell.check_argv(&req.argv)
+            }
         }
         (true, false) => {
             if req.shell.contains('\0') {
