@@ -98,7 +98,14 @@ async fn raw_request(socket: &Path, extra: &[Field<'_>]) -> (u8, Vec<u8>) {
         (b"te", b"trailers"),
     ];
     fields.extend_from_slice(extra);
-    let block = loona_hpack::Encoder::new().encode(fields);
+    let mut encoder = httlib_hpack::Encoder::with_dynamic_size(4096);
+    let mut block = Vec::new();
+    for (name, value) in fields {
+        let flags = httlib_hpack::Encoder::BEST_FORMAT | httlib_hpack::Encoder::HUFFMAN_VALUE;
+        encoder
+            .encode((name.to_vec(), value.to_vec(), flags), &mut block)
+            .unwrap();
+    }
     let mut bytes = PREFACE.to_vec();
     bytes.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // empty SETTINGS
     let len = block.len() as u32;

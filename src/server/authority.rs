@@ -9,16 +9,19 @@
 //! So each accepted Unix connection goes through this shim, in the client →
 //! daemon direction only. Every frame passes through byte for byte except
 //! the client's header blocks (HEADERS + CONTINUATION): those are decoded
-//! here (the client's HPACK encoder state lives in `decoder`), an
+//! here with `httlib-hpack` (the client's HPACK encoder state lives in
+//! `decoder`; its Huffman decoder reads 5 bits at a time), an
 //! `:authority` that does not parse as one is replaced by `localhost`, and
 //! the block is re-encoded for h2. Every other check h2 makes (pseudo-header
 //! rules, header names and values, connection-specific headers, header-list
 //! size, frame sizes, flow control, stream states) h2 still makes on what
 //! the client sent. The daemon never uses `:authority` for anything.
 //!
-//! HPACK state: the re-encoder keeps no dynamic table (size 0), and the
-//! first block it sends on a connection starts with a dynamic-table size
-//! update to 0, so h2's decoder keeps none either: the two cannot diverge.
+//! HPACK state: the re-encoder never indexes (literals without indexing,
+//! static-table references, "never indexed" kept where the client used it),
+//! and the first block it sends on a connection starts with a dynamic-table
+//! size update to 0, so h2's decoder keeps no table either: the two cannot
+//! diverge.
 //! The decoder accepts the table size h2 allows its clients: the RFC 7540
 //! default of 4096, since hyper never advertises SETTINGS_HEADER_TABLE_SIZE
 //! (its `header_table_size` is unset and tonic has no setting for it).
@@ -76,7 +79,7 @@ pub enum ShimError {
     #[error("a client sent PUSH_PROMISE")]
     PushPromise,
     #[error("HPACK: {0}")]
-    Hpack(#[from] loona_hpack::decoder::DecoderError),
+    Hpack(#[from] httlib_hpack::DecoderError),
 }
 
 /// What one step of the rewriter did.
@@ -101,18 +104,16 @@ struct OpenBlock {
 /// The client → daemon frame rewriter, independent of any I/O.
 struct Rewriter {
     preface_seen: bool,
-    decoder: loona_hpack::Decoder<'static>,
-    encoder: loona_hpack::Encoder<'static>,
+    decoder: httlib_hpack::Decoder<'static>,
+    encoder: httlib_hpack::Encoder<'static>,
     first_block_sent: bool,
     block: Option<OpenBlock>,
 }
 
 impl Rewriter {
     fn new() -> Rewriter {
-        let mut decoder = loona_hpack::Decoder::new();
-        decoder.set_max_allowed_table_size(CLIENT_TABLE_SIZE);
-        let mut encoder = loona_hpack::Encoder::new();
-        encoder.set_max_table_size(0);
+        let decoder = httlib_hpack::Decoder::with_dynamic_size(CLIENT_TABLE_SIZE as u32);
+        let encoder = httlib_hpack::Encoder::with_dynamic_size(0);
         Rewriter {
             preface_seen: false,
             decoder,
@@ -225,20 +226,23 @@ impl Rewriter {
 
     /// Decodes a whole block, fixes `:authority`, and emits it re-encoded.
     fn finish(&mut self, block: OpenBlock, out: &mut BytesMut) -> Result<(), ShimError> {
-        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut fields: Vec<(Vec<u8>, Vec<u8>, u8)> = Vec::new();
         let mut decoded = 0usize;
-        // Decoding always runs to the end, so the table stays in step.
-        self.decoder
-            .decode_with_cb(&block.fragments, |name, value| {
+        let mut rest = block.fragments.to_vec();
+        // One field at a time, so a small block that expands (indexed
+        // references to a large entry) is stopped before it allocates much.
+        while !rest.is_empty() {
+            let mut one = Vec::with_capacity(1);
+            self.decoder.decode_exact(&mut rest, &mut one)?;
+            for (name, value, flags) in one {
                 decoded = decoded.saturating_add(name.len() + value.len() + 32);
-                if decoded <= MAX_HEADER_LIST {
-                    fields.push((name.into_owned(), value.into_owned()));
+                if decoded > MAX_HEADER_LIST {
+                    return Err(ShimError::HeaderListTooLarge);
                 }
-            })?;
-        if decoded > MAX_HEADER_LIST {
-            return Err(ShimError::HeaderListTooLarge);
+                fields.push((name, value, flags));
+            }
         }
-        for (name, value) in &mut fields {
+        for (name, value, _) in &mut fields {
             if name == b":authority" && http::uri::Authority::try_from(value.as_slice()).is_err() {
                 tracing::debug!(
                     authority = %value.escape_ascii(),
@@ -255,12 +259,15 @@ impl Rewriter {
             encoded.push(0x20);
             self.first_block_sent = true;
         }
-        self.encoder
-            .encode_into(
-                fields.iter().map(|(n, v)| (n.as_slice(), v.as_slice())),
-                &mut encoded,
-            )
-            .expect("writing to a Vec cannot fail");
+        for (name, value, flags) in fields {
+            let sensitive = flags & httlib_hpack::Decoder::NEVER_INDEXED;
+            self.encoder
+                .encode(
+                    (name, value, httlib_hpack::Encoder::BEST_FORMAT | sensitive),
+                    &mut encoded,
+                )
+                .map_err(|_| ShimError::Malformed("a header field that cannot be encoded"))?;
+        }
         emit_block(&block, &encoded, out);
         Ok(())
     }
@@ -443,8 +450,19 @@ mod tests {
         ]
     }
 
-    fn encode(enc: &mut loona_hpack::Encoder<'_>, fields: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-        enc.encode(fields.iter().map(|(n, v)| (n.as_slice(), v.as_slice())))
+    /// Encodes as a client would: Huffman values, indexing everything.
+    fn encode(enc: &mut httlib_hpack::Encoder<'_>, fields: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+        use httlib_hpack::Encoder;
+        let flags = Encoder::BEST_FORMAT | Encoder::WITH_INDEXING | Encoder::HUFFMAN_VALUE;
+        let mut out = Vec::new();
+        for (n, v) in fields {
+            enc.encode((n.clone(), v.clone(), flags), &mut out).unwrap();
+        }
+        out
+    }
+
+    fn client_encoder() -> httlib_hpack::Encoder<'static> {
+        httlib_hpack::Encoder::with_dynamic_size(4096)
     }
 
     /// Runs `bytes` through a rewriter in chunks of `chunk` bytes, as
@@ -492,7 +510,7 @@ mod tests {
     }
 
     fn blocks(frames: &[(u8, u8, u32, Vec<u8>)]) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut dec = loona_hpack::Decoder::new();
+        let mut dec = httlib_hpack::Decoder::with_dynamic_size(4096);
         let mut out = Vec::new();
         let mut open = Vec::new();
         for (kind, flags, _, payload) in frames {
@@ -505,10 +523,10 @@ mod tests {
                 _ => continue,
             }
             if flags & flag::END_HEADERS != 0 {
-                out.push(
-                    dec.decode(&open)
-                        .expect("h2 can decode what the shim sends"),
-                );
+                let mut fields = Vec::new();
+                dec.decode(&mut open, &mut fields)
+                    .expect("h2 can decode what the shim sends");
+                out.push(fields.into_iter().map(|(n, v, _)| (n, v)).collect());
                 open.clear();
             }
         }
@@ -525,7 +543,7 @@ mod tests {
 
     #[test]
     fn unparseable_authority_becomes_localhost_and_others_stay() {
-        let mut enc = loona_hpack::Encoder::new();
+        let mut enc = client_encoder();
         let bad = encode(
             &mut enc,
             &request(b"unix:%2Frun%2Fagentjail%2Fagentjail.sock"),
@@ -550,7 +568,7 @@ mod tests {
     #[test]
     fn the_clients_dynamic_table_is_followed_across_blocks() {
         // The second block refers to entries the first one indexed.
-        let mut enc = loona_hpack::Encoder::new();
+        let mut enc = client_encoder();
         let mut fields = request(b"unix:%2Ftmp%2Fs.sock");
         fields.push((b"x-custom".to_vec(), b"value".to_vec()));
         let first = encode(&mut enc, &fields);
@@ -571,7 +589,7 @@ mod tests {
 
     #[test]
     fn padding_priority_and_continuation_are_handled() {
-        let mut enc = loona_hpack::Encoder::new();
+        let mut enc = client_encoder();
         let block = encode(&mut enc, &request(b"unix:%2Fa"));
         let (a, b) = block.split_at(10);
         let mut payload = vec![3u8]; // pad length
@@ -600,7 +618,7 @@ mod tests {
 
     #[test]
     fn a_large_block_is_split_at_the_frame_size() {
-        let mut enc = loona_hpack::Encoder::new();
+        let mut enc = client_encoder();
         let mut fields = request(b"unix:%2Fa");
         fields.push((b"x-big".to_vec(), vec![b'v'; 15_000]));
         fields.push((b"x-big2".to_vec(), vec![b'w'; 10_000]));
@@ -619,7 +637,7 @@ mod tests {
 
     #[test]
     fn protocol_violations_close_the_connection() {
-        let mut enc = loona_hpack::Encoder::new();
+        let mut enc = client_encoder();
         let block = encode(&mut enc, &request(b"a"));
         let interrupted = client_bytes(&[
             frame(kind::HEADERS, 0, 1, &block),
@@ -642,7 +660,7 @@ mod tests {
     fn decoded_size_is_bounded_even_when_the_block_is_small() {
         // One 4 KiB entry indexed, then referenced many times: a small
         // block that decodes to megabytes.
-        let mut enc = loona_hpack::Encoder::new();
+        let mut enc = client_encoder();
         let mut block = encode(&mut enc, &[(b"x-a".to_vec(), vec![b'a'; 4000])]);
         block.extend(std::iter::repeat_n(0x80 | 62, 1000));
         let bytes = client_bytes(&[frame(kind::HEADERS, flag::END_HEADERS, 1, &block)]);
