@@ -162,8 +162,12 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("agentjail: {e:#}");
+            // Once: the log goes to stderr too, unless AGENTJAIL_LOG silenced it.
+            if tracing::enabled!(tracing::Level::ERROR) {
+                tracing::error!("{e:#}");
+            } else {
+                eprintln!("agentjail: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }

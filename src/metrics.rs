@@ -6,18 +6,23 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod http;
+
 /// Serves `/metrics` on `address` (plain HTTP; keep it on a private address).
 pub fn install(address: SocketAddr) -> anyhow::Result<()> {
-    PrometheusBuilder::new()
-        .with_http_listener(address)
+    let handle = PrometheusBuilder::new()
         .set_buckets(&[
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
             2.5, 5.0, 10.0, 30.0, 60.0,
         ])
         .map_err(|e| anyhow::anyhow!("metrics buckets: {e}"))?
-        .install()
-        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {address}: {e}"))?;
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
+    let process = metrics_process::Collector::default();
+    process.describe();
     describe();
+    gauge!("agentjail_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    http::serve(address, handle, process)?;
     tracing::info!(%address, "metrics served at /metrics");
     Ok(())
 }
@@ -65,6 +70,26 @@ fn describe() {
     describe_counter!(
         "agentjail_connections_timed_out_total",
         "Connections closed for a handshake or idle timeout, by which"
+    );
+    describe_gauge!(
+        "agentjail_build_info",
+        "Always 1; the version label names the running build"
+    );
+    describe_counter!(
+        "agentjail_command_timeouts_total",
+        "Commands killed at their timeout (wall or idle)"
+    );
+    describe_counter!(
+        "agentjail_command_oom_kills_total",
+        "Commands in which the memory limit killed a process"
+    );
+    describe_counter!(
+        "agentjail_command_cancellations_total",
+        "Commands stopped because the client cancelled or went away"
+    );
+    describe_counter!(
+        "agentjail_authority_rewrites_total",
+        "Requests whose unparseable :authority (grpcio's unix:%2F...) was replaced by localhost"
     );
 }
 
@@ -128,4 +153,21 @@ pub fn connection_refused(why: &'static str) {
 
 pub fn connection_timed_out(which: &'static str) {
     counter!("agentjail_connections_timed_out_total", "which" => which).increment(1);
+}
+
+pub fn authority_rewritten() {
+    counter!("agentjail_authority_rewrites_total").increment(1);
+}
+
+/// Counts how a command that ran ended, where that was not by itself.
+pub fn command_finished(timed_out: bool, cancelled: bool, oom_killed: bool) {
+    if timed_out {
+        counter!("agentjail_command_timeouts_total").increment(1);
+    }
+    if cancelled {
+        counter!("agentjail_command_cancellations_total").increment(1);
+    }
+    if oom_killed {
+        counter!("agentjail_command_oom_kills_total").increment(1);
+    }
 }

@@ -123,18 +123,19 @@ async fn f2_absolute_paths_are_refused() {
     let d = Daemon::start().await;
     put(&d.dirs.w("a.txt"), "inside\n");
     let mut c = d.client().await;
-    let inside_abs = d.dirs.w("a.txt").display().to_string();
     let outside_abs = d.dirs.o("secret.txt").display().to_string();
     let outside_new = d.dirs.o("new.txt").display().to_string();
-    let ws_abs = d.dirs.ws.display().to_string();
+    let climbing = format!("{}/../outside/secret.txt", d.dirs.ws.display());
+    // Absolute paths under the workspace root or /workspace name the
+    // workspace itself (tests/agent_paths.rs); everything else is refused.
     for path in [
         "/etc/passwd",
         "/",
         "//etc/passwd",
-        inside_abs.as_str(),
+        "/workspace/../outside/secret.txt",
+        climbing.as_str(),
         outside_abs.as_str(),
         outside_new.as_str(),
-        ws_abs.as_str(),
     ] {
         every_tool_refuses(
             &d,

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -13,9 +13,16 @@ use std::time::SystemTime;
 pub enum AuditCommand {
     /// Check every record's hash and the chain, across files given in
     /// order (oldest rotated file first); report the first break.
+    ///
+    /// The files may be given in any order and by a glob such as
+    /// `audit.jsonl*`: rotated files (`audit.jsonl.<seq>`) are taken oldest
+    /// first, then the live log; its `.head` file is checked with it, not
+    /// read as records. Without FILES: the log named by the config.
     Verify {
-        #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Config file naming the log (default: as `serve` finds it).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Print records, filtered, as a table or as JSON lines.
     Show(ShowArgs),
@@ -23,16 +30,19 @@ pub enum AuditCommand {
 
 #[derive(Args)]
 pub struct ShowArgs {
-    /// Audit files (oldest first).
-    #[arg(required = true)]
+    /// Audit files, ordered as for `verify` (default: the log named by the
+    /// config, with its rotated files).
     files: Vec<PathBuf>,
+    /// Config file naming the log (default: as `serve` finds it).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
     #[arg(long)]
     agent: Option<String>,
     /// Method name, e.g. ReadFile, Exec (case-insensitive).
     #[arg(long)]
     method: Option<String>,
-    /// allow, deny or error.
-    #[arg(long)]
+    /// The decision recorded: allow, deny or error.
+    #[arg(long, value_parser = ["allow", "deny", "error"])]
     decision: Option<String>,
     /// Only records at or after this time: RFC 3339 (2026-11-26T10:00:00Z)
     /// or an age such as 15m, 2h, 1day.
@@ -48,30 +58,126 @@ pub struct ShowArgs {
 
 pub fn run(command: AuditCommand) -> ExitCode {
     match command {
-        AuditCommand::Verify { files } => match verify(&files) {
-            Ok(summary) => {
-                for note in &summary.notes {
-                    println!("note: {note}");
+        AuditCommand::Verify { files, config } => {
+            let files = match log_files(files, config.as_deref()) {
+                Ok(files) => files,
+                Err(e) => {
+                    eprintln!("agentjail: {e}");
+                    return ExitCode::from(2);
                 }
-                for dangling in &summary.dangling_intents {
-                    println!("unfinished: {dangling}");
-                }
-                match (summary.first_seq, summary.last_seq) {
-                    (Some(first), Some(last)) => println!(
-                        "ok: {} record(s), seq {first}..{last}, chain intact; last hash {}",
-                        summary.records,
-                        summary.last_hash.unwrap_or_default()
-                    ),
-                    _ => println!("ok: no records"),
-                }
-                ExitCode::SUCCESS
-            }
-            Err(brk) => {
-                println!("{brk}");
-                ExitCode::FAILURE
-            }
-        },
+            };
+            verify_files(&files)
+        }
         AuditCommand::Show(args) => show(args),
+    }
+}
+
+/// The files to read, in chain order: the ones given (or the config's log
+/// and its rotated files), `.head` files left out.
+fn log_files(given: Vec<PathBuf>, config: Option<&Path>) -> Result<Vec<PathBuf>, String> {
+    if !given.is_empty() {
+        return Ok(chain_order(given));
+    }
+    let (config, _) = crate::config::Config::discover(config).map_err(|e| format!("{e:#}"))?;
+    let live = config.audit_path();
+    let dir = live.parent().unwrap_or(Path::new("."));
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        format!(
+            "cannot list {} (the config's audit log directory): {e}; give the files instead",
+            dir.display()
+        )
+    })?;
+    let name = live
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&name))
+        })
+        .collect();
+    if !files.contains(&live) {
+        return Err(format!(
+            "no audit log at {} (from the config); give the files instead",
+            live.display()
+        ));
+    }
+    files.retain(|p| rotated_seq(p, &live).is_some() || *p == live);
+    Ok(chain_order(files))
+}
+
+/// The sequence number a rotated file `<live>.<seq>` ends with.
+fn rotated_seq(path: &Path, live: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let base = live.file_name()?.to_str()?;
+    let digits = name.strip_prefix(base)?.strip_prefix('.')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Orders log files as the chain runs: for each live log `X`, its rotated
+/// files `X.<seq>` by seq, then `X` itself. `X.head` is dropped (verify
+/// checks it beside `X`). Files of no known shape keep their given order
+/// after those.
+fn chain_order(files: Vec<PathBuf>) -> Vec<PathBuf> {
+    let is_head = |p: &PathBuf| p.extension().is_some_and(|e| e == "head");
+    let files: Vec<PathBuf> = files.into_iter().filter(|p| !is_head(p)).collect();
+    // A file is rotated when another given file (or its would-be live log)
+    // is its prefix: `audit.jsonl.000000000017` beside `audit.jsonl`.
+    let key = |p: &PathBuf| -> (PathBuf, u64) {
+        if let (Some(stem), Some(parent)) = (p.file_stem(), p.parent()) {
+            let live = parent.join(stem);
+            if let Some(seq) = rotated_seq(p, &live) {
+                return (live, seq);
+            }
+        }
+        (p.clone(), u64::MAX)
+    };
+    let mut keyed: Vec<(usize, (PathBuf, u64), PathBuf)> = Vec::new();
+    for p in files {
+        let k = key(&p);
+        let group = keyed
+            .iter()
+            .position(|(_, (live, _), _)| *live == k.0)
+            .map(|i| keyed[i].0)
+            .unwrap_or(keyed.len());
+        keyed.push((group, k, p));
+    }
+    keyed.sort_by_key(|(group, (_, seq), _)| (*group, *seq));
+    let mut out: Vec<PathBuf> = keyed.into_iter().map(|(_, _, p)| p).collect();
+    out.dedup();
+    out
+}
+
+fn verify_files(files: &[PathBuf]) -> ExitCode {
+    match verify(files) {
+        Ok(summary) => {
+            for note in &summary.notes {
+                println!("note: {note}");
+            }
+            for dangling in &summary.dangling_intents {
+                println!("unfinished: {dangling}");
+            }
+            match (summary.first_seq, summary.last_seq) {
+                (Some(first), Some(last)) => println!(
+                    "ok: {} record(s), seq {first}..{last}, chain intact; last hash {}",
+                    summary.records,
+                    summary.last_hash.unwrap_or_default()
+                ),
+                _ => println!("ok: no records"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(brk) => {
+            println!("{brk}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -99,6 +205,13 @@ fn show(args: ShowArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let files = match log_files(args.files, args.config.as_deref()) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("agentjail: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if !args.json {
         println!(
             "{:>8}  {:<27}  {:<12}  {:<10}  {:<6}  {:<18}  TARGET",
@@ -108,9 +221,9 @@ fn show(args: ShowArgs) -> ExitCode {
     let outcomes = if args.json {
         HashMap::new()
     } else {
-        outcomes_of_intents(&args.files)
+        outcomes_of_intents(&files)
     };
-    for file in &args.files {
+    for file in &files {
         let handle = match std::fs::File::open(file) {
             Ok(f) => f,
             Err(e) => {
@@ -193,10 +306,19 @@ fn print_row(r: &Value, outcomes: &HashMap<u64, u64>) {
             .to_string()
     };
     let outcome = &r["outcome"];
-    let status = match (outcome["reason"].as_str(), outcome["exit_code"].as_i64()) {
-        (Some(reason), _) => reason.to_string(),
-        (None, Some(code)) => format!("exit {code}"),
-        _ => outcome["status"].as_str().unwrap_or("").to_string(),
+    let flag = |k: &str| outcome[k].as_bool() == Some(true);
+    let status = if flag("timed_out") {
+        "TIMED_OUT".to_string()
+    } else if flag("cancelled") {
+        "CANCELLED".to_string()
+    } else if flag("oom_killed") {
+        "OOM_KILLED".to_string()
+    } else {
+        match (outcome["reason"].as_str(), outcome["exit_code"].as_i64()) {
+            (Some(reason), _) => reason.to_string(),
+            (None, Some(code)) => format!("exit {code}"),
+            _ => outcome["status"].as_str().unwrap_or("").to_string(),
+        }
     };
     // Intents and outcomes point at each other.
     let seq = r["seq"].as_u64().unwrap_or(0);
@@ -220,4 +342,42 @@ fn print_row(r: &Value, outcomes: &HashMap<u64, u64>) {
         status,
         target
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(v: &[&str]) -> Vec<PathBuf> {
+        v.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn files_run_in_chain_order_and_the_head_is_left_out() {
+        // As a shell expands `audit.jsonl*`: sorted by name.
+        let given = paths(&[
+            "/l/audit.jsonl",
+            "/l/audit.jsonl.000000000100",
+            "/l/audit.jsonl.000000000020",
+            "/l/audit.jsonl.head",
+        ]);
+        assert_eq!(
+            chain_order(given),
+            paths(&[
+                "/l/audit.jsonl.000000000020",
+                "/l/audit.jsonl.000000000100",
+                "/l/audit.jsonl",
+            ])
+        );
+        // A fresh log: the glob matches the log and its head.
+        assert_eq!(
+            chain_order(paths(&["/l/audit.jsonl", "/l/audit.jsonl.head"])),
+            paths(&["/l/audit.jsonl"])
+        );
+        // Names of no known shape keep their order.
+        assert_eq!(
+            chain_order(paths(&["/x/b.log", "/x/a.log"])),
+            paths(&["/x/b.log", "/x/a.log"])
+        );
+    }
 }

@@ -270,32 +270,15 @@ fn print_status(status: &tonic::Status) {
 
 async fn call(args: CallArgs) -> Result<(), CallError> {
     let socket = args.socket.unwrap_or_else(default_socket_path);
-    let mut client = connect_unix(&socket).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot connect to {}: {e}; is `agentjail serve` running? (set --socket or AGENTJAIL_SOCKET)",
-            socket.display()
-        )
-    })?;
+    let mut client = connect_unix(&socket)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", super::connect::explain(&socket, &e)))?;
     let workspace = args.workspace;
     let mut out = std::io::stdout().lock();
     match args.tool {
         Tool::Whoami => {
             let r = client.who_am_i(WhoAmIRequest {}).await?.into_inner();
-            outln!(
-                "agent: {} ({}; uid {} pid {})",
-                r.agent,
-                r.identified_by,
-                r.uid,
-                r.pid
-            );
-            for w in r.workspaces {
-                let access = if w.read_only {
-                    "read-only"
-                } else {
-                    "read-write"
-                };
-                outln!("workspace {}: {} ({access})", w.name, w.path);
-            }
+            out_bytes(&mut out, super::whoami::describe(&r).as_bytes());
         }
         Tool::ReadFile {
             path,

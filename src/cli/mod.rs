@@ -2,7 +2,9 @@
 
 pub mod audit;
 pub mod call;
+pub mod connect;
 pub mod doctor;
 pub mod mcp;
 pub mod policy;
 pub mod tools;
+pub mod whoami;

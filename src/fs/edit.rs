@@ -30,7 +30,7 @@ pub fn edit_file(
     limits: &Limits,
     req: &EditFileRequest,
 ) -> ToolResult<Outcome<EditFileResponse>> {
-    let rel = RelPath::parse_entry(&req.path)?;
+    let rel = RelPath::parse_entry_in(&ws.path, &req.path)?;
     if req.edits.is_empty() {
         return Err(ToolError::invalid(
             "no edits given; pass at least one {old, new} pair",

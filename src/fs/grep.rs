@@ -97,7 +97,7 @@ pub fn grep(
         search_file(ws, limits, &mut searcher, &matcher, path, &mut state)
     };
 
-    let rel = RelPath::parse(&req.path)?;
+    let rel = RelPath::parse_in(&ws.path, &req.path)?;
     precheck(ws, Access::Read, &rel.to_path_string())?;
     let res = resolve(ws, &rel, Follow::Last)?;
     let path = res.path();

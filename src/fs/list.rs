@@ -98,7 +98,7 @@ pub(crate) fn directory_start(
     ws: &WorkspacePolicy,
     raw: &str,
 ) -> ToolResult<((String, String), std::sync::Arc<str>)> {
-    let rel = RelPath::parse(raw)?;
+    let rel = RelPath::parse_in(&ws.path, raw)?;
     precheck(ws, Access::Read, &rel.to_path_string())?;
     let res = resolve(ws, &rel, Follow::Last)?;
     let path = res.path();

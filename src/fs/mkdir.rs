@@ -24,7 +24,7 @@ pub fn make_dir(
     _limits: &Limits,
     req: &MakeDirRequest,
 ) -> ToolResult<Outcome<MakeDirResponse>> {
-    let rel = RelPath::parse_entry(&req.path)?;
+    let rel = RelPath::parse_entry_in(&ws.path, &req.path)?;
     precheck(ws, Access::Write, &rel.to_path_string())?;
     let res = resolve(ws, &rel, Follow::Last)?;
     let path = res.path();

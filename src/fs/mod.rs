@@ -70,10 +70,15 @@ mod testutil;
 use crate::policy::WorkspacePolicy;
 use std::sync::Arc;
 
-/// The lexical check and normalisation every request path goes through
-/// (for the fuzz targets; the tools call it themselves).
-pub fn normalise_request_path(raw: &str) -> crate::error::ToolResult<String> {
-    path::RelPath::parse(raw).map(|p| p.to_path_string())
+/// The lexical check and normalisation every request path goes through,
+/// for a workspace whose host root is `root` (`/workspace/…` and absolute
+/// host paths beneath `root` are mapped first). For the fuzz targets; the
+/// tools call it themselves.
+pub fn normalise_request_path(
+    raw: &str,
+    root: &std::path::Path,
+) -> crate::error::ToolResult<String> {
+    path::RelPath::parse_in(root, raw).map(|p| p.to_path_string())
 }
 
 pub use edit::edit_file;
@@ -81,6 +86,7 @@ pub use glob::glob;
 pub use grep::grep;
 pub use list::list_dir;
 pub use mkdir::make_dir;
+pub use path::{join, normalize_relative, workspace_relative};
 pub use read::read_file;
 pub use remove::remove;
 pub use rename::move_path;
@@ -120,7 +126,7 @@ pub const MAX_SCAN_ENTRIES: usize = 100_000;
 pub fn resolve_dir(ws: &WorkspacePolicy, path: &str) -> crate::error::ToolResult<String> {
     use crate::error::{Reason, ToolError};
     use crate::policy::Access;
-    let rel = path::RelPath::parse(path)?;
+    let rel = path::RelPath::parse_in(&ws.path, path)?;
     let lexical = rel.to_path_string();
     access::precheck(ws, Access::Read, &lexical)?;
     let resolved = resolve::resolve(ws, &rel, resolve::Follow::Last)?;

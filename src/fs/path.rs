@@ -6,6 +6,38 @@
 
 use super::{MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
 use crate::error::{Reason, ToolError, ToolResult};
+use crate::shell::WORKSPACE_MOUNT;
+use std::path::Path;
+
+/// A workspace-relative path lexically normalised (`a/./b/../c` is `a/c`);
+/// None when it is absolute or climbs above the root.
+pub fn normalize_relative(raw: &str) -> Option<String> {
+    RelPath::parse_with(raw, None)
+        .ok()
+        .map(|r| r.to_path_string())
+}
+
+/// The workspace-relative form of an absolute path an agent gave: one under
+/// `/workspace` (the path commands see the workspace at) or under the
+/// workspace's host root as the policy names it. None for any other
+/// absolute path. Lexical, whole components only: `/workspacex/a` and a
+/// sibling directory sharing the root's name as a prefix are not inside.
+/// A `..` in the rest is kept for the caller's usual check (it may not
+/// climb above the root). The one place these forms are decided, for the
+/// file tools and for `policy explain` / `policy test`.
+pub fn workspace_relative(raw: &str, host_root: &Path) -> Option<String> {
+    let path = Path::new(raw);
+    let rest = path
+        .strip_prefix(WORKSPACE_MOUNT)
+        .or_else(|_| path.strip_prefix(host_root))
+        .ok()?;
+    // Path's components drop `.` and doubled slashes; `..` stays.
+    let parts: Vec<&str> = rest
+        .components()
+        .map(|c| c.as_os_str().to_str().expect("a part of a str"))
+        .collect();
+    Some(parts.join("/"))
+}
 
 /// A workspace-relative path after lexical normalisation: no empty, `.` or
 /// `..` components. No components means the workspace root.
@@ -15,8 +47,27 @@ pub(crate) struct RelPath {
 }
 
 impl RelPath {
-    /// Parses a path where the empty string (or `.`) means the root.
+    /// Parses a path an agent gave for the workspace rooted at `root` (its
+    /// host path): relative, or absolute in one of the forms
+    /// [`workspace_relative`] maps. The empty string (or `.`) is the root.
+    pub(crate) fn parse_in(root: &Path, raw: &str) -> ToolResult<Self> {
+        Self::parse_with(raw, Some(root))
+    }
+
+    /// [`RelPath::parse_in`] for a path that must name something below the
+    /// root (a file to read or write, an entry to move or remove).
+    pub(crate) fn parse_entry_in(root: &Path, raw: &str) -> ToolResult<Self> {
+        Self::entry(raw, Some(root))
+    }
+
+    /// Parses a workspace-relative path where the empty string (or `.`)
+    /// means the root; every absolute path is refused.
+    #[cfg(test)]
     pub(crate) fn parse(raw: &str) -> ToolResult<Self> {
+        Self::parse_with(raw, None)
+    }
+
+    fn parse_with(raw: &str, root: Option<&Path>) -> ToolResult<Self> {
         if raw.len() > MAX_PATH_BYTES {
             return Err(ToolError::invalid(format!(
                 "path is {} bytes long, more than the {MAX_PATH_BYTES}-byte limit; use a shorter path",
@@ -29,14 +80,32 @@ impl RelPath {
                 raw.escape_debug()
             )));
         }
-        if raw.starts_with('/') {
-            return Err(ToolError::invalid(format!(
-                "path `{raw}` is absolute; give a path relative to the workspace root"
-            ))
-            .with("path", raw));
-        }
+        let mapped;
+        let relative = if raw.starts_with('/') {
+            mapped = root.and_then(|root| workspace_relative(raw, root));
+            match (&mapped, root) {
+                (Some(rel), _) => rel.as_str(),
+                (None, Some(root)) => {
+                    return Err(ToolError::invalid(format!(
+                        "path `{raw}` is absolute and not inside this workspace; give a path \
+                         relative to the workspace root, or one under {WORKSPACE_MOUNT} (where \
+                         commands see it) or under {}",
+                        root.display()
+                    ))
+                    .with("path", raw));
+                }
+                (None, None) => {
+                    return Err(ToolError::invalid(format!(
+                        "path `{raw}` is absolute; give a path relative to the workspace root"
+                    ))
+                    .with("path", raw));
+                }
+            }
+        } else {
+            raw
+        };
         let mut comps: Vec<String> = Vec::new();
-        for comp in raw.split('/') {
+        for comp in relative.split('/') {
             match comp {
                 "" | "." => {}
                 ".." => {
@@ -68,12 +137,16 @@ impl RelPath {
     /// Parses a path that must name something below the root (a file to
     /// read or write, an entry to move or remove).
     pub(crate) fn parse_entry(raw: &str) -> ToolResult<Self> {
+        Self::entry(raw, None)
+    }
+
+    fn entry(raw: &str, root: Option<&Path>) -> ToolResult<Self> {
         if raw.is_empty() {
             return Err(ToolError::invalid(
                 "path is empty; give a path relative to the workspace root, e.g. `src/main.rs`",
             ));
         }
-        let rel = Self::parse(raw)?;
+        let rel = Self::parse_with(raw, root)?;
         if rel.is_root() {
             return Err(ToolError::invalid(format!(
                 "path `{raw}` names the workspace root itself; give a path below it"
@@ -98,7 +171,7 @@ impl RelPath {
 }
 
 /// Joins a workspace-relative directory path and a name below it.
-pub(crate) fn join(dir: &str, name: &str) -> String {
+pub fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {
         name.to_string()
     } else {
@@ -125,6 +198,54 @@ mod tests {
 
     fn parsed(raw: &str) -> String {
         RelPath::parse(raw).unwrap().to_path_string()
+    }
+
+    #[test]
+    fn absolute_forms_map_to_the_workspace_relative_path() {
+        let root = Path::new("/srv/ws");
+        let rel = |raw: &str| RelPath::parse_in(root, raw).map(|r| r.to_path_string());
+        assert_eq!(rel("/workspace/notes/plan.md").unwrap(), "notes/plan.md");
+        assert_eq!(rel("/workspace").unwrap(), "");
+        assert_eq!(rel("/workspace/").unwrap(), "");
+        assert_eq!(rel("//workspace/./a//b").unwrap(), "a/b");
+        assert_eq!(rel("/srv/ws/src/main.rs").unwrap(), "src/main.rs");
+        assert_eq!(rel("/srv/ws").unwrap(), "");
+        assert_eq!(rel("/workspace/a/../b").unwrap(), "b");
+        for outside in [
+            "/workspace/../etc/passwd",
+            "/srv/ws/../ws-evil/f",
+            "/workspace/a/../../x",
+        ] {
+            assert_eq!(
+                rel(outside).unwrap_err().reason,
+                Reason::PathOutsideWorkspace,
+                "{outside}"
+            );
+        }
+        for other in [
+            "/etc/passwd",
+            "/workspacex/a",
+            "/srv/ws-evil/f",
+            "/srv/wsx",
+            "/srv",
+            "/",
+        ] {
+            assert_eq!(
+                rel(other).unwrap_err().reason,
+                Reason::InvalidArgument,
+                "{other}"
+            );
+        }
+        // The entry form still refuses the root itself, however named.
+        assert!(RelPath::parse_entry_in(root, "/workspace").is_err());
+        assert_eq!(
+            RelPath::parse_entry_in(root, "/workspace/a")
+                .unwrap()
+                .to_path_string(),
+            "a"
+        );
+        // Without a workspace, every absolute path is refused.
+        assert!(RelPath::parse("/workspace/a").is_err());
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub fn read_file(
     limits: &Limits,
     req: &ReadFileRequest,
 ) -> ToolResult<Outcome<ReadFileResponse>> {
-    let rel = RelPath::parse_entry(&req.path)?;
+    let rel = RelPath::parse_entry_in(&ws.path, &req.path)?;
     precheck(ws, Access::Read, &rel.to_path_string())?;
     let res = resolve(ws, &rel, Follow::Last)?;
     let path = res.path();

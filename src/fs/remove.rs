@@ -28,7 +28,7 @@ pub fn remove(
     _limits: &Limits,
     req: &RemoveRequest,
 ) -> ToolResult<Outcome<RemoveResponse>> {
-    let rel = RelPath::parse(&req.path)?;
+    let rel = RelPath::parse_in(&ws.path, &req.path)?;
     if rel.is_root() {
         return Err(ToolError::invalid(format!(
             "path `{}` names the workspace root, which cannot be removed; name an entry below it",

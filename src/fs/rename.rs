@@ -27,8 +27,8 @@ pub fn move_path(
     _limits: &Limits,
     req: &MoveRequest,
 ) -> ToolResult<Outcome<MoveResponse>> {
-    let from_rel = RelPath::parse_entry(&req.from)?;
-    let to_rel = RelPath::parse_entry(&req.to)?;
+    let from_rel = RelPath::parse_entry_in(&ws.path, &req.from)?;
+    let to_rel = RelPath::parse_entry_in(&ws.path, &req.to)?;
     precheck(ws, Access::Write, &from_rel.to_path_string())?;
     precheck(ws, Access::Write, &to_rel.to_path_string())?;
 

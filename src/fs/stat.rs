@@ -19,7 +19,7 @@ pub fn stat(
     _limits: &Limits,
     req: &StatRequest,
 ) -> ToolResult<Outcome<StatResponse>> {
-    let rel = RelPath::parse(&req.path)?;
+    let rel = RelPath::parse_in(&ws.path, &req.path)?;
     precheck(ws, Access::Read, &rel.to_path_string())?;
     let follow = if req.no_follow {
         Follow::NotLast

@@ -44,7 +44,7 @@ pub fn write_file(
     limits: &Limits,
     req: &WriteFileRequest,
 ) -> ToolResult<Outcome<WriteFileResponse>> {
-    let rel = RelPath::parse_entry(&req.path)?;
+    let rel = RelPath::parse_entry_in(&ws.path, &req.path)?;
     // First, before anything else: a 1 GiB request is refused at once.
     let size = req.content.len() as u64;
     if size > limits.max_write_bytes {

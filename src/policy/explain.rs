@@ -159,19 +159,21 @@ fn no_shell(agent: &AgentPolicy, subject: String) -> Explanation {
 
 /// Lexically normalises a workspace path: `/`-separated, no `.` or empty
 /// components, `..` resolved (and refused when it leaves the root). An
-/// absolute path inside the workspace's own path is made relative.
+/// absolute path in a form the file tools accept (`/workspace/…`, or under
+/// the workspace's host path) is made relative as they make it.
 pub fn normalize_path(path: &str, root: &Path) -> Result<String, ExplainError> {
     if path.contains('\0') {
         return Err(ExplainError("the path contains a NUL byte".into()));
     }
     let relative = if path.starts_with('/') {
-        match Path::new(path).strip_prefix(root) {
-            Ok(rest) => rest.to_string_lossy().into_owned(),
-            Err(_) => {
+        match crate::fs::workspace_relative(path, root) {
+            Some(rest) => rest,
+            None => {
                 return Err(ExplainError(format!(
-                    "\"{path}\" is absolute and not inside the workspace ({}); give a path \
-                     relative to the workspace root",
-                    root.display()
+                    "\"{path}\" is absolute and not inside the workspace ({} on the host, {} \
+                     in commands); give a path relative to the workspace root",
+                    root.display(),
+                    crate::shell::WORKSPACE_MOUNT
                 )));
             }
         }
@@ -636,6 +638,10 @@ mod tests {
         let root = Path::new("/w");
         assert_eq!(normalize_path("./a//b/../c", root).unwrap(), "a/c");
         assert_eq!(normalize_path("/w/src/x", root).unwrap(), "src/x");
+        assert_eq!(normalize_path("/workspace/src/x", root).unwrap(), "src/x");
+        assert!(normalize_path("/workspace/../etc", root).is_err());
+        assert!(normalize_path("/workspacex/a", root).is_err());
+        assert!(normalize_path("/w-evil/a", root).is_err());
         assert!(normalize_path("../x", root).is_err());
         assert!(normalize_path("/etc/passwd", root).is_err());
         assert_eq!(normalize_path("dir/", root).unwrap(), "dir");

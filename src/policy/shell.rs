@@ -3,6 +3,7 @@
 //! a first gate; the kernel-enforced sandbox is the boundary.
 
 use super::decide::{Decision, RuleSet};
+use crate::shell::WORKSPACE_MOUNT;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +95,22 @@ pub fn find_program(program: &str, path: &[String]) -> Option<PathBuf> {
     }
 }
 
+/// The normalised workspace-relative path a program names when it is
+/// inside the workspace (`/workspace/...`, or relative with a `/`, from
+/// `cwd`): Some(None) when such a path climbs out; None for a program name
+/// or another absolute path.
+pub fn workspace_program(program: &str, cwd: &str) -> Option<Option<String>> {
+    let raw = if program.starts_with('/') {
+        let rest = Path::new(program).strip_prefix(WORKSPACE_MOUNT).ok()?;
+        rest.to_str()?.to_string()
+    } else if program.contains('/') {
+        crate::fs::join(cwd, program)
+    } else {
+        return None;
+    };
+    Some(crate::fs::normalize_relative(&raw))
+}
+
 impl ShellPolicy {
     /// Decides an argv request. On allow, argv[0] becomes the absolute path
     /// that will be executed, so what runs is what was decided.
@@ -134,6 +151,51 @@ impl ShellPolicy {
             program: resolved,
             rule: rule.rule.clone(),
         })
+    }
+
+    /// Decides an argv request whose program is inside the workspace:
+    /// `/workspace/...`, or a relative path with a `/` (from the command's
+    /// working directory `cwd`, workspace-relative). None when argv[0] is
+    /// not such a path. Allowed only when a shell.commands entry names the
+    /// same `/workspace` path: what the workspace holds is the agent's to
+    /// change, so the policy opts in program by program.
+    pub fn check_workspace_argv(
+        &self,
+        argv: &[String],
+        cwd: &str,
+    ) -> Option<Result<AllowedCommand, Decision>> {
+        let rel = workspace_program(&argv[0], cwd)?;
+        let deny = |why: String| Some(Err(Decision::deny(Arc::from(why))));
+        let Some(rel) = rel.filter(|r| !r.is_empty()) else {
+            return deny(format!(
+                "{}: program \"{}\" is not a file inside the workspace",
+                self.agent, argv[0]
+            ));
+        };
+        let inside = format!("{WORKSPACE_MOUNT}/{rel}");
+        let rule = self.commands.iter().find(|c| {
+            c.program.starts_with('/')
+                && workspace_program(&c.program, "") == Some(Some(rel.clone()))
+        });
+        let Some(rule) = rule else {
+            return deny(format!(
+                "{}: no shell.commands entry allows \"{inside}\" (a program inside the workspace \
+                 runs only when an entry names its {WORKSPACE_MOUNT} path)",
+                self.agent
+            ));
+        };
+        for arg in &argv[1..] {
+            if let Some(denied) = rule.deny_args.first_match(arg) {
+                return Some(Err(Decision::deny(denied.clone())));
+            }
+        }
+        let mut argv = argv.to_vec();
+        argv[0] = inside.clone();
+        Some(Ok(AllowedCommand {
+            argv,
+            program: PathBuf::from(inside),
+            rule: rule.rule.clone(),
+        }))
     }
 
     /// Decides a `shell` request: `/bin/sh -c COMMAND`.

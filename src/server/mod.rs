@@ -1,10 +1,12 @@
 //! The async gRPC server: listeners, health, reflection, signals.
 
+pub mod authority;
 pub mod bounds;
 mod call;
 mod caps;
 pub mod codec;
 pub mod connections;
+pub mod discovery;
 pub mod fuzzing;
 pub mod identity;
 pub mod listener;
@@ -66,9 +68,15 @@ fn open_audit(config: &Config) -> anyhow::Result<AuditLog> {
 
 /// Loads the policy the config points at.
 pub fn load_policy(config: &Config) -> Result<CompiledPolicy, LoadError> {
+    load_policy_with(config, true)
+}
+
+/// `open_workspaces: false` touches nothing on disk (no workspace root is
+/// created or opened): for deciding whether the daemon can start at all.
+fn load_policy_with(config: &Config, open_workspaces: bool) -> Result<CompiledPolicy, LoadError> {
     let opts = LoadOptions {
         state_dir: config.state_path(),
-        open_workspaces: true,
+        open_workspaces,
     };
     match config.policy_source() {
         PolicySource::Dir(dir) => policy::load_dir(&dir, &opts),
@@ -83,18 +91,77 @@ fn describe_policy(config: &Config) -> String {
     }
 }
 
+/// Refuses a policy this host cannot enforce; logs what the kernel offers.
+fn refuse_unenforceable(
+    policy: &CompiledPolicy,
+    support: &sandbox::KernelSupport,
+) -> anyhow::Result<()> {
+    for line in support.to_string().lines() {
+        tracing::info!("kernel: {}", line.trim());
+    }
+    if let Some(problem) = support.file_tools_unmet() {
+        anyhow::bail!(
+            "refusing to start: {problem}\nSee `agentjail doctor` and the README's \
+             \"Install and run as a service\""
+        );
+    }
+    let unmet = host::unmet(policy, support);
+    if unmet.is_empty() {
+        return Ok(());
+    }
+    let needs_root = if support.root {
+        String::new()
+    } else {
+        format!(
+            "agentjail serve needs root for this policy ({}): its commands run in a \
+             sandbox that only root can build. Run it as root (the systemd unit in \
+             packaging/ does), or give it a policy without [agents.shell] tables to \
+             serve only the file tools as this user.\n",
+            describe_policy_from(policy)
+        )
+    };
+    anyhow::bail!(
+        "{needs_root}refusing to start: this host cannot enforce the policy, and commands never \
+         run unconfined:\n  {}\nFix the host (see `agentjail doctor`), or lower the agent's \
+         shell.requires, or remove its [agents.shell] table",
+        unmet.join("\n  ")
+    )
+}
+
+fn describe_policy_from(policy: &CompiledPolicy) -> String {
+    match policy.sources.as_slice() {
+        [] => "the embedded default policy".into(),
+        sources => sources
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     // Installed first: a SIGTERM that arrives while starting must still
     // shut down cleanly, not kill the process with the socket left behind.
     let mut signals = Signals::install()?;
-    let policy = load_policy(&config).map_err(|e| {
+    let invalid = |e: LoadError| {
         anyhow::anyhow!(
             "the policy in {} is invalid; the daemon will not start:\n{e}",
             describe_policy(&config)
         )
-    })?;
+    };
+    // Whether this host can enforce the policy is decided before anything
+    // is created (workspace roots, the socket, the audit log), so a refusal
+    // leaves nothing half-made.
+    let support = tokio::task::spawn_blocking(sandbox::probe)
+        .await
+        .context("the kernel probe failed")?;
+    refuse_unenforceable(
+        &load_policy_with(&config, false).map_err(invalid)?,
+        &support,
+    )?;
+    let policy = load_policy(&config).map_err(invalid)?;
     let tcp_agent = config.tcp.as_ref().map(|t| t.agent.clone());
     if let Some(name) = &tcp_agent {
         anyhow::ensure!(
@@ -105,26 +172,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         policy = %describe_policy(&config), version = %policy.version,
         agents = policy.agents.len(), "policy loaded"
-    );
-    let support = tokio::task::spawn_blocking(sandbox::probe)
-        .await
-        .context("the kernel probe failed")?;
-    for line in support.to_string().lines() {
-        tracing::info!("kernel: {}", line.trim());
-    }
-    if let Some(problem) = support.file_tools_unmet() {
-        anyhow::bail!(
-            "refusing to start: {problem}\nSee `agentjail doctor` and the README's \
-             \"Install and run as a service\""
-        );
-    }
-    let unmet = host::unmet(&policy, &support);
-    anyhow::ensure!(
-        unmet.is_empty(),
-        "refusing to start: this host cannot enforce the policy, and commands never run \
-         unconfined:\n  {}\nFix the host (see `agentjail doctor`), or lower the agent's \
-         shell.requires, or remove its [agents.shell] table",
-        unmet.join("\n  ")
     );
     let launcher = if policy.agents.values().any(|a| a.shell.is_some()) {
         sandbox::netns::start_pool(NETNS_POOL)?;
@@ -178,9 +225,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // v1alpha beside v1: grpcio-reflection, grpcurl and most tools still ask v1alpha.
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("cannot build the reflection service")?;
+    let reflection = reflection()
         .build_v1()
         .context("cannot build the reflection service")?;
     let tool_service = ToolSandboxServer::new(ToolService::new(state.clone()))
@@ -192,7 +246,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         state.clone(),
     )))
     .add_service(CountCalls::new(health_service))
-    .add_service(CountCalls::new(reflection));
+    .add_service(CountCalls::new(reflection))
+    .add_service(CountCalls::new(reflection_v1alpha));
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -200,7 +255,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Server::builder()
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(
-                connections::guarded(listener, &config.limits),
+                tokio_stream::StreamExt::map(
+                    connections::guarded(listener, &config.limits),
+                    |accepted| accepted.map(authority::AuthorityShim::new),
+                ),
                 shutdown_requested(shutdown_rx.clone()),
             ),
     );

@@ -355,15 +355,8 @@ impl ToolSandbox for ToolService {
             uid,
             gid,
             pid,
-            workspaces: agent
-                .workspaces
-                .iter()
-                .map(|w| WorkspaceInfo {
-                    name: w.name.clone(),
-                    path: w.path.display().to_string(),
-                    read_only: w.read_only,
-                })
-                .collect(),
+            workspaces: super::discovery::workspaces(&agent),
+            capabilities: Some(super::discovery::capabilities(&agent)),
             info: Some(CallInfo {
                 request_id,
                 agent: agent.name.clone(),

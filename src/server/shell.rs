@@ -399,6 +399,11 @@ fn command_record(
     finished: &Finished,
     started: Instant,
 ) -> Entry {
+    crate::metrics::command_finished(
+        exited.timed_out || exited.idle_timed_out,
+        exited.cancelled,
+        exited.oom_killed,
+    );
     let outcome = audit::Outcome {
         status: "OK".into(),
         exit_code: exited.exit_code,

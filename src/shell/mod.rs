@@ -77,6 +77,40 @@ fn shell_policy(agent: &AgentPolicy) -> Result<&ShellPolicy, ToolError> {
     })
 }
 
+/// A refusal that names the rule and what the agent may run instead (also
+/// in ErrorInfo: `allowed_programs`, comma-separated, and `allow_shell`).
+fn refused_command(shell: &ShellPolicy, rule: &str) -> ToolError {
+    const SHOWN: usize = 40;
+    let mut names: Vec<&str> = shell
+        .commands
+        .iter()
+        .map(|c| c.program.as_str())
+        .take(SHOWN)
+        .collect();
+    if shell.commands.len() > SHOWN {
+        names.push("...");
+    }
+    let programs = names.join(",");
+    let instead = match (names.is_empty(), shell.allow_shell) {
+        (true, true) => "no program is allowed by name; shell strings are".to_string(),
+        (true, false) => "no program is allowed by name, nor shell strings".to_string(),
+        (false, true) => format!(
+            "allowed programs: {}; shell strings are allowed",
+            names.join(", ")
+        ),
+        (false, false) => format!(
+            "allowed programs: {}; shell strings are not (shell.allow_shell = false)",
+            names.join(", ")
+        ),
+    };
+    ToolError::denied(
+        rule,
+        format!("the policy does not allow this command ({rule}); {instead}. WhoAmI lists everything this agent may do"),
+    )
+    .with("allowed_programs", programs)
+    .with("allow_shell", shell.allow_shell.to_string())
+}
+
 /// Decides `req` for `agent` in workspace `ws` and builds the sandbox spec.
 /// `call_deadline` is the client's gRPC deadline, if it sent one.
 pub fn prepare(
@@ -92,7 +126,15 @@ pub fn prepare(
             if req.argv.iter().any(|a| a.contains('\0')) {
                 return Err(ToolError::invalid("argv contains a NUL byte"));
             }
-            shell.check_argv(&req.argv)
+            // A program inside the workspace is looked up there, not on PATH.
+            if crate::policy::shell::workspace_program(&req.argv[0], "").is_some() {
+                let cwd = crate::fs::resolve_dir(ws, &req.cwd)?;
+                shell
+                    .check_workspace_argv(&req.argv, &cwd)
+                    .expect("a workspace program")
+            } else {
+                shell.check_argv(&req.argv)
+            }
         }
         (true, false) => {
             if req.shell.contains('\0') {
@@ -106,12 +148,7 @@ pub fn prepare(
             ));
         }
     }
-    .map_err(|decision| {
-        ToolError::denied(
-            &decision.rule,
-            format!("the policy does not allow this command ({})", decision.rule),
-        )
-    })?;
+    .map_err(|decision| refused_command(shell, &decision.rule))?;
     if req.stdin.len() > MAX_STDIN_BYTES {
         return Err(ToolError::new(
             Reason::TooLarge,

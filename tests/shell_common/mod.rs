@@ -409,6 +409,22 @@ impl ShellDaemon {
         }
     }
 
+    /// `policy` in fresh directories, with `config_extra` appended to the
+    /// config file.
+    pub async fn start_with_config(policy: &Policy, config_extra: &str) -> ShellDaemon {
+        let dirs = ShellDirs::new();
+        dirs.write_setup(
+            &policy.toml(&dirs),
+            &format!("shutdown_grace_ms = 2000\n{config_extra}\n"),
+        );
+        let server = Serve::new().start(&dirs).await;
+        ShellDaemon {
+            pid: server.pid,
+            server,
+            dirs,
+        }
+    }
+
     pub fn log(&self) -> String {
         self.server.log()
     }
