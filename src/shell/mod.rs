@@ -179,7 +179,14 @@ pub fn prepare(
     let limits = &shell.limits;
     // What to pin: every denied entry (wildcard globs included) and, while
     // git metadata is read-only, every repository's metadata.
-    let survey = crate::fs::survey::survey(ws)?;
+    // A walk of the workspace: blocking work, so tell a multi-threaded
+    // runtime to move other tasks off this worker while it runs.
+    let survey = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+            tokio::task::block_in_place(|| crate::fs::survey::survey(ws))
+        }
+        _ => crate::fs::survey::survey(ws),
+    }?;
     crate::fs::survey::remember(ws, &survey);
     let git_protected = ws.rules.git_read_only_rule().is_some() && !ws.read_only;
     let git_sweep = git_protected.then(|| GitSweep {
