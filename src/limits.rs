@@ -24,9 +24,10 @@ pub const MAX_SHELL_BYTES: usize = 1 << 20;
 pub const MAX_EDITS: usize = 1024;
 
 /// An Exec's output past its budget is not streamed, only counted and
-/// hashed: at most this fast, so a command printing without end (and a
-/// client that never reads) blocks on its pipe instead of costing a core.
-pub const EXEC_PAST_BUDGET_BYTES_PER_SEC: u64 = 1 << 20;
+/// hashed: at most this fast, and not at all while the client has not
+/// taken what was sent, so a command printing without end to a client that
+/// never reads blocks on its pipe instead of costing a core.
+pub const EXEC_PAST_BUDGET_BYTES_PER_SEC: u64 = 32 << 20;
 
 /// An audit argument longer than this is kept as its head, its length and
 /// its sha256.

@@ -151,6 +151,14 @@ impl Sink {
         }
     }
 
+    /// Events sent but not yet taken by the client's stream.
+    fn backlog(&self) -> bool {
+        match self {
+            Sink::Stream(tx) => tx.capacity() < tx.max_capacity(),
+            Sink::Capture { .. } => false,
+        }
+    }
+
     async fn closed(&self) {
         match self {
             Sink::Stream(tx) => tx.closed().await,
@@ -281,8 +289,16 @@ pub async fn drive(
             match sink.push(which, counter, buf) {
                 Pushed::Done => {}
                 Pushed::PastBudget(n) => {
+                    // A client that has not taken what was sent is stalled:
+                    // hold the command back until it does; otherwise drain
+                    // at a bounded rate.
                     let rate = crate::limits::EXEC_PAST_BUDGET_BYTES_PER_SEC;
-                    paused = Some(Instant::now() + Duration::from_secs_f64(n as f64 / rate as f64));
+                    let pause = if sink.backlog() {
+                        Duration::from_millis(100)
+                    } else {
+                        Duration::from_secs_f64(n as f64 / rate as f64)
+                    };
+                    paused = Some(Instant::now() + pause);
                 }
                 Pushed::Held(event) => held = Some(event),
                 Pushed::Closed => {
