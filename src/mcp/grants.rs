@@ -4,9 +4,9 @@
 //!
 //! Two sources: the daemon's `WhoAmI` answer (what `agentjail mcp` uses: the
 //! daemon decides who the caller is), and a policy file's agent (what
-//! `agentjail tools --agent NAME` uses offline). Today's `WhoAmI` lists
-//! workspaces only, so commands come back [`Commands::Unstated`]; when it
-//! carries the shell grant, [`Grants::from_who_am_i`] is the one place to read it.
+//! `agentjail tools --agent NAME` uses offline). A daemon whose `WhoAmI`
+//! carries no `capabilities` (an older build) leaves commands
+//! [`Commands::Unstated`].
 
 use crate::policy::compile::AgentPolicy;
 use crate::proto::WhoAmIResponse;
@@ -30,7 +30,7 @@ pub struct Workspace {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Commands {
-    /// The source does not say (today's `WhoAmI`): `run_command` is offered
+    /// The source does not say (an older daemon's `WhoAmI`): `run_command` is offered
     /// and the daemon decides each call, naming the rule when it refuses.
     Unstated,
     /// The agent may run no command: no `run_command` tool.
@@ -56,7 +56,15 @@ impl Grants {
                     read_only: w.read_only,
                 })
                 .collect(),
-            commands: Commands::Unstated,
+            commands: match who.capabilities.as_ref().and_then(|c| c.commands.as_ref()) {
+                None => Commands::Unstated,
+                Some(c) if !c.allowed => Commands::None,
+                Some(c) => Commands::Allowed {
+                    programs: c.programs.iter().map(|p| p.program.clone()).collect(),
+                    shell: c.shell,
+                    network: c.network,
+                },
+            },
         }
     }
 

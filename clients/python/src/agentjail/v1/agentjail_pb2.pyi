@@ -88,7 +88,7 @@ class WhoAmIRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WhoAmIResponse(_message.Message):
-    __slots__ = ("agent", "identified_by", "uid", "gid", "pid", "workspaces", "info")
+    __slots__ = ("agent", "identified_by", "uid", "gid", "pid", "workspaces", "info", "capabilities")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     IDENTIFIED_BY_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class WhoAmIResponse(_message.Message):
     PID_FIELD_NUMBER: _ClassVar[int]
     WORKSPACES_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     agent: str
     identified_by: str
     uid: int
@@ -103,17 +104,92 @@ class WhoAmIResponse(_message.Message):
     pid: int
     workspaces: _containers.RepeatedCompositeFieldContainer[WorkspaceInfo]
     info: CallInfo
-    def __init__(self, agent: _Optional[str] = ..., identified_by: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., pid: _Optional[int] = ..., workspaces: _Optional[_Iterable[_Union[WorkspaceInfo, _Mapping]]] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+    capabilities: Capabilities
+    def __init__(self, agent: _Optional[str] = ..., identified_by: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., pid: _Optional[int] = ..., workspaces: _Optional[_Iterable[_Union[WorkspaceInfo, _Mapping]]] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ...) -> None: ...
 
 class WorkspaceInfo(_message.Message):
-    __slots__ = ("name", "path", "read_only")
+    __slots__ = ("name", "path", "read_only", "sandbox_path", "access", "read", "write", "deny")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_PATH_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_FIELD_NUMBER: _ClassVar[int]
+    READ_FIELD_NUMBER: _ClassVar[int]
+    WRITE_FIELD_NUMBER: _ClassVar[int]
+    DENY_FIELD_NUMBER: _ClassVar[int]
     name: str
     path: str
     read_only: bool
-    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
+    sandbox_path: str
+    access: str
+    read: _containers.RepeatedScalarFieldContainer[str]
+    write: _containers.RepeatedScalarFieldContainer[str]
+    deny: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., read_only: _Optional[bool] = ..., sandbox_path: _Optional[str] = ..., access: _Optional[str] = ..., read: _Optional[_Iterable[str]] = ..., write: _Optional[_Iterable[str]] = ..., deny: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Capabilities(_message.Message):
+    __slots__ = ("file_limits", "commands")
+    FILE_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    file_limits: FileLimits
+    commands: CommandCapabilities
+    def __init__(self, file_limits: _Optional[_Union[FileLimits, _Mapping]] = ..., commands: _Optional[_Union[CommandCapabilities, _Mapping]] = ...) -> None: ...
+
+class FileLimits(_message.Message):
+    __slots__ = ("max_read_bytes", "max_write_bytes", "max_file_bytes")
+    MAX_READ_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    max_read_bytes: int
+    max_write_bytes: int
+    max_file_bytes: int
+    def __init__(self, max_read_bytes: _Optional[int] = ..., max_write_bytes: _Optional[int] = ..., max_file_bytes: _Optional[int] = ...) -> None: ...
+
+class ProgramInfo(_message.Message):
+    __slots__ = ("program", "resolved", "deny_args")
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    DENY_ARGS_FIELD_NUMBER: _ClassVar[int]
+    program: str
+    resolved: str
+    deny_args: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, program: _Optional[str] = ..., resolved: _Optional[str] = ..., deny_args: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CommandCapabilities(_message.Message):
+    __slots__ = ("allowed", "programs", "shell", "network", "env", "path", "default_timeout_ms", "max_timeout_ms", "output_budget_bytes", "memory_bytes", "pids", "cpu_seconds", "nofile", "fsize_bytes", "cpu_percent", "workspace_mount")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    PROGRAMS_FIELD_NUMBER: _ClassVar[int]
+    SHELL_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PIDS_FIELD_NUMBER: _ClassVar[int]
+    CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NOFILE_FIELD_NUMBER: _ClassVar[int]
+    FSIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_MOUNT_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    programs: _containers.RepeatedCompositeFieldContainer[ProgramInfo]
+    shell: bool
+    network: bool
+    env: _containers.RepeatedScalarFieldContainer[str]
+    path: _containers.RepeatedScalarFieldContainer[str]
+    default_timeout_ms: int
+    max_timeout_ms: int
+    output_budget_bytes: int
+    memory_bytes: int
+    pids: int
+    cpu_seconds: int
+    nofile: int
+    fsize_bytes: int
+    cpu_percent: int
+    workspace_mount: str
+    def __init__(self, allowed: _Optional[bool] = ..., programs: _Optional[_Iterable[_Union[ProgramInfo, _Mapping]]] = ..., shell: _Optional[bool] = ..., network: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., path: _Optional[_Iterable[str]] = ..., default_timeout_ms: _Optional[int] = ..., max_timeout_ms: _Optional[int] = ..., output_budget_bytes: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., pids: _Optional[int] = ..., cpu_seconds: _Optional[int] = ..., nofile: _Optional[int] = ..., fsize_bytes: _Optional[int] = ..., cpu_percent: _Optional[int] = ..., workspace_mount: _Optional[str] = ...) -> None: ...
 
 class LineWindow(_message.Message):
     __slots__ = ("offset", "limit")
