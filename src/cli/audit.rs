@@ -14,10 +14,9 @@ pub enum AuditCommand {
     /// Check every record's hash and the chain, across files given in
     /// order (oldest rotated file first); report the first break.
     ///
-    /// The files may be given in any order and by a glob such as
-    /// `audit.jsonl*`: rotated files (`audit.jsonl.<seq>`) are taken oldest
-    /// first, then the live log; its `.head` file is checked with it, not
-    /// read as records. Without FILES: the log named by the config.
+    /// A `.head` file among them (a glob such as `audit.jsonl*` matches it)
+    /// is checked beside its log, not read as records. Without FILES: the
+    /// log named by the config and its rotated files, in chain order.
     Verify {
         files: Vec<PathBuf>,
         /// Config file naming the log (default: as `serve` finds it).
@@ -30,8 +29,8 @@ pub enum AuditCommand {
 
 #[derive(Args)]
 pub struct ShowArgs {
-    /// Audit files, ordered as for `verify` (default: the log named by the
-    /// config, with its rotated files).
+    /// Audit files, oldest first (default: the log named by the config,
+    /// with its rotated files).
     files: Vec<PathBuf>,
     /// Config file naming the log (default: as `serve` finds it).
     #[arg(long, short)]
@@ -72,11 +71,12 @@ pub fn run(command: AuditCommand) -> ExitCode {
     }
 }
 
-/// The files to read, in chain order: the ones given (or the config's log
-/// and its rotated files), `.head` files left out.
+/// The files to read: the ones given, in the order given (verify reports
+/// files out of order), or the config's log and its rotated files in chain
+/// order; `.head` files left out either way.
 fn log_files(given: Vec<PathBuf>, config: Option<&Path>) -> Result<Vec<PathBuf>, String> {
     if !given.is_empty() {
-        return Ok(chain_order(given));
+        return Ok(given.into_iter().filter(|p| !is_head(p)).collect());
     }
     let (config, _) = crate::config::Config::discover(config).map_err(|e| format!("{e:#}"))?;
     let live = config.audit_path();
@@ -110,6 +110,11 @@ fn log_files(given: Vec<PathBuf>, config: Option<&Path>) -> Result<Vec<PathBuf>,
     Ok(chain_order(files))
 }
 
+/// The head file beside a log (`audit.jsonl.head`).
+fn is_head(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "head")
+}
+
 /// The sequence number a rotated file `<live>.<seq>` ends with.
 fn rotated_seq(path: &Path, live: &Path) -> Option<u64> {
     let name = path.file_name()?.to_str()?;
@@ -126,7 +131,6 @@ fn rotated_seq(path: &Path, live: &Path) -> Option<u64> {
 /// checks it beside `X`). Files of no known shape keep their given order
 /// after those.
 fn chain_order(files: Vec<PathBuf>) -> Vec<PathBuf> {
-    let is_head = |p: &PathBuf| p.extension().is_some_and(|e| e == "head");
     let files: Vec<PathBuf> = files.into_iter().filter(|p| !is_head(p)).collect();
     // A file is rotated when another given file (or its would-be live log)
     // is its prefix: `audit.jsonl.000000000017` beside `audit.jsonl`.
@@ -350,6 +354,14 @@ mod tests {
 
     fn paths(v: &[&str]) -> Vec<PathBuf> {
         v.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn given_files_keep_their_order_without_the_head() {
+        let given = paths(&["/l/audit.jsonl", "/l/audit.jsonl.head"]);
+        assert_eq!(log_files(given, None).unwrap(), paths(&["/l/audit.jsonl"]));
+        let swapped = paths(&["/l/a.000000000002", "/l/a.000000000001"]);
+        assert_eq!(log_files(swapped.clone(), None).unwrap(), swapped);
     }
 
     #[test]
