@@ -72,6 +72,13 @@ pub fn check() -> ToolResult<()> {
     }
 }
 
+/// The error for a call stopped before its work began.
+pub fn stopped_before_work(reason: Reason) -> ToolError {
+    let mut e = stopped(reason);
+    e.message = format!("{} (it had not started: nothing was done)", e.message);
+    e
+}
+
 pub fn stopped(reason: Reason) -> ToolError {
     let why = if reason == Reason::DeadlineExceeded {
         "the call's deadline passed"

@@ -209,7 +209,7 @@ impl ToolService {
             *intent = (seq > 0).then_some(seq);
         }
         if let Some(reason) = stop.reason() {
-            return Err(crate::cancel::stopped(reason));
+            return Err(crate::cancel::stopped_before_work(reason));
         }
         let agent = agent.clone();
         let stop = stop.clone();

@@ -144,7 +144,7 @@ impl ToolService {
             .await?;
         *intent = (seq > 0).then_some(seq);
         if let Some(reason) = stop.reason() {
-            return Err(crate::cancel::stopped(reason));
+            return Err(crate::cancel::stopped_before_work(reason));
         }
         let launch_started = Instant::now();
         let child = launcher.spawn(spec).await.map_err(|e| match e.kind() {
