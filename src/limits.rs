@@ -22,6 +22,15 @@ pub const MAX_ENV_BYTES: usize = 256 << 10;
 pub const MAX_SHELL_BYTES: usize = 1 << 20;
 /// Edits in one EditFile call.
 pub const MAX_EDITS: usize = 1024;
+/// Occurrences of any one field at the top of a request message, counted on
+/// the wire before it is decoded: the largest of the per-field limits above,
+/// so that a request of millions of tiny entries is refused without building
+/// them (the per-field limits then name the precise one).
+pub const MAX_REPEATED_ENTRIES: usize = max(max(MAX_ARGV_ENTRIES, MAX_ENV_ENTRIES), MAX_EDITS);
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
 
 /// An Exec's output past its budget is not streamed, only counted and
 /// hashed: at most this fast, and not at all while the client has not

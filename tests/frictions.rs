@@ -234,12 +234,13 @@ async fn audit_verify_and_show_as_the_readme_writes_them() {
     assert_eq!(code, 0, "{err}");
     let sleep_row = out
         .lines()
-        .find(|l| l.contains("sleep 30"))
+        // The command's outcome row, not its intent's (which points at it).
+        .find(|l| l.contains("sleep 30") && !l.contains("intent"))
         .unwrap_or_else(|| panic!("{out}"));
     assert!(sleep_row.contains("TIMED_OUT"), "{sleep_row}");
     let true_row = out
         .lines()
-        .find(|l| l.ends_with(" true"))
+        .find(|l| l.ends_with(" true") && !l.contains("intent"))
         .unwrap_or_else(|| panic!("{out}"));
     assert!(true_row.contains("exit 0"), "{true_row}");
     d.assert_serving().await;

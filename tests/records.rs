@@ -424,6 +424,24 @@ async fn oversized_requests_are_refused_before_work_with_small_records() {
         "{argv_rec:#}"
     );
     assert!(argv_rec["args"]["argv_sha256"].is_string());
+    // A million empty argv entries are counted on the wire and refused
+    // before they are decoded: recorded with the request's size.
+    let counted = recs
+        .iter()
+        .find(|r| {
+            r["method"] == "Run"
+                && r["outcome"]["reason"] == "LIMIT_EXCEEDED"
+                && r["args"]["request_bytes"]
+                    .as_u64()
+                    .is_some_and(|n| n >= 1_000_000)
+        })
+        .expect("the million-entry Run is recorded with its size");
+    assert!(
+        counted["outcome"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("before decoding")),
+        "{counted:#}"
+    );
     let log = d.log();
     assert!(
         log.lines().all(|l| l.len() < 64 << 10),

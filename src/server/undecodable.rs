@@ -95,8 +95,9 @@ fn method_name(path: &str) -> &'static str {
 
 /// What a refused request looked like, from its trailers-only response.
 enum Found {
-    /// Our codec refused it: its size.
-    Codec(Option<u64>),
+    /// Our codec refused it (undecodable, or over a wire-level limit): why,
+    /// and its size.
+    Codec(Reason, Option<u64>),
     /// tonic refused its framing with INTERNAL and its own message.
     Framing(String),
 }
@@ -106,12 +107,17 @@ fn refused_bytes(response: &http::Response<Body>) -> Option<Found> {
     let reason = headers
         .get(REASON_METADATA_KEY)
         .and_then(|v| v.to_str().ok());
+    let size = headers
+        .get(REQUEST_BYTES_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     if reason == Some(Reason::UndecodableRequest.as_str()) {
-        let size = headers
-            .get(REQUEST_BYTES_KEY)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        return Some(Found::Codec(size));
+        return Some(Found::Codec(Reason::UndecodableRequest, size));
+    }
+    // Handlers' own LIMIT_EXCEEDED refusals are recorded by them and carry
+    // no request size; the codec's carry one.
+    if reason == Some(Reason::LimitExceeded.as_str()) && size.is_some() {
+        return Some(Found::Codec(Reason::LimitExceeded, size));
     }
     let status = tonic::Status::from_header_map(headers)?;
     (status.code() == tonic::Code::Internal && reason.is_none())
@@ -128,10 +134,10 @@ async fn record(
     let request_id = state.next_request_id();
     let policy = state.policy();
     let (err, size) = match found {
-        Found::Codec(size) => {
+        Found::Codec(reason, size) => {
             let status = tonic::Status::from_header_map(response.headers());
             let message = status.map(|s| s.message().to_string()).unwrap_or_default();
-            (ToolError::new(Reason::UndecodableRequest, message), size)
+            (ToolError::new(reason, message), size)
         }
         Found::Framing(why) => (
             ToolError::new(

@@ -58,7 +58,7 @@ def test_a_changed_proto_is_detected(tmp_path, monkeypatch):
     proto = tmp_path / "agentjail" / "v1" / "agentjail.proto"
     proto.parent.mkdir(parents=True)
     text = (generate_stubs.PROTO_DIR / generate_stubs.PROTO_FILE).read_text()
-    proto.write_text(text.replace("bool read_only = 3;", "bool read_only = 3;\n  string extra = 4;"))
+    proto.write_text(text.replace("bool read_only = 3;", "bool read_only = 3;\n  string negative_control_extra = 999;"))
     monkeypatch.setattr(generate_stubs, "PROTO_DIR", tmp_path)
     fresh = fresh_descriptor(tmp_path)
     checked_in = descriptor_pb2.FileDescriptorProto.FromString(agentjail_pb2.DESCRIPTOR.serialized_pb)

@@ -5,6 +5,9 @@ A call is retried only where the daemon says a retry is safe:
 - the status carries reason ``UNAVAILABLE`` (the daemon refused before doing
   anything: the audit log cannot be written, a file was replaced during the
   call, no space left, ...), for every call;
+- the daemon refused before doing anything because the agent is at a
+  concurrency cap (reason ``TOO_MANY_CONCURRENT_CALLS``, RESOURCE_EXHAUSTED,
+  with a RetryInfo delay), for every call;
 - a transport ``UNAVAILABLE`` without a reason (the daemon is starting, has
   gone, or drains for a restart) only for calls that change nothing
   (``whoami``, reads, listings, searches, ``stat``): a mutating call may have
@@ -29,6 +32,9 @@ from .errors import AgentjailError, Cancelled, DeadlineExceeded
 #: Called before each retry with (attempt number just failed, error, delay s).
 OnRetry = Callable[[int, AgentjailError, float], None]
 
+#: Reasons of refusals made before any work, whose status says when to retry.
+REFUSED_BEFORE_WORK_AND_RETRYABLE = frozenset({"TOO_MANY_CONCURRENT_CALLS"})
+
 READ_ONLY_METHODS = frozenset({"WhoAmI", "ReadFile", "ListDir", "Glob", "Grep", "Stat"})
 
 
@@ -48,7 +54,11 @@ class RetryPolicy:
 
     def should_retry(self, method: str, error: AgentjailError, attempt: int) -> bool:
         """Whether attempt ``attempt`` (1-based) that failed with ``error`` is tried again."""
-        if attempt >= self.max_attempts or error.code != grpc.StatusCode.UNAVAILABLE:
+        if attempt >= self.max_attempts:
+            return False
+        if error.reason in REFUSED_BEFORE_WORK_AND_RETRYABLE:
+            return True
+        if error.code != grpc.StatusCode.UNAVAILABLE:
             return False
         if error.reason == "UNAVAILABLE":
             return True

@@ -228,16 +228,45 @@ class Internal(AgentjailError):
     REASON = "INTERNAL"
 
 
+class LimitExceeded(AgentjailError):
+    """Over a request limit (argv or env entries, pattern bytes, edits per
+    call, ...), refused before any work: ``metadata["limit"]`` names it and
+    ``metadata["max"]`` gives its value; send less."""
+
+    REASON = "LIMIT_EXCEEDED"
+
+
+class UndecodableRequest(AgentjailError):
+    """The request bytes are not a valid message of the method's type: the
+    client is not built from this daemon's proto. Do not retry the same bytes."""
+
+    REASON = "UNDECODABLE_REQUEST"
+
+
+class TooManyConcurrentCalls(AgentjailError):
+    """The agent is at a concurrency cap of the daemon (blocking file calls or
+    commands at once); nothing was done. Retried after the daemon's RetryInfo."""
+
+    REASON = "TOO_MANY_CONCURRENT_CALLS"
+
+
 class UnknownReason(AgentjailError):
     """A reason this client does not know (a newer daemon): see :attr:`reason`."""
 
 
 class DeadlineExceeded(AgentjailError):
-    """The call's deadline (``timeout=``) passed before the daemon answered."""
+    """The call's deadline (``timeout=``) passed before the daemon answered.
+    With reason ``DEADLINE_EXCEEDED`` the daemon stopped the work and its
+    audit record says what had been done."""
+
+    REASON = "DEADLINE_EXCEEDED"
 
 
 class Cancelled(AgentjailError):
-    """The call was cancelled."""
+    """The call was cancelled. With reason ``CANCELLED`` the daemon stopped
+    the work and its audit record says what had been done."""
+
+    REASON = "CANCELLED"
 
 
 class RpcFailed(AgentjailError):
@@ -279,6 +308,11 @@ REASON_CLASSES: Dict[str, Type[AgentjailError]] = {
         ReadOnlyWorkspace,
         Unavailable,
         Internal,
+        LimitExceeded,
+        UndecodableRequest,
+        TooManyConcurrentCalls,
+        DeadlineExceeded,
+        Cancelled,
     )
     if cls.REASON is not None
 }
