@@ -171,6 +171,40 @@ fn receiver(file: Option<std::fs::File>) -> io::Result<Option<pipe::Receiver>> {
     file.map(pipe::Receiver::from_file).transpose()
 }
 
+/// The rate at which output past an Exec's budget is drained, shared by
+/// every stream of the daemon (`EXEC_PAST_BUDGET_BYTES_PER_SEC`), in cells
+/// of `DRAIN_CELL` bytes.
+struct PastBudgetDrain(governor::DefaultDirectRateLimiter);
+
+const DRAIN_CELL: usize = 4096;
+
+fn past_budget_drain() -> &'static PastBudgetDrain {
+    static DRAIN: std::sync::LazyLock<PastBudgetDrain> = std::sync::LazyLock::new(|| {
+        let cells = crate::limits::EXEC_PAST_BUDGET_BYTES_PER_SEC / DRAIN_CELL as u32;
+        let per_second = std::num::NonZeroU32::new(cells).unwrap_or(std::num::NonZeroU32::MIN);
+        PastBudgetDrain(governor::RateLimiter::direct(governor::Quota::per_second(
+            per_second,
+        )))
+    });
+    &DRAIN
+}
+
+impl PastBudgetDrain {
+    /// Takes `bytes` just drained from the shared rate: how long to wait
+    /// before reading again, if at all.
+    fn wait_for(&self, bytes: usize) -> Option<Duration> {
+        use governor::clock::{Clock, DefaultClock};
+        let cells = bytes.div_ceil(DRAIN_CELL).max(1) as u32;
+        let cells = std::num::NonZeroU32::new(cells).unwrap_or(std::num::NonZeroU32::MIN);
+        match self.0.check_n(cells) {
+            Ok(Ok(())) => None,
+            Ok(Err(not_until)) => Some(not_until.wait_time_from(DefaultClock::default().now())),
+            // More than a second's worth at once: wait that second.
+            Err(_) => Some(Duration::from_secs(1)),
+        }
+    }
+}
+
 /// Drives `child` to its end. Cancelling `cancel` (the client went away)
 /// kills the tree and ends as `cancelled`. Dropping the future kills the
 /// whole tree too (the child's Drop), so nothing is left behind.
@@ -292,13 +326,12 @@ pub async fn drive(
                     // A client that has not taken what was sent is stalled:
                     // hold the command back until it does; otherwise drain
                     // at a bounded rate.
-                    let rate = crate::limits::EXEC_PAST_BUDGET_BYTES_PER_SEC;
                     let pause = if sink.backlog() {
-                        Duration::from_millis(100)
+                        Some(Duration::from_millis(100))
                     } else {
-                        Duration::from_secs_f64(n as f64 / rate as f64)
+                        past_budget_drain().wait_for(n)
                     };
-                    paused = Some(Instant::now() + pause);
+                    paused = pause.map(|p| Instant::now() + p);
                 }
                 Pushed::Held(event) => held = Some(event),
                 Pushed::Closed => {
