@@ -19,6 +19,7 @@ pub enum Reason {
     SymlinkEscape,
     PolicyDenied,
     UnknownCaller,
+    Unauthenticated,
     UnknownWorkspace,
     NotFound,
     AlreadyExists,
@@ -43,6 +44,7 @@ impl Reason {
             Reason::SymlinkEscape => "SYMLINK_ESCAPE",
             Reason::PolicyDenied => "POLICY_DENIED",
             Reason::UnknownCaller => "UNKNOWN_CALLER",
+            Reason::Unauthenticated => "UNAUTHENTICATED",
             Reason::UnknownWorkspace => "UNKNOWN_WORKSPACE",
             Reason::NotFound => "NOT_FOUND",
             Reason::AlreadyExists => "ALREADY_EXISTS",
@@ -79,6 +81,7 @@ impl Reason {
             | Reason::MatchNotFound
             | Reason::MatchAmbiguous => Code::FailedPrecondition,
             Reason::TooLarge => Code::ResourceExhausted,
+            Reason::Unauthenticated => Code::Unauthenticated,
             Reason::Unavailable => Code::Unavailable,
             Reason::Internal => Code::Internal,
         }

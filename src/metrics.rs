@@ -94,3 +94,8 @@ pub fn policy_reload(ok: bool) {
     counter!("agentjail_policy_reloads_total", "result" => if ok { "ok" } else { "failed" })
         .increment(1);
 }
+
+/// A TCP client whose TLS handshake failed (no or bad certificate, timeout).
+pub fn tls_handshake_refused() {
+    counter!("agentjail_tls_handshakes_refused_total").increment(1);
+}

@@ -79,6 +79,8 @@ impl AgentPolicy {
 pub struct CompiledPolicy {
     pub agents: HashMap<String, Arc<AgentPolicy>>,
     pub by_uid: HashMap<u32, String>,
+    /// Remote callers: certificate names and token hashes to agents.
+    pub remote: super::remote::RemoteIdentities,
     /// Masks secrets in audit records (built-in and policy patterns).
     pub redactor: crate::audit::Redactor,
     /// sha256 over the policy sources: names the policy in answers and logs.

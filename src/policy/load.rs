@@ -140,6 +140,7 @@ pub fn compile_sources(
     let mut diags = Vec::new();
     let mut agents = HashMap::new();
     let mut by_uid: HashMap<u32, String> = HashMap::new();
+    let mut remote = super::remote::RemoteIdentities::default();
     let mut hasher = Sha256::new();
     let mut redact_patterns = Vec::new();
     let mut redact_builtin = true;
@@ -190,6 +191,18 @@ pub fn compile_sources(
                     by_uid.insert(uid, name.clone());
                 }
             }
+            if let Some(spec) = &spec.remote {
+                for tls_name in &spec.tls_names {
+                    if let Err(e) = remote.add_tls_name(tls_name.get_ref(), &name) {
+                        ctx.error(&tls_name.span(), e);
+                    }
+                }
+                for digest in &spec.token_sha256 {
+                    if let Err(e) = remote.add_token_sha256(digest.get_ref(), &name) {
+                        ctx.error(&digest.span(), e);
+                    }
+                }
+            }
             if let Some(agent) = compile_agent(spec, &mut ctx, opts) {
                 agents.insert(name, Arc::new(agent));
             }
@@ -201,6 +214,7 @@ pub fn compile_sources(
     Ok(CompiledPolicy {
         agents,
         by_uid,
+        remote,
         redactor: crate::audit::Redactor::new(&redact_patterns, redact_builtin),
         version: hex::encode(hasher.finalize())[..16].to_string(),
         sources: sources.iter().map(|(p, _)| p.clone()).collect(),

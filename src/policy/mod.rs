@@ -8,6 +8,7 @@ pub mod explain;
 pub mod lint;
 pub mod load;
 pub mod model;
+pub mod remote;
 pub mod schema;
 pub mod shell;
 

@@ -69,6 +69,9 @@ pub struct AgentSpec {
     pub limits: LimitsSpec,
     /// Shell tool calls; without this table the agent may run no command.
     pub shell: Option<ShellSpec>,
+    /// Remote callers (TCP + TLS) that are this agent: certificate names
+    /// and token hashes.
+    pub remote: Option<super::remote::RemoteSpec>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

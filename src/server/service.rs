@@ -97,7 +97,7 @@ impl ToolService {
             &policy.redactor,
             &policy.version,
         );
-        let agent = caller.and_then(|c| agent_for(&c, &policy, self.state.tcp_agent()));
+        let agent = caller.and_then(|c| agent_for(&c, &policy, &self.state));
         let result = match &agent {
             Ok(agent) => self.run_tool(agent, req, tool).await,
             Err(e) => Err(e.clone()),
@@ -237,8 +237,8 @@ impl ToolSandbox for ToolService {
             &policy.redactor,
             &policy.version,
         );
-        let found = caller
-            .and_then(|c| agent_for(&c, &policy, self.state.tcp_agent()).map(|agent| (c, agent)));
+        let found =
+            caller.and_then(|c| agent_for(&c, &policy, &self.state).map(|agent| (c, agent)));
         let (caller, agent) = match found {
             Ok(found) => found,
             Err(e) => {
@@ -248,9 +248,10 @@ impl ToolSandbox for ToolService {
                 return Err(refusal_status(&e, &request_id, seq));
             }
         };
-        let (identified_by, uid, gid, pid) = match caller {
-            Caller::Unix { uid, gid, pid } => ("unix-peer", uid, gid, pid.unwrap_or(0) as u32),
-            Caller::TcpInsecure { .. } => ("tcp-insecure", 0, 0, 0),
+        let identified_by = caller.identified_by();
+        let (uid, gid, pid) = match caller {
+            Caller::Unix { uid, gid, pid } => (uid, gid, pid.unwrap_or(0) as u32),
+            Caller::TcpInsecure { .. } | Caller::Tls { .. } => (0, 0, 0),
         };
         let rule = format!("{}: identified by {identified_by}", agent.name);
         let outcome = audit::Outcome {

@@ -67,7 +67,7 @@ impl ToolService {
             &policy.redactor,
             &policy.version,
         );
-        let agent = caller.and_then(|c| agent_for(&c, &policy, self.state().tcp_agent()));
+        let agent = caller.and_then(|c| agent_for(&c, &policy, self.state()));
         let agent_name = agent.as_ref().ok().map(|a| a.name.clone());
         let launched = match agent {
             Ok(agent) => self.decide_and_spawn(&agent, &req, deadline).await,

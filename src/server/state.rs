@@ -1,10 +1,11 @@
 //! State shared by every call: the policy in force (swapped whole on
 //! reload) and the request-id counter.
 
+use super::tls::{CurrentTls, TlsMaterial};
 use crate::audit::AuditLog;
 use crate::policy::CompiledPolicy;
 use crate::shell::launcher::Launcher;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +17,8 @@ pub struct State {
     /// What the host enforces, for audit records of commands.
     pub landlock_abi: i32,
     tcp_agent: Option<String>,
+    /// The TCP listener's TLS files as last loaded (start, reloads).
+    tls: ArcSwapOption<TlsMaterial>,
     boot_id: u32,
     next_seq: AtomicU64,
 }
@@ -34,6 +37,7 @@ impl State {
             audit,
             landlock_abi,
             tcp_agent,
+            tls: ArcSwapOption::empty(),
             boot_id: rand::random(),
             next_seq: AtomicU64::new(1),
         }
@@ -52,9 +56,23 @@ impl State {
         self.tcp_agent.as_deref()
     }
 
+    pub fn tls(&self) -> Option<Arc<TlsMaterial>> {
+        self.tls.load_full()
+    }
+
+    pub fn swap_tls(&self, tls: TlsMaterial) {
+        self.tls.store(Some(Arc::new(tls)));
+    }
+
     /// Unique within this daemon's life, and across restarts in practice.
     pub fn next_request_id(&self) -> String {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         format!("{:08x}-{seq}", self.boot_id)
+    }
+}
+
+impl CurrentTls for State {
+    fn current_tls(&self) -> Option<Arc<TlsMaterial>> {
+        self.tls()
     }
 }

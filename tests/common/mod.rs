@@ -377,6 +377,7 @@ pub fn code_of_reason(reason: &str) -> Code {
             Code::FailedPrecondition
         }
         "TOO_LARGE" => Code::ResourceExhausted,
+        "UNAUTHENTICATED" => Code::Unauthenticated,
         other => panic!("unknown reason {other}"),
     }
 }
