@@ -20,6 +20,7 @@ pub enum Reason {
     PolicyDenied,
     UnknownCaller,
     Unauthenticated,
+    ToolNotAllowed,
     UnknownWorkspace,
     NotFound,
     AlreadyExists,
@@ -45,6 +46,7 @@ impl Reason {
             Reason::PolicyDenied => "POLICY_DENIED",
             Reason::UnknownCaller => "UNKNOWN_CALLER",
             Reason::Unauthenticated => "UNAUTHENTICATED",
+            Reason::ToolNotAllowed => "TOOL_NOT_ALLOWED",
             Reason::UnknownWorkspace => "UNKNOWN_WORKSPACE",
             Reason::NotFound => "NOT_FOUND",
             Reason::AlreadyExists => "ALREADY_EXISTS",
@@ -73,6 +75,7 @@ impl Reason {
             Reason::SymlinkEscape
             | Reason::PolicyDenied
             | Reason::UnknownCaller
+            | Reason::ToolNotAllowed
             | Reason::ReadOnlyWorkspace => Code::PermissionDenied,
             Reason::UnknownWorkspace | Reason::NotFound => Code::NotFound,
             Reason::AlreadyExists => Code::AlreadyExists,

@@ -9,6 +9,7 @@ pub mod lint;
 pub mod load;
 pub mod model;
 pub mod remote;
+pub mod roles;
 pub mod schema;
 pub mod shell;
 

@@ -292,6 +292,7 @@ impl EntryStart {
             crate::error::Reason::PolicyDenied
             | crate::error::Reason::UnknownCaller
             | crate::error::Reason::Unauthenticated
+            | crate::error::Reason::ToolNotAllowed
             | crate::error::Reason::SymlinkEscape
             | crate::error::Reason::PathOutsideWorkspace
             | crate::error::Reason::ReadOnlyWorkspace => "deny",

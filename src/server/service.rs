@@ -99,7 +99,10 @@ impl ToolService {
         );
         let agent = caller.and_then(|c| agent_for(&c, &policy, &self.state));
         let result = match &agent {
-            Ok(agent) => self.run_tool(agent, req, tool).await,
+            Ok(agent) => match agent.tools.check(&agent.name, method) {
+                Ok(()) => self.run_tool(agent, req, tool).await,
+                Err(refused) => Err(refused),
+            },
             Err(e) => Err(e.clone()),
         };
         let agent_name = agent.as_ref().ok().map(|a| a.name.clone());

@@ -70,7 +70,10 @@ impl ToolService {
         let agent = caller.and_then(|c| agent_for(&c, &policy, self.state()));
         let agent_name = agent.as_ref().ok().map(|a| a.name.clone());
         let launched = match agent {
-            Ok(agent) => self.decide_and_spawn(&agent, &req, deadline).await,
+            Ok(agent) => match agent.tools.check(&agent.name, method) {
+                Ok(()) => self.decide_and_spawn(&agent, &req, deadline).await,
+                Err(refused) => Err(refused),
+            },
             Err(e) => Err(e),
         };
         match launched {

@@ -368,9 +368,11 @@ pub fn code_of_reason(reason: &str) -> Code {
         | "IS_A_DIRECTORY"
         | "NOT_A_DIRECTORY"
         | "NOT_A_REGULAR_FILE" => Code::InvalidArgument,
-        "SYMLINK_ESCAPE" | "POLICY_DENIED" | "UNKNOWN_CALLER" | "READ_ONLY_WORKSPACE" => {
-            Code::PermissionDenied
-        }
+        "SYMLINK_ESCAPE"
+        | "POLICY_DENIED"
+        | "UNKNOWN_CALLER"
+        | "READ_ONLY_WORKSPACE"
+        | "TOOL_NOT_ALLOWED" => Code::PermissionDenied,
         "UNKNOWN_WORKSPACE" | "NOT_FOUND" => Code::NotFound,
         "ALREADY_EXISTS" => Code::AlreadyExists,
         "DIRECTORY_NOT_EMPTY" | "STALE_CONTENT" | "MATCH_NOT_FOUND" | "MATCH_AMBIGUOUS" => {
