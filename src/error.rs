@@ -21,6 +21,7 @@ pub enum Reason {
     UnknownCaller,
     Unauthenticated,
     ToolNotAllowed,
+    IdempotencyKeyReused,
     UnknownWorkspace,
     NotFound,
     AlreadyExists,
@@ -47,6 +48,7 @@ impl Reason {
             Reason::UnknownCaller => "UNKNOWN_CALLER",
             Reason::Unauthenticated => "UNAUTHENTICATED",
             Reason::ToolNotAllowed => "TOOL_NOT_ALLOWED",
+            Reason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Reason::UnknownWorkspace => "UNKNOWN_WORKSPACE",
             Reason::NotFound => "NOT_FOUND",
             Reason::AlreadyExists => "ALREADY_EXISTS",
@@ -82,7 +84,8 @@ impl Reason {
             Reason::DirectoryNotEmpty
             | Reason::StaleContent
             | Reason::MatchNotFound
-            | Reason::MatchAmbiguous => Code::FailedPrecondition,
+            | Reason::MatchAmbiguous
+            | Reason::IdempotencyKeyReused => Code::FailedPrecondition,
             Reason::TooLarge => Code::ResourceExhausted,
             Reason::Unauthenticated => Code::Unauthenticated,
             Reason::Unavailable => Code::Unavailable,

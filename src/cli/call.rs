@@ -370,6 +370,8 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                     mode: mode as i32,
                     create_parents: parents,
                     expected_sha256: expected_sha256.unwrap_or_default(),
+                    // One-shot CLI calls carry no idempotency key.
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -399,6 +401,8 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                     }],
                     dry_run,
                     expected_sha256: String::new(),
+                    // One-shot CLI calls carry no idempotency key.
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -548,6 +552,8 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                     workspace,
                     path,
                     parents,
+                    // One-shot CLI calls carry no idempotency key.
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -569,6 +575,8 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                     to,
                     overwrite,
                     create_parents: false,
+                    // One-shot CLI calls carry no idempotency key.
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -627,6 +635,8 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                     path,
                     recursive,
                     missing_ok: false,
+                    // One-shot CLI calls carry no idempotency key.
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();

@@ -1,5 +1,6 @@
 //! The async gRPC server: listeners, health, reflection, signals.
 
+pub mod idempotency;
 pub mod identity;
 pub mod listener;
 pub mod record;

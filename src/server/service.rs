@@ -2,6 +2,7 @@
 //! policy in force, run the tool off the async threads, answer with the rule
 //! that allowed it or a status that says why not.
 
+use super::idempotency::{self, Begin, Stored};
 use super::identity::{Caller, agent_for};
 use super::record::{AuditArgs, AuditOutcome, EntryStart};
 use super::state::State;
@@ -67,6 +68,27 @@ file_messages! {
     RemoveRequest => RemoveResponse, |r| r.path.clone();
 }
 
+/// A request that may carry an `idempotency_key` (the mutating ones).
+pub trait Idempotent {
+    fn idempotency_key(&self) -> &str {
+        ""
+    }
+}
+
+macro_rules! idempotent {
+    (keyed: $($keyed:ty),*; plain: $($plain:ty),*) => {
+        $(impl Idempotent for $keyed {
+            fn idempotency_key(&self) -> &str { &self.idempotency_key }
+        })*
+        $(impl Idempotent for $plain {})*
+    };
+}
+
+idempotent! {
+    keyed: WriteFileRequest, EditFileRequest, MakeDirRequest, MoveRequest, RemoveRequest;
+    plain: ReadFileRequest, ListDirRequest, GlobRequest, GrepRequest, StatRequest
+}
+
 type FileTool<Req, Resp> = fn(&WorkspacePolicy, &Limits, &Req) -> ToolResult<Outcome<Resp>>;
 
 impl ToolService {
@@ -78,8 +100,8 @@ impl ToolService {
         tool: FileTool<Req, Resp>,
     ) -> Result<Response<Resp>, Status>
     where
-        Req: WorkspaceRequest + AuditArgs,
-        Resp: WithInfo + AuditOutcome + Send + 'static,
+        Req: WorkspaceRequest + AuditArgs + Idempotent + prost::Message,
+        Resp: WithInfo + AuditOutcome + prost::Message + Default + Send + 'static,
     {
         let started = Instant::now();
         let _in_flight = crate::metrics::InFlight::start();
@@ -100,7 +122,7 @@ impl ToolService {
         let agent = caller.and_then(|c| agent_for(&c, &policy, &self.state));
         let result = match &agent {
             Ok(agent) => match agent.tools.check(&agent.name, method) {
-                Ok(()) => self.run_tool(agent, req, tool).await,
+                Ok(()) => self.run_once(agent, method, &request_id, req, tool).await,
                 Err(refused) => Err(refused),
             },
             Err(e) => Err(e.clone()),
@@ -134,6 +156,52 @@ impl ToolService {
                     entry.refused(agent_name.as_deref(), &err, elapsed_us, &policy.redactor);
                 let seq = self.audited(record, &request_id).await?;
                 Err(refusal_status(&err, &request_id, seq))
+            }
+        }
+    }
+
+    /// Runs the tool, or, for a retry with the same idempotency key and
+    /// request, answers the first success again without running it.
+    async fn run_once<Req, Resp>(
+        &self,
+        agent: &Arc<AgentPolicy>,
+        method: &'static str,
+        request_id: &str,
+        req: Req,
+        tool: FileTool<Req, Resp>,
+    ) -> ToolResult<Outcome<Resp>>
+    where
+        Req: WorkspaceRequest + Idempotent + prost::Message,
+        Resp: prost::Message + Default + Send + 'static,
+    {
+        let key = req.idempotency_key().to_string();
+        if key.is_empty() {
+            return self.run_tool(agent, req, tool).await;
+        }
+        let fingerprint = idempotency::fingerprint(&req.encode_to_vec());
+        match self
+            .state
+            .idempotency
+            .begin(&agent.name, method, &key, fingerprint)?
+        {
+            Begin::Replay(first) => {
+                let response = Resp::decode(first.response.as_slice())
+                    .map_err(|e| ToolError::internal(format!("a stored answer is corrupt: {e}")))?;
+                let rule = format!(
+                    "{} (idempotent replay of request {})",
+                    first.rule, first.request_id
+                );
+                Ok(Outcome::new(response, Arc::from(rule)))
+            }
+            Begin::Run(claim) => {
+                // A failure drops the claim: the key is free for a retry.
+                let outcome = self.run_tool(agent, req, tool).await?;
+                claim.finish(Stored {
+                    response: outcome.response.encode_to_vec(),
+                    request_id: request_id.to_string(),
+                    rule: outcome.rule.to_string(),
+                });
+                Ok(outcome)
             }
         }
     }

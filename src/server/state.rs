@@ -17,6 +17,8 @@ pub struct State {
     /// What the host enforces, for audit records of commands.
     pub landlock_abi: i32,
     tcp_agent: Option<String>,
+    /// First answers of calls with an idempotency key.
+    pub idempotency: super::idempotency::Idempotency,
     /// The TCP listener's TLS files as last loaded (start, reloads).
     tls: ArcSwapOption<TlsMaterial>,
     boot_id: u32,
@@ -38,6 +40,7 @@ impl State {
             landlock_abi,
             tcp_agent,
             tls: ArcSwapOption::empty(),
+            idempotency: Default::default(),
             boot_id: rand::random(),
             next_seq: AtomicU64::new(1),
         }

@@ -375,9 +375,11 @@ pub fn code_of_reason(reason: &str) -> Code {
         | "TOOL_NOT_ALLOWED" => Code::PermissionDenied,
         "UNKNOWN_WORKSPACE" | "NOT_FOUND" => Code::NotFound,
         "ALREADY_EXISTS" => Code::AlreadyExists,
-        "DIRECTORY_NOT_EMPTY" | "STALE_CONTENT" | "MATCH_NOT_FOUND" | "MATCH_AMBIGUOUS" => {
-            Code::FailedPrecondition
-        }
+        "DIRECTORY_NOT_EMPTY"
+        | "STALE_CONTENT"
+        | "MATCH_NOT_FOUND"
+        | "MATCH_AMBIGUOUS"
+        | "IDEMPOTENCY_KEY_REUSED" => Code::FailedPrecondition,
         "TOO_LARGE" => Code::ResourceExhausted,
         "UNAUTHENTICATED" => Code::Unauthenticated,
         other => panic!("unknown reason {other}"),
