@@ -100,3 +100,48 @@ async fn a_failed_call_leaves_its_key_free() {
     assert_reason(c.edit_file(edit).await, "INVALID_ARGUMENT");
     assert_eq!(get(&d.dirs.w("dst.txt")), "x\n");
 }
+
+#[tokio::test]
+async fn a_run_retry_does_not_run_the_command_again() {
+    require_root("commands run in the sandbox");
+    let dirs = Dirs::new();
+    dirs.give_ws_to_sandbox();
+    let policy = format!(
+        "{}\n[agents.shell]\nuid = 65534\ngid = 65534\n\n[[agents.shell.commands]]\nprogram = \"sh\"\n",
+        standard_policy(&dirs)
+    );
+    let d = Daemon::start_with(dirs, &policy, "").await;
+    let mut c = d.client().await;
+    let run = |script: &str| ExecRequest {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        idempotency_key: "run-key".into(),
+        ..Default::default()
+    };
+    let script = "echo ran >> count.txt; wc -l < count.txt";
+    let first = c.run(run(script)).await.unwrap().into_inner();
+    let out =
+        |r: &ExecResult| String::from_utf8_lossy(&r.stdout.as_ref().unwrap().head).to_string();
+    assert_eq!(out(&first).trim(), "1");
+    let again = c.run(run(script)).await.unwrap().into_inner();
+    assert_eq!(out(&again), out(&first));
+    assert_eq!(
+        get(&d.dirs.w("count.txt")),
+        "ran\n",
+        "the command ran twice"
+    );
+    let rule = again.exited.unwrap().info.unwrap().rule;
+    assert!(rule.contains("idempotent replay of request"), "{rule}");
+    let s = c.run(run("echo other >> count.txt")).await.unwrap_err();
+    assert_eq!(
+        s.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        describe(&s)
+    );
+    assert_eq!(get(&d.dirs.w("count.txt")), "ran\n");
+    // Positive control: without a key it runs again.
+    let mut plain = run(script);
+    plain.idempotency_key.clear();
+    let third = c.run(plain).await.unwrap().into_inner();
+    assert_eq!(out(&third).trim(), "2");
+}

@@ -608,6 +608,8 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                 timeout_ms,
                 idle_timeout_ms,
                 output_budget_bytes: 0,
+                // One-shot CLI calls carry no idempotency key.
+                ..Default::default()
             };
             let mut events = client.exec(request).await?.into_inner();
             let mut code = 0;
