@@ -296,3 +296,35 @@ async fn policy_tools_decide_roles() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("unknown tool \"Runn\""), "{text}");
 }
+
+#[test]
+fn the_lint_notes_unused_roles_and_commands_without_a_shell() {
+    let dirs = Dirs::new();
+    let policy = roles_policy(&dirs)
+        + "\n[roles.unused]\ntools = [\"Stat\"]\n\n[[agents]]\nname = \"no-shell\"\nroles = [\"runner\"]\n\n[[agents.workspaces]]\nname = \"main\"\npath = \"/tmp\"\n";
+    std::fs::write(dirs.policy_dir.join("test.toml"), policy).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["policy", "check"])
+        .arg(&dirs.policy_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("role \"unused\" is given to no agent"),
+        "{text}"
+    );
+    assert!(
+        text.contains("agent \"no-shell\": its roles grant Run/Exec"),
+        "{text}"
+    );
+    // The reviewer has a shell table its roles never let it use.
+    assert!(
+        text.contains("agent \"reviewer\": it has an [agents.shell] table"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("role \"reviewer\" is given to no agent"),
+        "{text}"
+    );
+}
