@@ -10,6 +10,9 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub const ERROR_DOMAIN: &str = "agentjail.dev";
 /// Response metadata key that repeats the reason, for simple clients.
 pub const REASON_METADATA_KEY: &str = "agentjail-reason";
+/// ErrorInfo metadata key of a refusal that may be retried later; also sent
+/// as `google.rpc.RetryInfo`.
+pub const RETRY_AFTER_MS: &str = "retry_after_ms";
 
 /// Stable reasons. Their names are part of the API: never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +25,7 @@ pub enum Reason {
     Unauthenticated,
     ToolNotAllowed,
     IdempotencyKeyReused,
+    RateLimited,
     UnknownWorkspace,
     NotFound,
     AlreadyExists,
@@ -49,6 +53,7 @@ impl Reason {
             Reason::Unauthenticated => "UNAUTHENTICATED",
             Reason::ToolNotAllowed => "TOOL_NOT_ALLOWED",
             Reason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Reason::RateLimited => "RATE_LIMITED",
             Reason::UnknownWorkspace => "UNKNOWN_WORKSPACE",
             Reason::NotFound => "NOT_FOUND",
             Reason::AlreadyExists => "ALREADY_EXISTS",
@@ -86,7 +91,7 @@ impl Reason {
             | Reason::MatchNotFound
             | Reason::MatchAmbiguous
             | Reason::IdempotencyKeyReused => Code::FailedPrecondition,
-            Reason::TooLarge => Code::ResourceExhausted,
+            Reason::TooLarge | Reason::RateLimited => Code::ResourceExhausted,
             Reason::Unauthenticated => Code::Unauthenticated,
             Reason::Unavailable => Code::Unavailable,
             Reason::Internal => Code::Internal,
@@ -156,6 +161,12 @@ impl ToolError {
                 .cloned()
                 .collect::<std::collections::HashMap<String, String>>(),
         );
+        if let Some(ms) = self
+            .metadata_value(RETRY_AFTER_MS)
+            .and_then(|v| v.parse().ok())
+        {
+            details.set_retry_info(Some(std::time::Duration::from_millis(ms)));
+        }
         let mut status =
             tonic::Status::with_error_details(self.reason.code(), &self.message, details);
         if let Ok(value) = self.reason.as_str().parse() {

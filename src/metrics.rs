@@ -99,3 +99,9 @@ pub fn policy_reload(ok: bool) {
 pub fn tls_handshake_refused() {
     counter!("agentjail_tls_handshakes_refused_total").increment(1);
 }
+
+/// A call refused by a rate limit (`limit`: the policy key).
+pub fn rate_limited(agent: &str, limit: &'static str) {
+    counter!("agentjail_rate_limited_total", "agent" => agent.to_string(), "limit" => limit)
+        .increment(1);
+}

@@ -61,6 +61,8 @@ pub struct AgentPolicy {
     pub limits: Limits,
     /// None: the agent may run no command.
     pub shell: Option<super::shell::ShellPolicy>,
+    /// Calls per second by kind of tool.
+    pub rate: super::ratelimit::RateLimits,
     /// The tools its roles let it call.
     pub tools: super::roles::ToolGrant,
 }

@@ -468,6 +468,7 @@ fn compile_agent(
         limits,
         shell,
         tools: Default::default(),
+        rate: super::ratelimit::RateLimits::from_spec(spec.rate_limits.as_ref()),
     })
 }
 

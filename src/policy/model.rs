@@ -79,6 +79,8 @@ pub struct AgentSpec {
     pub limits: LimitsSpec,
     /// Shell tool calls; without this table the agent may run no command.
     pub shell: Option<ShellSpec>,
+    /// Calls per second, by kind of tool.
+    pub rate_limits: Option<super::ratelimit::RateLimitSpec>,
     /// Remote callers (TCP + TLS) that are this agent: certificate names
     /// and token hashes.
     pub remote: Option<super::remote::RemoteSpec>,

@@ -3,6 +3,7 @@
 pub mod idempotency;
 pub mod identity;
 pub mod listener;
+pub mod ratelimit;
 pub mod record;
 pub mod service;
 pub mod shell;

@@ -121,7 +121,11 @@ impl ToolService {
         );
         let agent = caller.and_then(|c| agent_for(&c, &policy, &self.state));
         let result = match &agent {
-            Ok(agent) => match agent.tools.check(&agent.name, method) {
+            Ok(agent) => match agent
+                .tools
+                .check(&agent.name, method)
+                .and_then(|()| self.state.limiters.check(agent, method))
+            {
                 Ok(()) => self.run_once(agent, method, &request_id, req, tool).await,
                 Err(refused) => Err(refused),
             },

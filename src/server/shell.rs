@@ -72,7 +72,11 @@ impl ToolService {
         let agent = caller.and_then(|c| agent_for(&c, &policy, self.state()));
         let agent_name = agent.as_ref().ok().map(|a| a.name.clone());
         let launched = match agent {
-            Ok(agent) => match agent.tools.check(&agent.name, method) {
+            Ok(agent) => match agent
+                .tools
+                .check(&agent.name, method)
+                .and_then(|()| self.state().limiters.check(&agent, method))
+            {
                 Ok(()) => self.decide_and_spawn(&agent, &req, deadline).await,
                 Err(refused) => Err(refused),
             },

@@ -17,6 +17,8 @@ pub struct State {
     /// What the host enforces, for audit records of commands.
     pub landlock_abi: i32,
     tcp_agent: Option<String>,
+    /// Call-rate limiters per agent and kind of tool.
+    pub limiters: super::ratelimit::Limiters,
     /// First answers of calls with an idempotency key.
     pub idempotency: super::idempotency::Idempotency,
     /// The TCP listener's TLS files as last loaded (start, reloads).
@@ -41,6 +43,7 @@ impl State {
             tcp_agent,
             tls: ArcSwapOption::empty(),
             idempotency: Default::default(),
+            limiters: Default::default(),
             boot_id: rand::random(),
             next_seq: AtomicU64::new(1),
         }

@@ -380,7 +380,7 @@ pub fn code_of_reason(reason: &str) -> Code {
         | "MATCH_NOT_FOUND"
         | "MATCH_AMBIGUOUS"
         | "IDEMPOTENCY_KEY_REUSED" => Code::FailedPrecondition,
-        "TOO_LARGE" => Code::ResourceExhausted,
+        "TOO_LARGE" | "RATE_LIMITED" => Code::ResourceExhausted,
         "UNAUTHENTICATED" => Code::Unauthenticated,
         other => panic!("unknown reason {other}"),
     }
