@@ -135,11 +135,33 @@ fn default_audit_reserve_bytes() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct TcpConfig {
     pub address: SocketAddr,
-    /// Must be true: remote authentication (mTLS, tokens) is not built yet,
-    /// so every TCP caller is the one agent named below.
+    /// Plain TCP with no authentication: every caller is `agent`. Refused
+    /// unless `address` is a loopback address, and logged loudly.
     #[serde(default)]
     pub insecure: bool,
-    pub agent: String,
+    /// The one agent of an insecure listener (TLS callers are named by the
+    /// policy's `[agents.remote]` instead).
+    pub agent: Option<String>,
+    /// TLS 1.3; callers authenticate with a client certificate or a bearer
+    /// token that the policy maps to an agent.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Files of the TCP listener's TLS, re-read at every policy reload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM, leaf first).
+    pub cert: PathBuf,
+    /// The server's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates (PEM) that sign client certificates. Unset: no
+    /// client certificates are asked for, and callers must use tokens.
+    pub client_ca: Option<PathBuf>,
+    /// Refuse, during the handshake, a client with no certificate (by
+    /// default such a client may still present a bearer token).
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 fn default_socket_mode() -> u32 {
@@ -234,18 +256,53 @@ impl Config {
     /// Checks that need no I/O; run before anything is started.
     pub fn validate(&self) -> anyhow::Result<()> {
         if let Some(tcp) = &self.tcp {
-            if !tcp.insecure {
-                anyhow::bail!(
-                    "tcp listener {} needs authentication, which this version does not have; \
-                     set `insecure = true` under [tcp] to accept every TCP caller as agent \"{}\", \
-                     or remove [tcp]",
-                    tcp.address,
-                    tcp.agent
-                );
-            }
+            tcp.validate()?;
         }
         if self.socket_mode & !0o777 != 0 {
             anyhow::bail!("socket_mode {:o} has bits beyond 0o777", self.socket_mode);
+        }
+        Ok(())
+    }
+}
+
+impl TcpConfig {
+    /// The agent every caller of an insecure listener is.
+    pub fn insecure_agent(&self) -> Option<&str> {
+        if self.insecure {
+            self.agent.as_deref()
+        } else {
+            None
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let address = self.address;
+        match (self.insecure, &self.tls) {
+            (true, Some(_)) => anyhow::bail!(
+                "[tcp] on {address} sets both `insecure = true` and [tcp.tls]; choose one"
+            ),
+            (true, None) => {
+                anyhow::ensure!(
+                    address.ip().is_loopback(),
+                    "[tcp] `insecure = true` is allowed on a loopback address only, not {address}: \
+                     anyone who can reach it would be agent {:?}; configure [tcp.tls] instead",
+                    self.agent.as_deref().unwrap_or("")
+                );
+                anyhow::ensure!(
+                    self.agent.is_some(),
+                    "[tcp] `insecure = true` needs `agent`: the one agent every TCP caller is"
+                );
+            }
+            (false, Some(_)) => anyhow::ensure!(
+                self.agent.is_none(),
+                "[tcp] `agent` is for insecure listeners only; TLS callers are named by the \
+                 policy's [agents.remote] (tls_names, token_sha256)"
+            ),
+            (false, None) => anyhow::bail!(
+                "tcp listener {address} needs authentication: configure [tcp.tls] (cert, key, \
+                 client_ca) and name callers in the policy's [agents.remote]; or, on a loopback \
+                 address only, set `insecure = true` and `agent`; or remove [tcp]"
+            ),
         }
         Ok(())
     }
@@ -293,6 +350,38 @@ mod tests {
             toml::from_str("[tcp]\naddress = \"127.0.0.1:7000\"\nagent = \"a\"\n").unwrap();
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("insecure = true"), "{err}");
+        assert!(err.contains("[tcp.tls]"), "{err}");
+    }
+
+    #[test]
+    fn insecure_only_on_loopback() {
+        let cfg: Config =
+            toml::from_str("[tcp]\naddress = \"0.0.0.0:7000\"\ninsecure = true\nagent = \"a\"\n")
+                .unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("loopback"), "{err}");
+        let cfg: Config =
+            toml::from_str("[tcp]\naddress = \"127.0.0.1:7000\"\ninsecure = true\nagent = \"a\"\n")
+                .unwrap();
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn tls_listener_names_no_agent() {
+        let tls = "[tcp.tls]\ncert = \"/c\"\nkey = \"/k\"\n";
+        let cfg: Config =
+            toml::from_str(&format!("[tcp]\naddress = \"0.0.0.0:7000\"\n{tls}")).unwrap();
+        cfg.validate().unwrap();
+        let cfg: Config = toml::from_str(&format!(
+            "[tcp]\naddress = \"0.0.0.0:7000\"\nagent = \"a\"\n{tls}"
+        ))
+        .unwrap();
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("[agents.remote]")
+        );
     }
 
     #[test]

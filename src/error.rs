@@ -10,6 +10,9 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub const ERROR_DOMAIN: &str = "agentjail.dev";
 /// Response metadata key that repeats the reason, for simple clients.
 pub const REASON_METADATA_KEY: &str = "agentjail-reason";
+/// ErrorInfo metadata key of a refusal that may be retried later; also sent
+/// as `google.rpc.RetryInfo`.
+pub const RETRY_AFTER_MS: &str = "retry_after_ms";
 
 /// Stable reasons. Their names are part of the API: never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +22,10 @@ pub enum Reason {
     SymlinkEscape,
     PolicyDenied,
     UnknownCaller,
+    Unauthenticated,
+    ToolNotAllowed,
+    IdempotencyKeyReused,
+    RateLimited,
     UnknownWorkspace,
     NotFound,
     AlreadyExists,
@@ -52,6 +59,10 @@ impl Reason {
             Reason::SymlinkEscape => "SYMLINK_ESCAPE",
             Reason::PolicyDenied => "POLICY_DENIED",
             Reason::UnknownCaller => "UNKNOWN_CALLER",
+            Reason::Unauthenticated => "UNAUTHENTICATED",
+            Reason::ToolNotAllowed => "TOOL_NOT_ALLOWED",
+            Reason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Reason::RateLimited => "RATE_LIMITED",
             Reason::UnknownWorkspace => "UNKNOWN_WORKSPACE",
             Reason::NotFound => "NOT_FOUND",
             Reason::AlreadyExists => "ALREADY_EXISTS",
@@ -87,16 +98,21 @@ impl Reason {
             Reason::SymlinkEscape
             | Reason::PolicyDenied
             | Reason::UnknownCaller
+            | Reason::ToolNotAllowed
             | Reason::ReadOnlyWorkspace => Code::PermissionDenied,
             Reason::UnknownWorkspace | Reason::NotFound => Code::NotFound,
             Reason::AlreadyExists => Code::AlreadyExists,
             Reason::DirectoryNotEmpty
             | Reason::StaleContent
             | Reason::MatchNotFound
-            | Reason::MatchAmbiguous => Code::FailedPrecondition,
-            Reason::TooLarge | Reason::TooManyConcurrentCalls => Code::ResourceExhausted,
+            | Reason::MatchAmbiguous
+            | Reason::IdempotencyKeyReused => Code::FailedPrecondition,
+            Reason::TooLarge | Reason::TooManyConcurrentCalls | Reason::RateLimited => {
+                Code::ResourceExhausted
+            }
             Reason::Cancelled => Code::Cancelled,
             Reason::DeadlineExceeded => Code::DeadlineExceeded,
+            Reason::Unauthenticated => Code::Unauthenticated,
             Reason::Unavailable => Code::Unavailable,
             Reason::Internal => Code::Internal,
         }
@@ -187,10 +203,11 @@ impl ToolError {
                 })
                 .collect::<std::collections::HashMap<String, String>>(),
         );
-        if let Some(after) = self.metadata_value("retry_after_ms") {
-            if let Ok(ms) = after.parse::<u64>() {
-                details.set_retry_info(Some(std::time::Duration::from_millis(ms)));
-            }
+        if let Some(ms) = self
+            .metadata_value(RETRY_AFTER_MS)
+            .and_then(|v| v.parse().ok())
+        {
+            details.set_retry_info(Some(std::time::Duration::from_millis(ms)));
         }
         let message = clip(&self.message, MAX_STATUS_MESSAGE_BYTES);
         let mut status =

@@ -171,3 +171,14 @@ pub fn command_finished(timed_out: bool, cancelled: bool, oom_killed: bool) {
         counter!("agentjail_command_oom_kills_total").increment(1);
     }
 }
+
+/// A TCP client whose TLS handshake failed (no or bad certificate, timeout).
+pub fn tls_handshake_refused() {
+    counter!("agentjail_tls_handshakes_refused_total").increment(1);
+}
+
+/// A call refused by a rate limit (`limit`: the policy key).
+pub fn rate_limited(agent: &str, limit: &'static str) {
+    counter!("agentjail_rate_limited_total", "agent" => agent.to_string(), "limit" => limit)
+        .increment(1);
+}

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 /// The caller as the transport identified it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallerRecord {
-    /// "unix" or "tcp-insecure".
+    /// "unix", "tcp-insecure" or "tls".
     pub transport: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
@@ -18,6 +18,10 @@ pub struct CallerRecord {
     pub pid: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// TLS callers: the certificate's names, or the start of the token's
+    /// sha256.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// Size and sha256 of a command's whole output stream.

@@ -353,6 +353,8 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                     mode: mode as i32,
                     create_parents: parents,
                     expected_sha256: expected_sha256.unwrap_or_default(),
+                    // One-shot CLI calls carry no idempotency key.
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -382,6 +384,8 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                     }],
                     dry_run,
                     expected_sha256: String::new(),
+                    // One-shot CLI calls carry no idempotency key.
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -531,6 +535,8 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                     workspace,
                     path,
                     parents,
+                    // One-shot CLI calls carry no idempotency key.
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -552,6 +558,8 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                     to,
                     overwrite,
                     create_parents: false,
+                    // One-shot CLI calls carry no idempotency key.
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -583,6 +591,8 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                 timeout_ms,
                 idle_timeout_ms,
                 output_budget_bytes: 0,
+                // One-shot CLI calls carry no idempotency key.
+                ..Default::default()
             };
             let mut events = client.exec(request).await?.into_inner();
             let mut code = 0;
@@ -610,6 +620,8 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                     path,
                     recursive,
                     missing_ok: false,
+                    // One-shot CLI calls carry no idempotency key.
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();

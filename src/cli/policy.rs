@@ -88,7 +88,7 @@ pub fn schema() -> ExitCode {
 #[command(group(
     clap::ArgGroup::new("request")
         .required(true)
-        .args(["read", "write", "exec", "shell", "env"])
+        .args(["read", "write", "exec", "shell", "env", "tool"])
 ))]
 pub struct ExplainArgs {
     /// Policy directory (default: /etc/agentjail/policies).
@@ -115,6 +115,9 @@ pub struct ExplainArgs {
     /// An environment variable the request sets.
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
+    /// A call of this tool (RPC name, e.g. WriteFile), as the roles decide.
+    #[arg(long, value_name = "RPC")]
+    pub tool: Option<String>,
 }
 
 impl ExplainArgs {
@@ -127,6 +130,8 @@ impl ExplainArgs {
             Request::Exec(argv.clone())
         } else if let Some(s) = &self.shell {
             Request::Shell(s.clone())
+        } else if let Some(t) = &self.tool {
+            Request::Tool(t.clone())
         } else {
             Request::Env(self.env.clone().unwrap_or_default())
         }

@@ -268,6 +268,7 @@ impl Call<'_> {
                 mode: WriteMode::Upsert as i32,
                 create_parents: true,
                 expected_sha256: String::new(),
+                idempotency_key: String::new(),
             })
             .await?
             .into_inner();
@@ -297,6 +298,7 @@ impl Call<'_> {
                     .collect(),
                 dry_run: a.dry_run,
                 expected_sha256: String::new(),
+                idempotency_key: String::new(),
             })
             .await?
             .into_inner();
@@ -317,6 +319,7 @@ impl Call<'_> {
                 workspace: t.workspace,
                 path: t.path,
                 parents: true,
+                idempotency_key: String::new(),
             })
             .await?
             .into_inner();
@@ -449,6 +452,7 @@ impl Call<'_> {
                 to: to.path,
                 overwrite: false,
                 create_parents: false,
+                idempotency_key: String::new(),
             })
             .await?;
         Ok(render::text(format!(
@@ -666,6 +670,7 @@ impl Call<'_> {
                 timeout_ms,
                 idle_timeout_ms: 0,
                 output_budget_bytes: COMMAND_OUTPUT_BUDGET,
+                idempotency_key: String::new(),
             })
             .await?
             .into_inner();

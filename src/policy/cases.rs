@@ -41,6 +41,7 @@ struct CaseSpec {
     exec: Option<Vec<String>>,
     shell: Option<String>,
     env: Option<String>,
+    tool: Option<String>,
     expect: Expect,
     rule: Option<String>,
 }
@@ -110,11 +111,14 @@ pub fn load_case_file(path: &Path) -> Result<CaseFile, Vec<PolicyDiagnostic>> {
         if let Some(n) = c.env {
             requests.push(Request::Env(n));
         }
+        if let Some(t) = c.tool {
+            requests.push(Request::Tool(t));
+        }
         if requests.len() != 1 {
             diags.push(diag(
                 line,
                 col,
-                "a case needs exactly one of read, write, exec, shell or env".into(),
+                "a case needs exactly one of read, write, exec, shell, env or tool".into(),
             ));
             continue;
         }

@@ -61,6 +61,10 @@ pub struct AgentPolicy {
     pub limits: Limits,
     /// None: the agent may run no command.
     pub shell: Option<super::shell::ShellPolicy>,
+    /// Calls per second by kind of tool.
+    pub rate: super::ratelimit::RateLimits,
+    /// The tools its roles let it call.
+    pub tools: super::roles::ToolGrant,
 }
 
 impl AgentPolicy {
@@ -79,6 +83,8 @@ impl AgentPolicy {
 pub struct CompiledPolicy {
     pub agents: HashMap<String, Arc<AgentPolicy>>,
     pub by_uid: HashMap<u32, String>,
+    /// Remote callers: certificate names and token hashes to agents.
+    pub remote: super::remote::RemoteIdentities,
     /// Masks secrets in audit records (built-in and policy patterns).
     pub redactor: crate::audit::Redactor,
     /// sha256 over the policy sources: names the policy in answers and logs.

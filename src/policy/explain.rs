@@ -27,6 +27,8 @@ pub enum Request {
     Shell(String),
     /// A request setting this environment variable.
     Env(String),
+    /// A call of this tool (RPC name), as the agent's roles decide it.
+    Tool(String),
 }
 
 impl fmt::Display for Request {
@@ -37,6 +39,7 @@ impl fmt::Display for Request {
             Request::Exec(argv) => write!(f, "exec {argv:?}"),
             Request::Shell(s) => write!(f, "shell {s:?}"),
             Request::Env(n) => write!(f, "env {n:?}"),
+            Request::Tool(t) => write!(f, "call {t}"),
         }
     }
 }
@@ -99,7 +102,11 @@ pub fn explain(
             known.join(", ")
         )));
     };
+    if let Some(refused) = refused_by_roles(agent_policy, request)? {
+        return Ok(refused);
+    }
     match request {
+        Request::Tool(_) => unreachable!("decided by refused_by_roles"),
         Request::Read(path) => explain_file(agent_policy, workspace, Access::Read, path, request),
         Request::Write(path) => explain_file(agent_policy, workspace, Access::Write, path, request),
         Request::Exec(argv) => {
@@ -129,6 +136,52 @@ pub fn explain(
             })
         }
     }
+}
+
+/// The roles decide first: a tool call outright, and a file or command
+/// request when the agent's roles grant none of the tools that make it.
+fn refused_by_roles(
+    agent: &AgentPolicy,
+    request: &Request,
+) -> Result<Option<Explanation>, ExplainError> {
+    let grant = &agent.tools;
+    let family: &[&str] = match request {
+        Request::Tool(tool) => {
+            if tool != "WhoAmI" && !crate::policy::roles::TOOLS.contains(&tool.as_str()) {
+                return Err(ExplainError(format!(
+                    "unknown tool \"{tool}\"; tools are {}",
+                    crate::policy::roles::TOOLS.join(", ")
+                )));
+            }
+            let allowed = grant.allows(tool);
+            return Ok(Some(Explanation {
+                allowed,
+                rule: grant.rule().to_string(),
+                matched: None,
+                subject: subject(agent, None, request),
+                related: Vec::new(),
+                notes: vec![format!("tools it may call: {}", grant.tools().join(", "))],
+            }));
+        }
+        Request::Read(_) => &["ReadFile", "ListDir", "Glob", "Grep", "Stat"],
+        Request::Write(_) => &["WriteFile", "EditFile", "MakeDir", "Move", "Remove"],
+        Request::Exec(_) | Request::Shell(_) | Request::Env(_) => &["Exec", "Run"],
+    };
+    if family.iter().any(|t| grant.allows(t)) {
+        return Ok(None);
+    }
+    Ok(Some(Explanation {
+        allowed: false,
+        rule: grant.rule().to_string(),
+        matched: None,
+        subject: subject(agent, None, request),
+        related: Vec::new(),
+        notes: vec![format!(
+            "its roles grant none of {}; tools it may call: {}",
+            family.join(", "),
+            grant.tools().join(", ")
+        )],
+    }))
 }
 
 fn subject(agent: &AgentPolicy, ws: Option<&WorkspaceRules>, request: &Request) -> String {

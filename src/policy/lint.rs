@@ -51,6 +51,15 @@ pub fn lint_sources_with_limit(
 ) -> LintReport {
     let mut report = LintReport::default();
     let mut walks: HashMap<PathBuf, Option<Walk>> = HashMap::new();
+    let parsed_all: Vec<_> = sources
+        .iter()
+        .filter_map(|(_, text)| toml::from_str::<PolicyFile>(text).ok())
+        .collect();
+    let used_roles: std::collections::HashSet<&str> = parsed_all
+        .iter()
+        .flat_map(|p| p.agents.iter().flat_map(|a| a.roles.iter()))
+        .map(|r| r.get_ref().as_str())
+        .collect();
     for (file, text) in sources {
         let Ok(parsed) = toml::from_str::<PolicyFile>(text) else {
             continue;
@@ -60,11 +69,66 @@ pub fn lint_sources_with_limit(
             text,
             report: &mut report,
         };
+        lint_roles(&parsed, &parsed_all, &used_roles, &mut ctx);
         for agent in &parsed.agents {
             lint_agent(agent, &mut ctx, opts, walk_limit, &mut walks);
         }
     }
     report
+}
+
+/// Roles no agent is given, and roles that grant commands to an agent
+/// that has no `[agents.shell]` (or a shell that its roles never let it use).
+fn lint_roles(
+    parsed: &PolicyFile,
+    all: &[PolicyFile],
+    used: &std::collections::HashSet<&str>,
+    ctx: &mut Ctx<'_>,
+) {
+    for (name, role) in &parsed.roles {
+        if !used.contains(name.as_str()) {
+            ctx.note(
+                &role.span(),
+                format!("role \"{name}\" is given to no agent"),
+            );
+        }
+    }
+    let grants_commands = |roles: &[Spanned<String>]| {
+        roles.iter().any(|r| {
+            all.iter().any(|p| {
+                p.roles.get(r.get_ref()).is_some_and(|spec| {
+                    spec.get_ref()
+                        .tools
+                        .iter()
+                        .any(|t| matches!(t.get_ref().as_str(), "Run" | "Exec" | "*"))
+                })
+            })
+        })
+    };
+    for agent in &parsed.agents {
+        if agent.roles.is_empty() {
+            continue;
+        }
+        let commands = grants_commands(&agent.roles);
+        let name = agent.name.get_ref();
+        if commands && agent.shell.is_none() {
+            ctx.note(
+                &agent.roles[0].span(),
+                format!(
+                    "agent \"{name}\": its roles grant Run/Exec but it has no [agents.shell] \
+                     table, so every command is refused"
+                ),
+            );
+        } else if !commands && agent.shell.is_some() {
+            ctx.note(
+                &agent.roles[0].span(),
+                format!(
+                    "agent \"{name}\": it has an [agents.shell] table but its roles grant \
+                     neither Run nor Exec"
+                ),
+            );
+        }
+    }
 }
 
 struct Ctx<'a> {

@@ -7,6 +7,7 @@ use super::compile::{
 };
 use super::decide::RuleSet;
 use super::model::{AgentSpec, GitAccess, PolicyFile, ShellSpec, WorkspaceAccess};
+use super::roles::{Role, ToolGrant};
 use super::shell::{CommandRule, Requirements, ShellLimits, ShellPolicy, resolve_program};
 use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
@@ -140,6 +141,10 @@ pub fn compile_sources(
     let mut diags = Vec::new();
     let mut agents = HashMap::new();
     let mut by_uid: HashMap<u32, String> = HashMap::new();
+    let mut remote = super::remote::RemoteIdentities::default();
+    let mut roles: HashMap<String, Role> = HashMap::new();
+    // Agents' role names, resolved once every file's roles are known.
+    let mut role_refs: Vec<(String, Vec<(String, PolicyDiagnostic)>)> = Vec::new();
     let mut hasher = Sha256::new();
     let mut redact_patterns = Vec::new();
     let mut redact_builtin = true;
@@ -182,6 +187,21 @@ pub fn compile_sources(
                 }
             }
         }
+        for (name, spec) in &parsed.roles {
+            if roles.contains_key(name) {
+                ctx.error(
+                    &spec.span(),
+                    format!("role \"{name}\" is defined twice; role names must be unique"),
+                );
+                continue;
+            }
+            match Role::compile(name, spec.get_ref(), ctx.location(&spec.span())) {
+                Ok(role) => {
+                    roles.insert(name.clone(), role);
+                }
+                Err((at, message)) => ctx.error(&(at..at), message),
+            }
+        }
         for spec in parsed.agents {
             let name = spec.name.get_ref().clone();
             if agents.contains_key(&name) {
@@ -202,9 +222,61 @@ pub fn compile_sources(
                     by_uid.insert(uid, name.clone());
                 }
             }
+            if let Some(spec) = &spec.remote {
+                for tls_name in &spec.tls_names {
+                    if let Err(e) = remote.add_tls_name(tls_name.get_ref(), &name) {
+                        ctx.error(&tls_name.span(), e);
+                    }
+                }
+                for digest in &spec.token_sha256 {
+                    if let Err(e) = remote.add_token_sha256(digest.get_ref(), &name) {
+                        ctx.error(&digest.span(), e);
+                    }
+                }
+            }
+            let refs = spec
+                .roles
+                .iter()
+                .map(|r| {
+                    let (line, col) = line_col(text, r.span().start);
+                    let at = PolicyDiagnostic {
+                        file: file.clone(),
+                        line,
+                        col,
+                        message: String::new(),
+                    };
+                    (r.get_ref().clone(), at)
+                })
+                .collect();
+            role_refs.push((name.clone(), refs));
             if let Some(agent) = compile_agent(spec, &mut ctx, opts) {
                 agents.insert(name, Arc::new(agent));
             }
+        }
+    }
+    for (agent, refs) in role_refs {
+        let mut resolved = Vec::new();
+        for (role, mut at) in refs {
+            match roles.get(&role) {
+                Some(r) => resolved.push((role, r.clone())),
+                None => {
+                    let mut known: Vec<&str> = roles.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    at.message = format!(
+                        "agent \"{agent}\": no role named \"{role}\" (roles: {}); define it \
+                         as [roles.{role}]",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    );
+                    diags.push(at);
+                }
+            }
+        }
+        if let Some(policy) = agents.get_mut(&agent).and_then(Arc::get_mut) {
+            policy.tools = ToolGrant::from_roles(&agent, &resolved);
         }
     }
     if diags.is_empty() && agents.is_empty() {
@@ -225,6 +297,7 @@ pub fn compile_sources(
     Ok(CompiledPolicy {
         agents,
         by_uid,
+        remote,
         redactor: crate::audit::Redactor::new(&redact_patterns, redact_builtin),
         version: hex::encode(hasher.finalize())[..16].to_string(),
         sources: sources.iter().map(|(p, _)| p.clone()).collect(),
@@ -421,6 +494,8 @@ fn compile_agent(
         workspace_rules,
         limits,
         shell,
+        tools: Default::default(),
+        rate: super::ratelimit::RateLimits::from_spec(spec.rate_limits.as_ref()),
     })
 }
 

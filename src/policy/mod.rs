@@ -8,6 +8,9 @@ pub mod explain;
 pub mod lint;
 pub mod load;
 pub mod model;
+pub mod ratelimit;
+pub mod remote;
+pub mod roles;
 pub mod schema;
 pub mod shell;
 

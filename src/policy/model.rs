@@ -14,6 +14,11 @@ pub struct PolicyFile {
     /// file rules and a command policy.
     #[serde(default)]
     pub agents: Vec<AgentSpec>,
+    /// Named sets of tools, given to agents by `roles` (names unique across
+    /// the policy directory).
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, super::roles::RoleSpec>")]
+    pub roles: std::collections::BTreeMap<String, Spanned<super::roles::RoleSpec>>,
     /// How secrets are kept out of the audit log (merged across files).
     #[serde(default)]
     pub redact: Option<RedactSpec>,
@@ -53,6 +58,11 @@ pub struct AgentSpec {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub users: Vec<Spanned<String>>,
+    /// Roles (`[roles.NAME]`) whose tools this agent may call; without
+    /// roles it may call every tool.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub roles: Vec<Spanned<String>>,
     /// Callers running as the daemon's own user are this agent.
     #[serde(default)]
     #[schemars(with = "Option<bool>")]
@@ -69,6 +79,11 @@ pub struct AgentSpec {
     pub limits: LimitsSpec,
     /// Shell tool calls; without this table the agent may run no command.
     pub shell: Option<ShellSpec>,
+    /// Calls per second, by kind of tool.
+    pub rate_limits: Option<super::ratelimit::RateLimitSpec>,
+    /// Remote callers (TCP + TLS) that are this agent: certificate names
+    /// and token hashes.
+    pub remote: Option<super::remote::RemoteSpec>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -8,13 +8,16 @@ pub mod codec;
 pub mod connections;
 pub mod discovery;
 pub mod fuzzing;
+pub mod idempotency;
 pub mod identity;
 pub mod listener;
+pub mod ratelimit;
 pub mod record;
 pub mod service;
 pub mod shell;
 pub mod state;
 pub mod systemd;
+pub mod tls;
 mod undecodable;
 pub mod watch;
 
@@ -162,7 +165,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         &support,
     )?;
     let policy = load_policy(&config).map_err(invalid)?;
-    let tcp_agent = config.tcp.as_ref().map(|t| t.agent.clone());
+    let tcp_agent = config
+        .tcp
+        .as_ref()
+        .and_then(|t| t.insecure_agent().map(String::from));
+    let tls_material = load_tls(&config)?;
     if let Some(name) = &tcp_agent {
         anyhow::ensure!(
             policy.agent(name).is_some(),
@@ -216,6 +223,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         State::new(policy, tcp_agent, launcher, audit, support.landlock_abi)
             .with_caps(&config.limits),
     );
+    if let Some(material) = tls_material {
+        state.swap_tls(material);
+    }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -263,15 +273,31 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             ),
     );
     if let Some(tcp) = &config.tcp {
-        let incoming = tonic::transport::server::TcpIncoming::bind(tcp.address)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", tcp.address))?;
-        tracing::warn!(address = %tcp.address, agent = %tcp.agent,
-            "TCP listener is INSECURE: every TCP caller is this agent");
-        servers.spawn(
-            Server::builder()
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, shutdown_requested(shutdown_rx)),
-        );
+        let routes = routes.clone();
+        let shutdown = shutdown_requested(shutdown_rx.clone());
+        if tcp.tls.is_some() {
+            let listener = tokio::net::TcpListener::bind(tcp.address)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", tcp.address))?;
+            tracing::info!(address = %tcp.address, "serving TLS 1.3 on TCP");
+            let incoming = tls::incoming(listener, state.clone());
+            servers.spawn(
+                Server::builder()
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, shutdown),
+            );
+        } else {
+            let incoming = tonic::transport::server::TcpIncoming::bind(tcp.address)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", tcp.address))?;
+            tracing::warn!(address = %tcp.address, agent = tcp.agent.as_deref().unwrap_or(""),
+                "TCP listener is INSECURE (no TLS, no authentication): every TCP caller is this \
+                 agent; use it for local development only");
+            servers.spawn(
+                Server::builder()
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, shutdown),
+            );
+        }
     }
     health_reporter
         .set_serving::<ToolSandboxServer<ToolService>>()
@@ -332,6 +358,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     drop(socket_file);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reads the TCP listener's TLS files, if it has TLS.
+fn load_tls(config: &Config) -> anyhow::Result<Option<tls::TlsMaterial>> {
+    match config.tcp.as_ref().and_then(|t| t.tls.as_ref()) {
+        Some(files) => tls::TlsMaterial::load(files).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Health says NOT_SERVING while audit records cannot be written (calls are
@@ -450,8 +484,17 @@ async fn try_reload(config: &Config, state: &Arc<State>) -> bool {
             return refuse(format!("[tcp] agent \"{name}\" is not defined"));
         }
     }
+    // Certificates, keys and the client CA reload with the policy: both
+    // are checked before either is swapped in.
+    let tls_material = match load_tls(config) {
+        Ok(material) => material,
+        Err(e) => return refuse(format!("the TLS files: {e:#}")),
+    };
     let version = policy.version.clone();
     state.swap_policy(policy);
+    if let Some(material) = tls_material {
+        state.swap_tls(material);
+    }
     // Host files listed in shell.etc may have changed too.
     sandbox::etc::refresh();
     tracing::info!(version = %version, "policy reloaded");

@@ -265,6 +265,7 @@ pub fn caller_record(caller: Option<&Caller>) -> CallerRecord {
             gid: Some(*gid),
             pid: *pid,
             peer: None,
+            credential: None,
         },
         Some(Caller::TcpInsecure { peer }) => CallerRecord {
             transport: "tcp-insecure",
@@ -272,6 +273,24 @@ pub fn caller_record(caller: Option<&Caller>) -> CallerRecord {
             gid: None,
             pid: None,
             peer: peer.map(|p| p.to_string()),
+            credential: None,
+        },
+        Some(Caller::Tls {
+            peer,
+            cert,
+            token_sha256,
+        }) => CallerRecord {
+            transport: "tls",
+            uid: None,
+            gid: None,
+            pid: None,
+            peer: peer.map(|p| p.to_string()),
+            // Enough to tell tokens apart in the log, never the token.
+            credential: Some(match (cert, token_sha256) {
+                (_, Some(d)) => format!("token sha256:{}", &hex::encode(d)[..12]),
+                (Some(c), None) => format!("certificate {}", c.names.join(",")),
+                (None, None) => "none".into(),
+            }),
         },
         None => CallerRecord {
             transport: "unknown",
@@ -279,6 +298,7 @@ pub fn caller_record(caller: Option<&Caller>) -> CallerRecord {
             gid: None,
             pid: None,
             peer: None,
+            credential: None,
         },
     }
 }
@@ -348,6 +368,8 @@ impl EntryStart {
         let decision = match err.reason {
             crate::error::Reason::PolicyDenied
             | crate::error::Reason::UnknownCaller
+            | crate::error::Reason::Unauthenticated
+            | crate::error::Reason::ToolNotAllowed
             | crate::error::Reason::SymlinkEscape
             | crate::error::Reason::PathOutsideWorkspace
             | crate::error::Reason::ReadOnlyWorkspace => "deny",

@@ -3,6 +3,7 @@
 //! that allowed it or a status that says why not.
 
 use super::caps::Kind;
+use super::idempotency::{self, Begin, Stored};
 use super::identity::{Caller, agent_for};
 use super::record::{AuditArgs, AuditOutcome, EntryStart};
 use super::state::State;
@@ -72,6 +73,27 @@ file_messages! {
     RemoveRequest => RemoveResponse, |r| r.path.clone(), mutates: true;
 }
 
+/// A request that may carry an `idempotency_key` (the mutating ones).
+pub trait Idempotent {
+    fn idempotency_key(&self) -> &str {
+        ""
+    }
+}
+
+macro_rules! idempotent {
+    (keyed: $($keyed:ty),*; plain: $($plain:ty),*) => {
+        $(impl Idempotent for $keyed {
+            fn idempotency_key(&self) -> &str { &self.idempotency_key }
+        })*
+        $(impl Idempotent for $plain {})*
+    };
+}
+
+idempotent! {
+    keyed: WriteFileRequest, EditFileRequest, MakeDirRequest, MoveRequest, RemoveRequest;
+    plain: ReadFileRequest, ListDirRequest, GlobRequest, GrepRequest, StatRequest
+}
+
 type FileTool<Req, Resp> = fn(&WorkspacePolicy, &Limits, &Req) -> ToolResult<Outcome<Resp>>;
 
 impl ToolService {
@@ -85,8 +107,12 @@ impl ToolService {
         tool: FileTool<Req, Resp>,
     ) -> Result<Response<Resp>, Status>
     where
-        Req: WorkspaceRequest + AuditArgs + super::bounds::WithinLimits,
-        Resp: WithInfo + AuditOutcome + Send + 'static,
+        Req: WorkspaceRequest
+            + AuditArgs
+            + super::bounds::WithinLimits
+            + Idempotent
+            + prost::Message,
+        Resp: WithInfo + AuditOutcome + prost::Message + Default + Send + 'static,
     {
         let service = self.clone();
         let deadline = super::call::deadline(&request);
@@ -104,8 +130,12 @@ impl ToolService {
         stop: Stop,
     ) -> Result<Response<Resp>, Status>
     where
-        Req: WorkspaceRequest + AuditArgs + super::bounds::WithinLimits,
-        Resp: WithInfo + AuditOutcome + Send + 'static,
+        Req: WorkspaceRequest
+            + AuditArgs
+            + super::bounds::WithinLimits
+            + Idempotent
+            + prost::Message,
+        Resp: WithInfo + AuditOutcome + prost::Message + Default + Send + 'static,
     {
         let started = Instant::now();
         let _in_flight = crate::metrics::InFlight::start();
@@ -123,13 +153,21 @@ impl ToolService {
             &policy.redactor,
             &policy.version,
         );
-        let agent = caller.and_then(|c| agent_for(&c, &policy, self.state.tcp_agent()));
+        let agent = caller.and_then(|c| agent_for(&c, &policy, &self.state));
         let mut intent = None;
+        // The role and the rate limit are checked before any work.
         let result = match &agent {
-            Ok(agent) => {
-                self.run_tool(agent, req, tool, &entry, &mut intent, &stop)
-                    .await
-            }
+            Ok(agent) => match agent
+                .tools
+                .check(&agent.name, method)
+                .and_then(|()| self.state.limiters.check(agent, method))
+            {
+                Ok(()) => {
+                    self.run_once(agent, req, tool, &entry, &mut intent, &stop)
+                        .await
+                }
+                Err(refused) => Err(refused),
+            },
             Err(e) => Err(e.clone()),
         };
         let agent_name = agent.as_ref().ok().map(|a| a.name.clone());
@@ -175,6 +213,53 @@ impl ToolService {
                 record.intent = intent;
                 let seq = self.audited(record, &request_id).await?;
                 Err(refusal_status(&err, &request_id, seq))
+            }
+        }
+    }
+
+    /// Runs the tool, or, for a retry with the same idempotency key and
+    /// request, answers the first success again without running it.
+    async fn run_once<Req, Resp>(
+        &self,
+        agent: &Arc<AgentPolicy>,
+        req: Req,
+        tool: FileTool<Req, Resp>,
+        entry: &EntryStart,
+        intent: &mut Option<u64>,
+        stop: &Stop,
+    ) -> ToolResult<Outcome<Resp>>
+    where
+        Req: WorkspaceRequest + super::bounds::WithinLimits + Idempotent + prost::Message,
+        Resp: prost::Message + Default + Send + 'static,
+    {
+        let key = req.idempotency_key().to_string();
+        if key.is_empty() {
+            return self.run_tool(agent, req, tool, entry, intent, stop).await;
+        }
+        let fingerprint = idempotency::fingerprint(&req.encode_to_vec());
+        match self
+            .state
+            .idempotency
+            .begin(&agent.name, entry.method, &key, fingerprint)?
+        {
+            Begin::Replay(first) => {
+                let response = Resp::decode(first.response.as_slice())
+                    .map_err(|e| ToolError::internal(format!("a stored answer is corrupt: {e}")))?;
+                let rule = format!(
+                    "{} (idempotent replay of request {})",
+                    first.rule, first.request_id
+                );
+                Ok(Outcome::new(response, Arc::from(rule)))
+            }
+            Begin::Run(claim) => {
+                // A failure drops the claim: the key is free for a retry.
+                let outcome = self.run_tool(agent, req, tool, entry, intent, stop).await?;
+                claim.finish(Stored {
+                    response: outcome.response.encode_to_vec(),
+                    request_id: entry.request_id.clone(),
+                    rule: outcome.rule.to_string(),
+                });
+                Ok(outcome)
             }
         }
     }
@@ -325,8 +410,8 @@ impl ToolSandbox for ToolService {
             &policy.redactor,
             &policy.version,
         );
-        let found = caller
-            .and_then(|c| agent_for(&c, &policy, self.state.tcp_agent()).map(|agent| (c, agent)));
+        let found =
+            caller.and_then(|c| agent_for(&c, &policy, &self.state).map(|agent| (c, agent)));
         let (caller, agent) = match found {
             Ok(found) => found,
             Err(e) => {
@@ -336,9 +421,10 @@ impl ToolSandbox for ToolService {
                 return Err(refusal_status(&e, &request_id, seq));
             }
         };
-        let (identified_by, uid, gid, pid) = match caller {
-            Caller::Unix { uid, gid, pid } => ("unix-peer", uid, gid, pid.unwrap_or(0) as u32),
-            Caller::TcpInsecure { .. } => ("tcp-insecure", 0, 0, 0),
+        let identified_by = caller.identified_by();
+        let (uid, gid, pid) = match caller {
+            Caller::Unix { uid, gid, pid } => (uid, gid, pid.unwrap_or(0) as u32),
+            Caller::TcpInsecure { .. } | Caller::Tls { .. } => (0, 0, 0),
         };
         let rule = format!("{}: identified by {identified_by}", agent.name);
         let outcome = audit::Outcome {

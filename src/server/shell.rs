@@ -3,6 +3,7 @@
 
 use super::bounds::WithinLimits;
 use super::caps::Kind;
+use super::idempotency::{self, Begin, Stored};
 use super::identity::{Caller, agent_for};
 use super::record::EntryStart;
 use super::service::{ToolService, refusal_status, workspace_index};
@@ -17,6 +18,7 @@ use crate::proto::{
 use crate::shell::output::HeadTail;
 use crate::shell::run::{self, Finished, Sink};
 use crate::shell::{self, Prepared};
+use prost::Message;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -59,14 +61,22 @@ impl ToolService {
             &policy.redactor,
             &policy.version,
         );
-        let agent = caller.and_then(|c| agent_for(&c, &policy, self.state().tcp_agent()));
+        let agent = caller.and_then(|c| agent_for(&c, &policy, self.state()));
         let agent_name = agent.as_ref().ok().map(|a| a.name.clone());
         let mut intent = None;
         let launched = match agent {
-            Ok(agent) => {
-                self.decide_and_spawn(&agent, &req, deadline, &entry, &mut intent, stop)
-                    .await
-            }
+            // The role and the rate limit are checked before any work.
+            Ok(agent) => match agent
+                .tools
+                .check(&agent.name, method)
+                .and_then(|()| self.state().limiters.check(&agent, method))
+            {
+                Ok(()) => {
+                    self.decide_and_spawn(&agent, &req, deadline, &entry, &mut intent, stop)
+                        .await
+                }
+                Err(refused) => Err(refused),
+            },
             Err(e) => Err(e),
         };
         match launched {
@@ -195,6 +205,7 @@ impl ToolService {
 
     /// Run: the whole call on its own task, so a client that cancels or
     /// whose deadline passes stops the command, and the record says so.
+    /// With safe retries: see `idempotency`.
     pub(super) async fn run_call(
         &self,
         request: Request<ExecRequest>,
@@ -202,12 +213,107 @@ impl ToolService {
         let service = self.clone();
         let deadline = super::call::deadline(&request);
         super::call::detached(deadline, move |stop| async move {
-            service.run_work(request, stop).await
+            service.run_keyed(request, stop).await
         })
         .await
     }
 
-    async fn run_work(
+    /// A Run with an idempotency key answers its first success again
+    /// instead of running the command twice.
+    async fn run_keyed(
+        &self,
+        request: Request<ExecRequest>,
+        stop: Stop,
+    ) -> Result<ExecResult, Status> {
+        let key = request.get_ref().idempotency_key.clone();
+        if key.is_empty() {
+            return self.run_command(request, stop).await;
+        }
+        let policy = self.state().policy();
+        let caller = Caller::from_request(&request);
+        let agent = caller
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|c| agent_for(c, &policy, self.state()))
+            .and_then(|a| a.tools.check(&a.name, "Run").map(|()| a));
+        // A caller that may not run commands is refused (and audited) by
+        // the command path, as without a key.
+        let Ok(agent) = agent else {
+            return self.run_command(request, stop).await;
+        };
+        let started = Instant::now();
+        let request_id = self.state().next_request_id();
+        let fingerprint = idempotency::fingerprint(&canonical_exec(request.get_ref()));
+        let entry = EntryStart::new(
+            &request_id,
+            caller.as_ref().ok(),
+            "Run",
+            request.get_ref(),
+            &policy.redactor,
+            &policy.version,
+        );
+        let begun = self
+            .state()
+            .idempotency
+            .begin(&agent.name, "Run", &key, fingerprint)
+            .and_then(|b| match b {
+                Begin::Replay(first) => ExecResult::decode(first.response.as_slice())
+                    .map(|r| Ok((r, first)))
+                    .map_err(|e| ToolError::internal(format!("a stored answer is corrupt: {e}"))),
+                Begin::Run(claim) => Ok(Err(claim)),
+            });
+        match begun {
+            Err(err) => {
+                let elapsed_us = started.elapsed().as_micros() as u64;
+                let record = entry.refused(Some(&agent.name), &err, elapsed_us, &policy.redactor);
+                let seq = self.audited(record, &request_id).await?;
+                Err(refusal_status(&err, &request_id, seq))
+            }
+            Ok(Ok((mut result, first))) => {
+                let rule = format!(
+                    "{} (idempotent replay of request {})",
+                    first.rule, first.request_id
+                );
+                let outcome = crate::audit::Outcome {
+                    status: "OK".into(),
+                    duration_us: started.elapsed().as_micros() as u64,
+                    ..Default::default()
+                };
+                let audit_seq = self
+                    .audited(entry.allowed(&agent.name, &rule, outcome), &request_id)
+                    .await?;
+                if let Some(exited) = result.exited.as_mut() {
+                    exited.info = Some(CallInfo {
+                        request_id,
+                        agent: agent.name.clone(),
+                        rule,
+                        audit_seq,
+                        policy_version: policy.version.clone(),
+                    });
+                }
+                Ok(result)
+            }
+            Ok(Err(claim)) => {
+                // A refusal or failure drops the claim: the key stays free;
+                // so does a command stopped because its client went away.
+                let gone = stop.clone();
+                let result = self.run_command(request, stop).await?;
+                if gone.reason().is_some() {
+                    return Ok(result);
+                }
+                let mut stored = result.clone();
+                let info = stored.exited.as_mut().and_then(|e| e.info.take());
+                claim.finish(Stored {
+                    response: stored.encode_to_vec(),
+                    request_id: result.exec_id.clone(),
+                    rule: info.map(|i| i.rule).unwrap_or_default(),
+                });
+                Ok(result)
+            }
+        }
+    }
+
+    async fn run_command(
         &self,
         request: Request<ExecRequest>,
         stop: Stop,
@@ -432,4 +538,21 @@ fn captured(buffer: HeadTail) -> CapturedOutput {
         omitted_bytes,
         total_bytes,
     }
+}
+
+/// The bytes a Run's idempotency fingerprint covers: the request with its
+/// environment in name order (protobuf maps have no order of their own).
+fn canonical_exec(req: &ExecRequest) -> Vec<u8> {
+    let mut plain = req.clone();
+    plain.env.clear();
+    let mut bytes = plain.encode_to_vec();
+    let mut env: Vec<_> = req.env.iter().collect();
+    env.sort();
+    for (name, value) in env {
+        for part in [name, value] {
+            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(part.as_bytes());
+        }
+    }
+    bytes
 }

@@ -2,10 +2,11 @@
 //! reload) and the request-id counter.
 
 use super::caps::Caps;
+use super::tls::{CurrentTls, TlsMaterial};
 use crate::audit::AuditLog;
 use crate::policy::CompiledPolicy;
 use crate::shell::launcher::Launcher;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,6 +20,12 @@ pub struct State {
     tcp_agent: Option<String>,
     /// Per-agent caps on calls running at once.
     pub caps: Caps,
+    /// Call-rate limiters per agent and kind of tool.
+    pub limiters: super::ratelimit::Limiters,
+    /// First answers of calls with an idempotency key.
+    pub idempotency: super::idempotency::Idempotency,
+    /// The TCP listener's TLS files as last loaded (start, reloads).
+    tls: ArcSwapOption<TlsMaterial>,
     boot_id: u32,
     next_seq: AtomicU64,
 }
@@ -41,6 +48,9 @@ impl State {
                 crate::limits::DEFAULT_CONCURRENT_FILE_CALLS_PER_AGENT,
                 crate::limits::DEFAULT_CONCURRENT_COMMANDS_PER_AGENT,
             ),
+            tls: ArcSwapOption::empty(),
+            idempotency: Default::default(),
+            limiters: Default::default(),
             boot_id: rand::random(),
             next_seq: AtomicU64::new(1),
         }
@@ -67,9 +77,23 @@ impl State {
         self.tcp_agent.as_deref()
     }
 
+    pub fn tls(&self) -> Option<Arc<TlsMaterial>> {
+        self.tls.load_full()
+    }
+
+    pub fn swap_tls(&self, tls: TlsMaterial) {
+        self.tls.store(Some(Arc::new(tls)));
+    }
+
     /// Unique within this daemon's life, and across restarts in practice.
     pub fn next_request_id(&self) -> String {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         format!("{:08x}-{seq}", self.boot_id)
+    }
+}
+
+impl CurrentTls for State {
+    fn current_tls(&self) -> Option<Arc<TlsMaterial>> {
+        self.tls()
     }
 }

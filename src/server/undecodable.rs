@@ -57,7 +57,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
         let method = method_name(req.uri().path());
-        let caller = Caller::from_extensions(req.extensions()).ok();
+        let authorization = req.headers().get("authorization").map(|v| v.as_bytes());
+        let caller = Caller::from_extensions(req.extensions(), authorization).ok();
         Box::pin(async move {
             let response = inner.call(req).await?;
             Ok(match refused_bytes(&response) {

@@ -368,15 +368,20 @@ pub fn code_of_reason(reason: &str) -> Code {
         | "IS_A_DIRECTORY"
         | "NOT_A_DIRECTORY"
         | "NOT_A_REGULAR_FILE" => Code::InvalidArgument,
-        "SYMLINK_ESCAPE" | "POLICY_DENIED" | "UNKNOWN_CALLER" | "READ_ONLY_WORKSPACE" => {
-            Code::PermissionDenied
-        }
+        "SYMLINK_ESCAPE"
+        | "POLICY_DENIED"
+        | "UNKNOWN_CALLER"
+        | "READ_ONLY_WORKSPACE"
+        | "TOOL_NOT_ALLOWED" => Code::PermissionDenied,
         "UNKNOWN_WORKSPACE" | "NOT_FOUND" => Code::NotFound,
         "ALREADY_EXISTS" => Code::AlreadyExists,
-        "DIRECTORY_NOT_EMPTY" | "STALE_CONTENT" | "MATCH_NOT_FOUND" | "MATCH_AMBIGUOUS" => {
-            Code::FailedPrecondition
-        }
-        "TOO_LARGE" => Code::ResourceExhausted,
+        "DIRECTORY_NOT_EMPTY"
+        | "STALE_CONTENT"
+        | "MATCH_NOT_FOUND"
+        | "MATCH_AMBIGUOUS"
+        | "IDEMPOTENCY_KEY_REUSED" => Code::FailedPrecondition,
+        "TOO_LARGE" | "RATE_LIMITED" => Code::ResourceExhausted,
+        "UNAUTHENTICATED" => Code::Unauthenticated,
         other => panic!("unknown reason {other}"),
     }
 }

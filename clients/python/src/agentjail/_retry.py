@@ -6,8 +6,8 @@ A call is retried only where the daemon says a retry is safe:
   anything: the audit log cannot be written, a file was replaced during the
   call, no space left, ...), for every call;
 - the daemon refused before doing anything because the agent is at a
-  concurrency cap (reason ``TOO_MANY_CONCURRENT_CALLS``, RESOURCE_EXHAUSTED,
-  with a RetryInfo delay), for every call;
+  concurrency cap or over its call rate (reasons ``TOO_MANY_CONCURRENT_CALLS``,
+  ``RATE_LIMITED``: RESOURCE_EXHAUSTED with a RetryInfo delay), for every call;
 - a transport ``UNAVAILABLE`` without a reason (the daemon is starting, has
   gone, or drains for a restart) only for calls that change nothing
   (``whoami``, reads, listings, searches, ``stat``): a mutating call may have
@@ -33,7 +33,7 @@ from .errors import AgentjailError, Cancelled, DeadlineExceeded
 OnRetry = Callable[[int, AgentjailError, float], None]
 
 #: Reasons of refusals made before any work, whose status says when to retry.
-REFUSED_BEFORE_WORK_AND_RETRYABLE = frozenset({"TOO_MANY_CONCURRENT_CALLS"})
+REFUSED_BEFORE_WORK_AND_RETRYABLE = frozenset({"TOO_MANY_CONCURRENT_CALLS", "RATE_LIMITED"})
 
 READ_ONLY_METHODS = frozenset({"WhoAmI", "ReadFile", "ListDir", "Glob", "Grep", "Stat"})
 

@@ -250,6 +250,30 @@ class TooManyConcurrentCalls(AgentjailError):
     REASON = "TOO_MANY_CONCURRENT_CALLS"
 
 
+class Unauthenticated(AgentjailError):
+    """A TCP caller without a valid client certificate or bearer token."""
+
+    REASON = "UNAUTHENTICATED"
+
+
+class ToolNotAllowed(AgentjailError):
+    """The agent's roles do not include this tool; ``metadata["rule"]`` names them."""
+
+    REASON = "TOOL_NOT_ALLOWED"
+
+
+class IdempotencyKeyReused(AgentjailError):
+    """The idempotency key was used before for a different request: use a new key."""
+
+    REASON = "IDEMPOTENCY_KEY_REUSED"
+
+
+class RateLimited(AgentjailError):
+    """Over the agent's call rate; nothing was done. Retried after the daemon's RetryInfo."""
+
+    REASON = "RATE_LIMITED"
+
+
 class UnknownReason(AgentjailError):
     """A reason this client does not know (a newer daemon): see :attr:`reason`."""
 
@@ -311,6 +335,10 @@ REASON_CLASSES: Dict[str, Type[AgentjailError]] = {
         LimitExceeded,
         UndecodableRequest,
         TooManyConcurrentCalls,
+        Unauthenticated,
+        ToolNotAllowed,
+        IdempotencyKeyReused,
+        RateLimited,
         DeadlineExceeded,
         Cancelled,
     )

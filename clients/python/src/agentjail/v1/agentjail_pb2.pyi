@@ -256,20 +256,22 @@ class ReadFileResponse(_message.Message):
     def __init__(self, path: _Optional[str] = ..., text: _Optional[str] = ..., data: _Optional[bytes] = ..., is_binary: _Optional[bool] = ..., encoding: _Optional[str] = ..., line_ending: _Optional[_Union[LineEnding, str]] = ..., total_lines: _Optional[int] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., offset: _Optional[int] = ..., truncated: _Optional[bool] = ..., next_offset: _Optional[int] = ..., lines_returned: _Optional[int] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
 
 class WriteFileRequest(_message.Message):
-    __slots__ = ("workspace", "path", "content", "mode", "create_parents", "expected_sha256")
+    __slots__ = ("workspace", "path", "content", "mode", "create_parents", "expected_sha256", "idempotency_key")
     WORKSPACE_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     CREATE_PARENTS_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_SHA256_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     workspace: str
     path: str
     content: bytes
     mode: WriteMode
     create_parents: bool
     expected_sha256: str
-    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., content: _Optional[bytes] = ..., mode: _Optional[_Union[WriteMode, str]] = ..., create_parents: _Optional[bool] = ..., expected_sha256: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., content: _Optional[bytes] = ..., mode: _Optional[_Union[WriteMode, str]] = ..., create_parents: _Optional[bool] = ..., expected_sha256: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class WriteFileResponse(_message.Message):
     __slots__ = ("path", "sha256", "previous_sha256", "bytes_written", "created", "info")
@@ -298,18 +300,20 @@ class Edit(_message.Message):
     def __init__(self, old: _Optional[str] = ..., new: _Optional[str] = ..., replace_all: _Optional[bool] = ...) -> None: ...
 
 class EditFileRequest(_message.Message):
-    __slots__ = ("workspace", "path", "edits", "dry_run", "expected_sha256")
+    __slots__ = ("workspace", "path", "edits", "dry_run", "expected_sha256", "idempotency_key")
     WORKSPACE_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     EDITS_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_SHA256_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     workspace: str
     path: str
     edits: _containers.RepeatedCompositeFieldContainer[Edit]
     dry_run: bool
     expected_sha256: str
-    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., edits: _Optional[_Iterable[_Union[Edit, _Mapping]]] = ..., dry_run: _Optional[bool] = ..., expected_sha256: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., edits: _Optional[_Iterable[_Union[Edit, _Mapping]]] = ..., dry_run: _Optional[bool] = ..., expected_sha256: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class EditFileResponse(_message.Message):
     __slots__ = ("path", "diff", "sha256", "previous_sha256", "replacements", "applied", "info")
@@ -500,14 +504,16 @@ class StatResponse(_message.Message):
     def __init__(self, path: _Optional[str] = ..., kind: _Optional[_Union[EntryKind, str]] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., symlink_target: _Optional[str] = ..., readable: _Optional[bool] = ..., writable: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
 
 class MakeDirRequest(_message.Message):
-    __slots__ = ("workspace", "path", "parents")
+    __slots__ = ("workspace", "path", "parents", "idempotency_key")
     WORKSPACE_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     PARENTS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     workspace: str
     path: str
     parents: bool
-    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., parents: _Optional[bool] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., parents: _Optional[bool] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class MakeDirResponse(_message.Message):
     __slots__ = ("path", "created", "info")
@@ -520,17 +526,19 @@ class MakeDirResponse(_message.Message):
     def __init__(self, path: _Optional[str] = ..., created: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
 
 class MoveRequest(_message.Message):
-    __slots__ = ("workspace", "to", "overwrite", "create_parents")
+    __slots__ = ("workspace", "to", "overwrite", "create_parents", "idempotency_key")
     WORKSPACE_FIELD_NUMBER: _ClassVar[int]
     FROM_FIELD_NUMBER: _ClassVar[int]
     TO_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     CREATE_PARENTS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     workspace: str
     to: str
     overwrite: bool
     create_parents: bool
-    def __init__(self, workspace: _Optional[str] = ..., to: _Optional[str] = ..., overwrite: _Optional[bool] = ..., create_parents: _Optional[bool] = ..., **kwargs) -> None: ...
+    idempotency_key: str
+    def __init__(self, workspace: _Optional[str] = ..., to: _Optional[str] = ..., overwrite: _Optional[bool] = ..., create_parents: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., **kwargs) -> None: ...
 
 class MoveResponse(_message.Message):
     __slots__ = ("to", "overwrote", "info")
@@ -544,16 +552,18 @@ class MoveResponse(_message.Message):
     def __init__(self, to: _Optional[str] = ..., overwrote: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ..., **kwargs) -> None: ...
 
 class RemoveRequest(_message.Message):
-    __slots__ = ("workspace", "path", "recursive", "missing_ok")
+    __slots__ = ("workspace", "path", "recursive", "missing_ok", "idempotency_key")
     WORKSPACE_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     RECURSIVE_FIELD_NUMBER: _ClassVar[int]
     MISSING_OK_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     workspace: str
     path: str
     recursive: bool
     missing_ok: bool
-    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., recursive: _Optional[bool] = ..., missing_ok: _Optional[bool] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, workspace: _Optional[str] = ..., path: _Optional[str] = ..., recursive: _Optional[bool] = ..., missing_ok: _Optional[bool] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class RemoveResponse(_message.Message):
     __slots__ = ("path", "removed", "info")
@@ -566,7 +576,7 @@ class RemoveResponse(_message.Message):
     def __init__(self, path: _Optional[str] = ..., removed: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
 
 class ExecRequest(_message.Message):
-    __slots__ = ("workspace", "argv", "shell", "cwd", "env", "stdin", "timeout_ms", "idle_timeout_ms", "output_budget_bytes")
+    __slots__ = ("workspace", "argv", "shell", "cwd", "env", "stdin", "timeout_ms", "idle_timeout_ms", "output_budget_bytes", "idempotency_key")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -583,6 +593,7 @@ class ExecRequest(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     workspace: str
     argv: _containers.RepeatedScalarFieldContainer[str]
     shell: str
@@ -592,7 +603,8 @@ class ExecRequest(_message.Message):
     timeout_ms: int
     idle_timeout_ms: int
     output_budget_bytes: int
-    def __init__(self, workspace: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ..., timeout_ms: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ..., output_budget_bytes: _Optional[int] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, workspace: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ..., timeout_ms: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ..., output_budget_bytes: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ExecStarted(_message.Message):
     __slots__ = ("exec_id", "pid")

@@ -1,0 +1,266 @@
+//! Safe retries: answers to mutating calls that carried an
+//! `idempotency_key`, kept for `WINDOW`, so a retry of a call whose answer
+//! was lost gets that answer again instead of a second write.
+//!
+//! A key belongs to one agent and one method. The same key with the same
+//! request (byte-for-byte, sha256) replays the stored answer; with another
+//! request it is refused. Only successes are kept: a failed call frees its
+//! key, so a retry runs again. Memory is bounded by `MAX_ENTRIES` and
+//! `MAX_BYTES` (the oldest answers go first).
+
+use crate::error::{Reason, ToolError};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long an answer is replayed.
+pub const WINDOW: Duration = Duration::from_secs(600);
+/// Keys remembered at once, over every agent.
+pub const MAX_ENTRIES: usize = 10_000;
+/// Bytes of stored answers at once.
+pub const MAX_BYTES: usize = 64 << 20;
+/// Longest key accepted.
+pub const MAX_KEY_BYTES: usize = 128;
+
+type Key = (String, &'static str, String);
+
+enum Slot {
+    /// The first call is still running.
+    Running,
+    Done(Arc<Stored>),
+}
+
+/// A first answer, encoded.
+pub struct Stored {
+    pub response: Vec<u8>,
+    pub request_id: String,
+    pub rule: String,
+}
+
+struct Entry {
+    fingerprint: [u8; 32],
+    slot: Slot,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<Key, Entry>,
+    /// Insertion order, for expiry and eviction.
+    order: VecDeque<(Instant, Key)>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+pub struct Idempotency {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// What to do with a call that carries a key.
+pub enum Begin {
+    /// Run it; `Claim::finish` stores the answer.
+    Run(Claim),
+    /// Answer this again.
+    Replay(Arc<Stored>),
+}
+
+/// The key, held while the first call runs; freed if it is dropped
+/// unfinished (the call failed).
+pub struct Claim {
+    inner: Arc<Mutex<Inner>>,
+    key: Option<Key>,
+}
+
+pub fn fingerprint(encoded_request: &[u8]) -> [u8; 32] {
+    Sha256::digest(encoded_request).into()
+}
+
+impl Idempotency {
+    pub fn begin(
+        &self,
+        agent: &str,
+        method: &'static str,
+        key: &str,
+        fingerprint: [u8; 32],
+    ) -> Result<Begin, ToolError> {
+        if key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
+            return Err(ToolError::invalid(format!(
+                "idempotency_key must be at most {MAX_KEY_BYTES} bytes with no control \
+                 characters; use a UUID"
+            )));
+        }
+        let now = Instant::now();
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.expire(now);
+        let k: Key = (agent.to_string(), method, key.to_string());
+        if let Some(entry) = inner.entries.get(&k) {
+            if entry.fingerprint != fingerprint {
+                return Err(ToolError::new(
+                    Reason::IdempotencyKeyReused,
+                    format!(
+                        "idempotency_key {key:?} was used for a different {method} request in \
+                         the last {} s; use a new key for a new request",
+                        WINDOW.as_secs()
+                    ),
+                )
+                .with("idempotency_key", key));
+            }
+            return match &entry.slot {
+                Slot::Done(stored) => Ok(Begin::Replay(stored.clone())),
+                Slot::Running => Err(ToolError::new(
+                    Reason::Unavailable,
+                    format!(
+                        "the first {method} with idempotency_key {key:?} is still running; \
+                         retry in a moment to get its answer"
+                    ),
+                )),
+            };
+        }
+        inner.evict_for(0);
+        inner.entries.insert(
+            k.clone(),
+            Entry {
+                fingerprint,
+                slot: Slot::Running,
+                expires: now + WINDOW,
+            },
+        );
+        inner.order.push_back((now + WINDOW, k.clone()));
+        Ok(Begin::Run(Claim {
+            inner: self.inner.clone(),
+            key: Some(k),
+        }))
+    }
+}
+
+impl Claim {
+    /// Stores the first answer for replays.
+    pub fn finish(mut self, stored: Stored) {
+        let Some(key) = self.key.take() else { return };
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let size = stored.response.len();
+        if size > MAX_BYTES / 4 {
+            inner.entries.remove(&key);
+            return;
+        }
+        inner.evict_for(size);
+        if let Some(entry) = inner.entries.get_mut(&key) {
+            entry.slot = Slot::Done(Arc::new(stored));
+            inner.bytes += size;
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.entries.remove(&key);
+        }
+    }
+}
+
+impl Inner {
+    fn stored_bytes(entry: &Entry) -> usize {
+        match &entry.slot {
+            Slot::Done(s) => s.response.len(),
+            Slot::Running => 0,
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.bytes -= Self::stored_bytes(&entry);
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((expires, _)) = self.order.front() {
+            if *expires > now {
+                break;
+            }
+            let (_, key) = self.order.pop_front().unwrap();
+            // The entry may have been freed and the key used again since.
+            if self.entries.get(&key).is_some_and(|e| e.expires <= now) {
+                self.remove(&key);
+            }
+        }
+    }
+
+    /// Drops the oldest answers until one more entry of `size` bytes fits.
+    fn evict_for(&mut self, size: usize) {
+        while (self.entries.len() >= MAX_ENTRIES || self.bytes + size > MAX_BYTES)
+            && !self.order.is_empty()
+        {
+            let (_, key) = self.order.pop_front().unwrap();
+            self.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(s: &str) -> Stored {
+        Stored {
+            response: s.as_bytes().to_vec(),
+            request_id: "r1".into(),
+            rule: "rule".into(),
+        }
+    }
+
+    #[test]
+    fn same_request_replays_other_request_is_refused() {
+        let ids = Idempotency::default();
+        let Begin::Run(claim) = ids.begin("a", "WriteFile", "k", [1; 32]).unwrap() else {
+            panic!("first call must run")
+        };
+        // While it runs, a retry is told to wait.
+        assert!(ids.begin("a", "WriteFile", "k", [1; 32]).is_err());
+        claim.finish(stored("answer"));
+        match ids.begin("a", "WriteFile", "k", [1; 32]).unwrap() {
+            Begin::Replay(s) => assert_eq!(s.response, b"answer"),
+            Begin::Run(_) => panic!("must replay"),
+        }
+        let e = ids.begin("a", "WriteFile", "k", [2; 32]).err().unwrap();
+        assert_eq!(e.reason, Reason::IdempotencyKeyReused);
+        // Keys are per agent and per method.
+        assert!(matches!(
+            ids.begin("b", "WriteFile", "k", [2; 32]),
+            Ok(Begin::Run(_))
+        ));
+        assert!(matches!(
+            ids.begin("a", "Remove", "k", [2; 32]),
+            Ok(Begin::Run(_))
+        ));
+    }
+
+    #[test]
+    fn a_failed_call_frees_its_key() {
+        let ids = Idempotency::default();
+        drop(ids.begin("a", "WriteFile", "k", [1; 32]).unwrap());
+        assert!(matches!(
+            ids.begin("a", "WriteFile", "k", [2; 32]),
+            Ok(Begin::Run(_))
+        ));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let ids = Idempotency::default();
+        for i in 0..MAX_ENTRIES + 10 {
+            if let Begin::Run(c) = ids.begin("a", "Move", &i.to_string(), [0; 32]).unwrap() {
+                c.finish(stored("x"));
+            }
+        }
+        let inner = ids.inner.lock().unwrap();
+        assert!(inner.entries.len() <= MAX_ENTRIES);
+        assert!(
+            !inner
+                .entries
+                .contains_key(&("a".into(), "Move", "0".into()))
+        );
+    }
+}
