@@ -334,7 +334,7 @@ fn a_wrong_case_fails_and_says_why() {
         "the case's file:line: {out}"
     );
     assert!(
-        fail.contains("expected allow, got deny by local: files.deny \".git/hooks/**\""),
+        fail.contains("expected allow, got deny by local: files.git = \"read-only\""),
         "{out}"
     );
     assert!(
@@ -602,9 +602,14 @@ fn lint_warns_about_writable_system_and_home_directories() {
 fn lint_warns_about_writable_git_hooks_and_config() {
     let (_tmp, dir, text) = lint_dir(
         "[[agents]]\nname = \"a\"\nuids = [4202]\n[[agents.workspaces]]\nname = \"w\"\npath = \"/srv/app\"\n\
-         [agents.files]\nwrite = [\"src/**\", \".git/**\"]\ndeny = [\".git/hooks/*.sample\"]\n",
+         [agents.files]\nwrite = [\"src/**\", \".git/**\"]\ndeny = [\".git/hooks/*.sample\"]\ngit = \"read-write\"\n",
     );
     let out = check(&dir, false);
+    let opt_in = warning_at(&out, &dir, 10, "files.git = \"read-write\"");
+    assert!(
+        opt_in.contains("core.fsmonitor") && opt_in.contains("nested repositories"),
+        "{opt_in}"
+    );
     let hooks = warning_at(&out, &dir, 8, ".git/hooks/");
     assert!(
         hooks.contains(&format!(":8:{}:", col_of(&text, 8, "\".git/**\""))),
@@ -614,13 +619,20 @@ fn lint_warns_about_writable_git_hooks_and_config() {
     // Denying both silences it.
     let (_tmp, dir, _) = lint_dir(
         "[[agents]]\nname = \"a\"\nuids = [4202]\n[[agents.workspaces]]\nname = \"w\"\npath = \"/srv/app\"\n\
-         [agents.files]\nwrite = [\"src/**\", \".git/**\"]\ndeny = [\".git/hooks\", \".git/config\"]\n",
+         [agents.files]\nwrite = [\"src/**\", \".git/**\"]\ndeny = [\".git/hooks\", \".git/config\"]\ngit = \"read-write\"\n",
+    );
+    let out = check(&dir, false);
+    assert_eq!(warnings(&out).len(), 1, "only the opt-in itself: {out}");
+    // The default (read-only git) warns about nothing git-related.
+    let (_tmp, dir, _) = lint_dir(
+        "[[agents]]\nname = \"a\"\nuids = [4202]\n[[agents.workspaces]]\nname = \"w\"\npath = \"/srv/app\"\n\
+         [agents.files]\nwrite = [\"src/**\", \".git/**\"]\n",
     );
     let out = check(&dir, true);
     assert_eq!(out.code, 0, "{out}");
     // The default write ["**"] is blamed on the agent's name.
     let (_tmp, dir, _) = lint_dir(
-        "[[agents]]\nname = \"a\"\nuids = [4202]\n[[agents.workspaces]]\nname = \"w\"\npath = \"/srv/app\"\n",
+        "[[agents]]\nname = \"a\"\nuids = [4202]\n[[agents.workspaces]]\nname = \"w\"\npath = \"/srv/app\"\n[agents.files]\ngit = \"read-write\"\n",
     );
     let out = check(&dir, false);
     let w = warning_at(&out, &dir, 2, ".git/hooks/");

@@ -16,6 +16,10 @@ use std::sync::Arc;
 /// Rule named when a hardlinked file belongs to someone else (F9).
 pub(crate) const HARDLINK_RULE: &str =
     "builtin: hardlink to a file the workspace owner does not own";
+/// Rule named when a file's identity is one a deny glob matched when the
+/// workspace was last surveyed (it was renamed or linked since).
+pub(crate) const DENIED_IDENTITY_RULE: &str =
+    "builtin: this file is a denied file under another name";
 /// Rule named when a hardlinked file is read under a policy with deny globs.
 pub(crate) const HARDLINK_DENY_RULE: &str =
     "builtin: a hardlinked file may be another name for a denied file";
@@ -58,16 +62,17 @@ pub(crate) fn require(
     Ok(decision.rule)
 }
 
-/// The policy's decision, with one addition: a directory whose whole
-/// content a deny glob covers (`secrets/` for `secrets/**`) is denied
-/// itself, so it is neither listed nor entered nor moved.
+/// The policy's decision ([`crate::policy::FileRules::check`], the one
+/// place it is made), then what the workspace's last survey found: writes
+/// into git metadata that a gitfile or `commondir` redirects to.
 fn decide(ws: &WorkspacePolicy, access: Access, path: &str, is_dir: bool) -> Decision {
-    if is_dir && !path.is_empty() {
-        if let Some(rule) = ws.rules.denied_by(&format!("{path}/")) {
-            return Decision::deny(rule.clone());
+    let decision = ws.rules.check(access, path, is_dir);
+    if decision.allowed && access == Access::Write {
+        if let Some(rule) = super::survey::git_redirect_rule(ws, path) {
+            return Decision::deny(rule);
         }
     }
-    ws.rules.check(access, path, is_dir)
+    decision
 }
 
 /// Whether `access` to the path is allowed, under both names.
@@ -129,6 +134,20 @@ pub(crate) fn check_hardlink(
     path: &str,
     access: Access,
 ) -> ToolResult<()> {
+    if access == Access::Read
+        && meta.kind == Kind::File
+        && super::survey::is_denied_identity(ws, meta.dev, meta.ino)
+    {
+        return Err(ToolError::denied(
+            DENIED_IDENTITY_RULE,
+            format!(
+                "`{}` is a file a deny rule protected under its earlier name (it was renamed or \
+                 linked since); its content is not readable under any name",
+                display(path)
+            ),
+        )
+        .with("path", path));
+    }
     if meta.kind != Kind::File || meta.nlink <= 1 {
         return Ok(());
     }

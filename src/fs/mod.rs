@@ -58,6 +58,7 @@ mod rename;
 mod resolve;
 mod scan;
 mod stat;
+pub mod survey;
 mod walk;
 mod write;
 

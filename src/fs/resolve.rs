@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 /// How every path below the root is opened: never above it, never through a
 /// symlink, never through a `/proc` magic link.
-const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
+pub(crate) const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS);
 

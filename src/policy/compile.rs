@@ -157,5 +157,8 @@ pub(crate) fn file_rules(
         no_read_rule: Arc::from(format!("{agent}: no files.read glob matches")),
         no_write_rule: Arc::from(format!("{agent}: no files.write glob matches")),
         directory_rule: Arc::from(format!("{agent}: directories are traversable")),
+        git_read_only_rule: Some(Arc::from(format!(
+            "{agent}: files.git = \"read-only\" (git metadata is written only by the workspace owner)"
+        ))),
     }
 }

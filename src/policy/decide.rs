@@ -87,6 +87,17 @@ pub struct FileRules {
     pub(crate) directory_rule: Arc<str>,
     /// See [`FileRules::literal_denied_paths`].
     pub(crate) literal_denied: Vec<String>,
+    /// Set while git metadata is read-only (`files.git = "read-only"`, the
+    /// default): every write to a path with a `.git` component is denied by it.
+    pub(crate) git_read_only_rule: Option<Arc<str>>,
+}
+
+/// The name git looks for in every directory (a repository or a gitfile).
+pub const GIT_DIR_NAME: &str = ".git";
+
+/// Whether a canonical workspace-relative path is, or is inside, a `.git`.
+pub fn is_git_metadata(path: &str) -> bool {
+    path.split('/').any(|c| c == GIT_DIR_NAME)
 }
 
 impl FileRules {
@@ -97,9 +108,22 @@ impl FileRules {
     /// - Otherwise the path itself must match a read (or write) glob.
     /// - Reading a directory (listing, traversing) needs only that no deny
     ///   rule matches: what is listed is filtered entry by entry.
+    /// - A directory whose whole content a deny glob covers (`secrets/` for
+    ///   `secrets/**`) is denied itself, so it is neither listed, entered
+    ///   nor moved.
+    /// - While git metadata is read-only, nothing named `.git` (or inside
+    ///   one) is written.
+    ///
+    /// This is the one place a file decision is made: the file tools, the
+    /// sandbox's masks and `policy explain`/`policy test` all call it.
     pub fn check(&self, access: Access, path: &str, is_dir: bool) -> Decision {
         if let Some(rule) = self.denied_by(path) {
             return Decision::deny(rule.clone());
+        }
+        if is_dir && !path.is_empty() {
+            if let Some(rule) = self.denied_by(&format!("{path}/")) {
+                return Decision::deny(rule.clone());
+            }
         }
         match access {
             Access::Read if is_dir => Decision::allow(self.directory_rule.clone()),
@@ -110,6 +134,11 @@ impl FileRules {
             Access::Write => {
                 if let Some(rule) = &self.read_only_rule {
                     return Decision::deny(rule.clone());
+                }
+                if let Some(rule) = &self.git_read_only_rule {
+                    if is_git_metadata(path) {
+                        return Decision::deny(rule.clone());
+                    }
                 }
                 match self.write.first_match(path) {
                     Some(rule) => Decision::allow(rule.clone()),
@@ -172,5 +201,16 @@ impl FileRules {
 
     pub fn is_read_only(&self) -> bool {
         self.read_only_rule.is_some()
+    }
+
+    /// The rule that keeps git metadata read-only, unless the policy opted
+    /// in to `git = "read-write"`.
+    pub fn git_read_only_rule(&self) -> Option<&Arc<str>> {
+        self.git_read_only_rule.as_ref()
+    }
+
+    /// `files.git = "read-write"`: git metadata is written like the rest.
+    pub(crate) fn allow_git_writes(&mut self) {
+        self.git_read_only_rule = None;
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! - write access (file tools, or commands on a read-write workspace) to a
 //!   workspace at `/`, `/etc`, a system directory or a home directory;
-//! - a write glob that lets the file tools write `.git/hooks/` or
-//!   `.git/config` (both make git run programs) with no deny glob covering it;
+//! - `files.git = "read-write"` (commands and the file tools may then write
+//!   hooks, config and nested repositories, which run programs as whoever
+//!   next runs git there), and with it a write glob that lets the file tools
+//!   write `.git/hooks/` or `.git/config` with no deny glob covering it;
 //! - `shell.network = true` together with a shell (`allow_shell`, or a
 //!   program in `shell.commands` that runs other programs);
 //! - a read or write glob that matches nothing in the workspace, when every
@@ -20,7 +22,7 @@ use super::compile::{build_globset_with, compile_glob, file_rules};
 use super::decide::{Access, RuleSet};
 use super::explain::{is_interpreter, matching};
 use super::load::{LoadOptions, PolicyDiagnostic, line_col};
-use super::model::{AgentSpec, PolicyFile, WorkspaceAccess};
+use super::model::{AgentSpec, GitAccess, PolicyFile, WorkspaceAccess};
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
@@ -188,8 +190,31 @@ fn lint_agent(
         .filter(|w| w.access == WorkspaceAccess::ReadWrite)
         .map(|w| format!("\"{}\"", w.name.get_ref()))
         .collect();
-    if !writable.is_empty() {
-        let rules = file_rules(
+    let git_rw = agent
+        .files
+        .git
+        .as_ref()
+        .filter(|g| *g.get_ref() == GitAccess::ReadWrite);
+    if let (Some(git), false) = (git_rw, writable.is_empty()) {
+        ctx.warn(
+            &git.span(),
+            format!(
+                "agent \"{name}\": files.git = \"read-write\" lets {} write git metadata in {}: \
+                 hooks, config (core.fsmonitor, core.hooksPath, core.sshCommand, filter and diff \
+                 drivers, aliases) and new nested repositories, all of which run programs as \
+                 whoever next runs git there; keep the default \"read-only\" unless the agent \
+                 must commit",
+                if agent.shell.is_some() {
+                    "commands and the file tools"
+                } else {
+                    "the file tools"
+                },
+                writable.join(", ")
+            ),
+        );
+    }
+    if git_rw.is_some() && !writable.is_empty() {
+        let mut rules = file_rules(
             read_set.clone(),
             write_set.clone(),
             deny_set.clone(),
@@ -197,6 +222,7 @@ fn lint_agent(
             "",
             false,
         );
+        rules.allow_git_writes();
         for (probe, what, fix) in [
             (
                 ".git/hooks/pre-commit",
@@ -228,19 +254,6 @@ fn lint_agent(
                 );
             }
         }
-    }
-
-    // Commands see the workspace: only literally named denied paths are
-    // masked in their sandbox.
-    if has_shell && !deny.is_empty() {
-        ctx.note(
-            &deny[0].span,
-            format!(
-                "agent \"{name}\": in commands, files.deny hides only the paths it names \
-                 literally (e.g. .git/hooks, a root-level .env); other denied files, such as \
-                 sub/.env for **/.env, are visible to commands"
-            ),
-        );
     }
 
     // The sandbox never runs a command as root: every command would fail.

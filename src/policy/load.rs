@@ -6,7 +6,7 @@ use super::compile::{
     compile_glob_with, file_rules,
 };
 use super::decide::RuleSet;
-use super::model::{AgentSpec, PolicyFile, ShellSpec, WorkspaceAccess};
+use super::model::{AgentSpec, GitAccess, PolicyFile, ShellSpec, WorkspaceAccess};
 use super::shell::{CommandRule, Requirements, ShellLimits, ShellPolicy, resolve_program};
 use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
@@ -345,7 +345,7 @@ fn compile_agent(
             continue;
         };
         let read_only = ws.access == WorkspaceAccess::ReadOnly;
-        let rules = file_rules(
+        let mut rules = file_rules(
             read.clone(),
             write.clone(),
             deny.clone(),
@@ -353,6 +353,9 @@ fn compile_agent(
             &name,
             read_only,
         );
+        if spec.files.git_access() == GitAccess::ReadWrite {
+            rules.allow_git_writes();
+        }
         workspace_rules.push(WorkspaceRules {
             name: name.clone(),
             path: path.clone(),

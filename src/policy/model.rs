@@ -119,6 +119,33 @@ pub struct FilesSpec {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub deny: Vec<Spanned<String>>,
+    /// Git metadata (every `.git`, and what gitfiles and `commondir` point
+    /// to inside the workspace): `read-only` (the default) lets commands run
+    /// git's read operations and keeps the file tools out of it, so nothing
+    /// the agent writes runs when the workspace's owner uses git later;
+    /// `read-write` lets commands commit, fetch and check out, and lets the
+    /// file tools write there (hooks and config included).
+    #[serde(default)]
+    #[schemars(with = "Option<GitAccess>")]
+    pub git: Option<Spanned<GitAccess>>,
+}
+
+impl FilesSpec {
+    /// `git`, or its default.
+    pub fn git_access(&self) -> GitAccess {
+        self.git.as_ref().map(|g| *g.get_ref()).unwrap_or_default()
+    }
+}
+
+/// What commands and the file tools may do with git metadata.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GitAccess {
+    /// Readable, never written (git read operations work; commit fails).
+    #[default]
+    ReadOnly,
+    /// Writable like the rest of the workspace.
+    ReadWrite,
 }
 
 impl Default for FilesSpec {
@@ -127,6 +154,7 @@ impl Default for FilesSpec {
             read: match_everything(),
             write: match_everything(),
             deny: Vec::new(),
+            git: None,
         }
     }
 }

@@ -15,6 +15,7 @@ use super::landlock::LandlockPlan;
 use super::mounts::MountPlan;
 use super::report::{self, Step};
 use super::rlimits::RlimitPlan;
+use super::sched::SchedPlan;
 use super::sys;
 
 /// Everything the child needs, built by the parent.
@@ -38,6 +39,7 @@ pub struct ChildPlan {
     /// Opened `cgroup.procs` files to join.
     pub cgroup_procs: Vec<i32>,
     pub rlimits: RlimitPlan,
+    pub sched: SchedPlan,
     pub creds: Creds,
     pub landlock: LandlockPlan,
     pub seccomp: &'static [seccompiler::sock_filter],
@@ -146,6 +148,9 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
         step!(e, Step::NetNs, sys::setns(fd, libc::CLONE_NEWNET));
     }
     step!(e, Step::Hostname, sys::sethostname(&p.hostname));
+    // Scheduling state (nice, oom_score_adj, policy, ioprio), while the
+    // host's /proc is still mounted and before the privilege drop.
+    step!(e, Step::Sched, p.sched.apply());
     // 3. Filesystem view.
     step!(e, p.mounts.apply());
     if p.stdin_null {

@@ -7,9 +7,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, RestrictionStatus,
-    Ruleset, RulesetAttr, RulesetCreated, RulesetStatus, Scope,
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort,
+    RestrictionStatus, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus,
+    Scope,
 };
+use std::sync::{Mutex, OnceLock};
 
 use super::mounts::DEV_NODES;
 use super::report::Step;
@@ -24,6 +26,54 @@ pub struct LandlockPlan {
     raw: OwnedFd,
     /// (path inside the sandbox, allowed access) pairs.
     rules: Vec<(CString, u64)>,
+    /// Network-granted sandboxes: the daemon-port guard, stacked as a second
+    /// Landlock layer (see [`set_daemon_ports`]).
+    net_guard: Option<i32>,
+}
+
+/// TCP ports the daemon itself listens on (its gRPC TCP listener, metrics).
+static DAEMON_PORTS: OnceLock<Vec<u16>> = OnceLock::new();
+/// The guard ruleset, built once on first use: TCP connect and bind allowed
+/// on every port except the daemon's. Kept open for the daemon's lifetime.
+static NET_GUARD: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Records the daemon's own TCP ports, once at start, before any launch.
+/// A command whose policy grants the network may then reach every TCP port
+/// except these (on any address: Landlock rules name ports, not addresses),
+/// so it can never call the daemon as whatever agent a listener maps to.
+/// The daemon's Unix socket is out of every sandbox's view (not mounted;
+/// abstract sockets are scoped).
+pub fn set_daemon_ports(ports: Vec<u16>) {
+    let _ = DAEMON_PORTS.set(ports);
+}
+
+fn net_guard(abi: ABI) -> io::Result<Option<i32>> {
+    let ports = DAEMON_PORTS.get().map(Vec::as_slice).unwrap_or(&[]);
+    let access = AccessNet::from_all(abi);
+    if ports.is_empty() {
+        return Ok(None);
+    }
+    if access.is_empty() {
+        return Err(ll_err(
+            "the daemon listens on TCP and the kernel's Landlock has no TCP rules (ABI < 4): \
+             a network-granted command could call the daemon; refusing",
+        ));
+    }
+    let mut guard = NET_GUARD.lock().map_err(|_| ll_err("guard lock"))?;
+    if guard.is_none() {
+        let mut rs = Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(access)
+            .map_err(ll_err)?
+            .create()
+            .map_err(ll_err)?;
+        for port in (0..=u16::MAX).filter(|p| !ports.contains(p)) {
+            rs = rs.add_rule(NetPort::new(port, access)).map_err(ll_err)?;
+        }
+        let fd: Option<OwnedFd> = rs.into();
+        *guard = fd;
+    }
+    Ok(guard.as_ref().map(|fd| fd.as_raw_fd()))
 }
 
 fn cpath(p: impl AsRef<Path>) -> io::Result<CString> {
@@ -84,10 +134,12 @@ impl LandlockPlan {
         for n in DEV_NODES {
             rules.push((cpath(Path::new("/dev").join(n))?, bits(dev)));
         }
+        let net_guard = if spec.network { net_guard(abi)? } else { None };
         Ok(LandlockPlan {
             ruleset: Some(created),
             raw,
             rules,
+            net_guard,
         })
     }
 
@@ -110,10 +162,15 @@ impl LandlockPlan {
                 ruleset: RulesetStatus::FullyEnforced,
                 no_new_privs: true,
                 ..
-            }) => Ok(()),
-            Ok(_) => Err((Step::LandlockNotEnforced, libc::EOPNOTSUPP)),
-            Err(_) => Err((Step::LandlockRestrict, last_errno())),
+            }) => {}
+            Ok(_) => return Err((Step::LandlockNotEnforced, libc::EOPNOTSUPP)),
+            Err(_) => return Err((Step::LandlockRestrict, last_errno())),
         }
+        // The guard is a second layer: a connection must pass both.
+        if let Some(fd) = self.net_guard {
+            sys::landlock_restrict_self(fd).map_err(|e| (Step::LandlockRestrict, e))?;
+        }
+        Ok(())
     }
 }
 

@@ -281,6 +281,7 @@ fn build_plan(
         mounts: MountPlan::build(spec)?,
         cgroup_procs: ends.cgroup_procs.iter().map(|f| f.as_raw_fd()).collect(),
         rlimits: RlimitPlan::build(&spec.limits),
+        sched: super::sched::SchedPlan::build(),
         creds: Creds::new(spec.uid, spec.gid),
         landlock: LandlockPlan::build(spec, abi)?,
         seccomp: seccomp::program()?,

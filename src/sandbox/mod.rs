@@ -30,12 +30,14 @@ pub mod netns;
 mod probe;
 mod report;
 mod rlimits;
+mod sched;
 mod seccomp;
 mod spec;
 mod sys;
 
 pub use cgroup::{CgroupStats, finish_removals};
 pub use cgroup_layout::prepare as prepare_cgroups;
+pub use landlock::set_daemon_ports;
 pub use launcher::{ExitInfo, SandboxChild, Timings, spawn};
 pub use probe::{KernelSupport, Requirements, probe};
 pub use report::Termination;

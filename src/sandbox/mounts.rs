@@ -123,6 +123,77 @@ impl Builder {
     }
 }
 
+/// What is mounted on one workspace path, strongest last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Pin {
+    /// A directory above a mask or a read-only path, bound onto itself so
+    /// it is a mount point: rename and rmdir of a mount point fail with
+    /// EBUSY, so the mask cannot be carried away or the path rebuilt.
+    /// Read-only when it lies inside a read-only path.
+    Ancestor { read_only: bool },
+    /// Bound onto itself read-only (git metadata).
+    ReadOnly { read_only: bool },
+    /// Hidden: an empty read-only tmpfs on a directory, /dev/null on a file.
+    Mask { is_dir: bool },
+}
+
+/// Every workspace path to mount on, shallowest first (so a pin is in place
+/// before what it protects is mounted below it): the masks, the read-only
+/// paths, and every directory above them. Nothing below a mask is mounted
+/// (the mask hides it); a path inside a read-only one stays read-only.
+fn pinned(spec: &SandboxSpec) -> Vec<(PathBuf, Pin)> {
+    use std::collections::BTreeMap;
+    let mut plan: BTreeMap<PathBuf, Pin> = BTreeMap::new();
+    let mut put = |p: PathBuf, pin: Pin| {
+        let e = plan.entry(p).or_insert(pin);
+        *e = (*e).max(pin);
+    };
+    let targets = spec
+        .masked
+        .iter()
+        .map(|(p, d)| (p, Pin::Mask { is_dir: *d }))
+        .chain(
+            spec.read_only_paths
+                .iter()
+                .map(|p| (p, Pin::ReadOnly { read_only: true })),
+        );
+    for (path, pin) in targets {
+        let mut above = path.parent();
+        while let Some(a) = above.filter(|a| !a.as_os_str().is_empty()) {
+            put(a.to_path_buf(), Pin::Ancestor { read_only: false });
+            above = a.parent();
+        }
+        put(path.clone(), pin);
+    }
+    let mut ordered: Vec<(PathBuf, Pin)> = plan.into_iter().collect();
+    ordered.sort_by_key(|(p, _)| p.components().count());
+    let mut kept: Vec<(PathBuf, Pin)> = Vec::with_capacity(ordered.len());
+    for (path, mut pin) in ordered {
+        let mut inside_ro = false;
+        let mut hidden = false;
+        for (q, qpin) in &kept {
+            if path.starts_with(q) {
+                match qpin {
+                    Pin::Mask { .. } => hidden = true,
+                    Pin::ReadOnly { .. } | Pin::Ancestor { read_only: true } => inside_ro = true,
+                    Pin::Ancestor { read_only: false } => {}
+                }
+            }
+        }
+        if hidden {
+            continue;
+        }
+        if inside_ro {
+            pin = match pin {
+                Pin::Ancestor { .. } => Pin::Ancestor { read_only: true },
+                other => other,
+            };
+        }
+        kept.push((path, pin));
+    }
+    kept
+}
+
 impl MountPlan {
     pub fn build(spec: &SandboxSpec) -> io::Result<Self> {
         let root = PathBuf::from(STAGING_DIR);
@@ -151,26 +222,42 @@ impl MountPlan {
             attrs: ws_attrs,
         });
 
-        // Denied paths the policy names: hidden under the workspace, read-only.
-        for (rel, is_dir) in &spec.masked {
-            let dst = cstr(b.at(&ws.inside.join(rel)))?;
-            if *is_dir {
-                b.ops.push(MountOp::Tmpfs {
-                    dst: dst.clone(),
-                    data: cstr("mode=0555,size=4k,nr_inodes=8")?,
-                    nodev: true,
-                });
-                b.ops.push(MountOp::Attrs {
-                    path: dst,
-                    attrs: ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
-                });
-            } else {
-                // /dev/null on a nodev mount: every open fails.
-                b.ops.push(MountOp::Bind {
-                    src: cstr("/dev/null")?,
-                    dst,
-                    attrs: ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
-                });
+        // Denied paths hidden, git metadata read-only, and every directory
+        // between them and the workspace root pinned (see `pinned`).
+        for (rel, pin) in pinned(spec) {
+            let dst = cstr(b.at(&ws.inside.join(&rel)))?;
+            match pin {
+                Pin::Ancestor { read_only } | Pin::ReadOnly { read_only } => {
+                    let attrs = if read_only {
+                        ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV
+                    } else {
+                        ws_attrs
+                    };
+                    b.ops.push(MountOp::Bind {
+                        src: dst.clone(),
+                        dst,
+                        attrs,
+                    });
+                }
+                Pin::Mask { is_dir: true } => {
+                    b.ops.push(MountOp::Tmpfs {
+                        dst: dst.clone(),
+                        data: cstr("mode=0555,size=4k,nr_inodes=8")?,
+                        nodev: true,
+                    });
+                    b.ops.push(MountOp::Attrs {
+                        path: dst,
+                        attrs: ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+                    });
+                }
+                Pin::Mask { is_dir: false } => {
+                    // /dev/null on a nodev mount: every open fails.
+                    b.ops.push(MountOp::Bind {
+                        src: cstr("/dev/null")?,
+                        dst,
+                        attrs: ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+                    });
+                }
             }
         }
 

@@ -27,6 +27,7 @@ pub enum Step {
     CloseFds,
     CgroupJoin,
     Rlimit,
+    Sched,
     DropCaps,
     SetIds,
     CapsRemain,
@@ -39,7 +40,7 @@ pub enum Step {
     Exec,
 }
 
-const STEPS: [Step; 27] = [
+const STEPS: [Step; 28] = [
     Step::Stdio,
     Step::Session,
     Step::NetNs,
@@ -57,6 +58,7 @@ const STEPS: [Step; 27] = [
     Step::CloseFds,
     Step::CgroupJoin,
     Step::Rlimit,
+    Step::Sched,
     Step::DropCaps,
     Step::SetIds,
     Step::CapsRemain,

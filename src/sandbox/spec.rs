@@ -85,6 +85,11 @@ pub struct SandboxSpec {
     /// read-only tmpfs over it, a file becomes unopenable. (relative path,
     /// is_dir)
     pub masked: Vec<(PathBuf, bool)>,
+    /// Paths below the workspace mount shown read-only (git metadata).
+    /// These, the masks, and every directory between them and the workspace
+    /// root are made mount points, so none of them can be renamed, removed
+    /// or replaced from inside.
+    pub read_only_paths: Vec<PathBuf>,
     pub stdin: Stdin,
     pub hostname: String,
 }
@@ -144,6 +149,7 @@ impl SandboxSpec {
             network: false,
             limits: Limits::default(),
             masked: Vec::new(),
+            read_only_paths: Vec::new(),
             stdin: Stdin::Null,
             hostname: "sandbox".into(),
         }

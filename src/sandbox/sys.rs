@@ -136,10 +136,26 @@ pub fn setresgid(g: u32) -> Result<(), Errno> {
 pub fn setresuid(u: u32) -> Result<(), Errno> {
     sc!(libc::SYS_setresuid, u, u, u).map(drop)
 }
-pub fn prlimit(resource: c_int, value: u64) -> Result<(), Errno> {
+/// The current (soft, hard) limit of `resource`.
+pub fn prlimit_get(resource: c_int) -> Result<(u64, u64), Errno> {
+    let mut lim = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    sc!(
+        libc::SYS_prlimit64,
+        0,
+        resource,
+        core::ptr::null::<libc::rlimit64>(),
+        &mut lim as *mut libc::rlimit64
+    )?;
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+pub fn prlimit(resource: c_int, soft: u64, hard: u64) -> Result<(), Errno> {
     let lim = libc::rlimit64 {
-        rlim_cur: value,
-        rlim_max: value,
+        rlim_cur: soft,
+        rlim_max: hard,
     };
     sc!(
         libc::SYS_prlimit64,
@@ -224,6 +240,11 @@ pub fn landlock_add_path_rule(
         0
     )
     .map(drop)
+}
+
+/// Enforces an already built Landlock ruleset on the calling thread.
+pub fn landlock_restrict_self(ruleset_fd: c_int) -> Result<(), Errno> {
+    sc!(libc::SYS_landlock_restrict_self, ruleset_fd, 0).map(drop)
 }
 
 /// Returns the (effective, permitted) capability sets, all 64 bits.

@@ -148,6 +148,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let audit = open_audit(&config)?;
+    // Before any command runs: the TCP ports no sandbox may reach.
+    crate::sandbox::set_daemon_ports(
+        config
+            .tcp
+            .iter()
+            .map(|t| t.address.port())
+            .chain(config.metrics_address.map(|a| a.port()))
+            .collect(),
+    );
     if let Some(address) = config.metrics_address {
         crate::metrics::install(address)?;
     }

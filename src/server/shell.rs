@@ -114,7 +114,7 @@ impl ToolService {
     > {
         req.within_limits()?;
         let index = workspace_index(agent, &req.workspace)?;
-        let (spec, prepared) = shell::prepare(agent, &agent.workspaces[index], req, deadline)?;
+        let (spec, prepared) = shell::prepare(agent, index, req, deadline)?;
         let slot = self.state().caps.admit(&agent.name, Kind::Command)?;
         let enforced = Enforced {
             namespaces: if spec.network {
@@ -236,6 +236,7 @@ impl ToolService {
             stop.token.clone(),
         )
         .await;
+        sweep_git(prepared.git_sweep).await;
         let finished = match driven {
             Ok(finished) => finished,
             Err(e) => {
@@ -333,6 +334,7 @@ impl ToolService {
             tokio_util::sync::CancellationToken::new(),
         )
         .await;
+        sweep_git(prepared.git_sweep).await;
         let event = match result {
             Ok(finished) => {
                 let mut exited = run::exited_event(&finished, budget);
@@ -379,6 +381,13 @@ fn mark_client_end(record: &mut Entry, how: Option<Reason>) {
     record.outcome.message = Some(
         "the client went away (cancelled, or its deadline passed): the command was stopped".into(),
     );
+}
+
+/// Once the sandbox is gone: removes any `.git` the command created.
+async fn sweep_git(sweep: Option<shell::GitSweep>) {
+    if let Some(sweep) = sweep {
+        let _ = tokio::task::spawn_blocking(move || sweep.run()).await;
+    }
 }
 
 /// The audit record of a command that ran.

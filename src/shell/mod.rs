@@ -29,6 +29,40 @@ pub struct Prepared {
     /// argv as it will run (argv[0] resolved), for logs and audit.
     pub argv: Vec<String>,
     pub cwd: String,
+    /// Set while git metadata is read-only: what to sweep when the call ends.
+    pub git_sweep: Option<GitSweep>,
+}
+
+/// The `.git` entries a workspace held when a command started; any other
+/// one the sandbox user made is removed when the call ends.
+pub struct GitSweep {
+    agent: Arc<AgentPolicy>,
+    workspace: usize,
+    before: std::collections::HashSet<PathBuf>,
+    uid: u32,
+}
+
+impl GitSweep {
+    /// Removes `.git` entries the command created (blocking: run it off the
+    /// async threads). Logged, since it changes the workspace.
+    pub fn run(self) {
+        let ws = &self.agent.workspaces[self.workspace];
+        match crate::fs::survey::sweep_new_git(ws, &self.before, self.uid) {
+            Ok(removed) if !removed.is_empty() => tracing::warn!(
+                agent = %self.agent.name,
+                workspace = %ws.name,
+                removed = ?removed,
+                "removed .git entries a command created (files.git is read-only)"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(
+                agent = %self.agent.name,
+                workspace = %ws.name,
+                error = %e.message,
+                "could not check the workspace for .git entries a command created"
+            ),
+        }
+    }
 }
 
 fn shell_policy(agent: &AgentPolicy) -> Result<&ShellPolicy, ToolError> {
@@ -46,11 +80,12 @@ fn shell_policy(agent: &AgentPolicy) -> Result<&ShellPolicy, ToolError> {
 /// Decides `req` for `agent` in workspace `ws` and builds the sandbox spec.
 /// `call_deadline` is the client's gRPC deadline, if it sent one.
 pub fn prepare(
-    agent: &AgentPolicy,
-    ws: &WorkspacePolicy,
+    agent: &Arc<AgentPolicy>,
+    workspace: usize,
     req: &ExecRequest,
     call_deadline: Option<Duration>,
 ) -> Result<(SandboxSpec, Prepared), ToolError> {
+    let ws: &WorkspacePolicy = &agent.workspaces[workspace];
     let shell = shell_policy(agent)?;
     let allowed = match (req.argv.is_empty(), req.shell.is_empty()) {
         (false, true) => {
@@ -105,6 +140,17 @@ pub fn prepare(
         n => n.min(shell.output_budget_bytes),
     };
     let limits = &shell.limits;
+    // What to pin: every denied entry (wildcard globs included) and, while
+    // git metadata is read-only, every repository's metadata.
+    let survey = crate::fs::survey::survey(ws)?;
+    crate::fs::survey::remember(ws, &survey);
+    let git_protected = ws.rules.git_read_only_rule().is_some() && !ws.read_only;
+    let git_sweep = git_protected.then(|| GitSweep {
+        agent: agent.clone(),
+        workspace,
+        before: survey.git_entries.clone(),
+        uid: shell.uid,
+    });
     let spec = SandboxSpec {
         argv: allowed.argv.clone(),
         env,
@@ -128,13 +174,12 @@ pub fn prepare(
             cpu_millis: (limits.cpu_percent > 0).then_some(limits.cpu_percent * 10),
             tmp_bytes: sandbox::Limits::default().tmp_bytes,
         },
-        masked: ws
-            .rules
-            .literal_denied_paths()
-            .iter()
-            .filter_map(|p| crate::fs::existing_entry(ws, p))
-            .map(|(p, is_dir)| (PathBuf::from(p), is_dir))
-            .collect(),
+        masked: survey.denied,
+        read_only_paths: if git_protected {
+            survey.git.into_iter().map(|(p, _)| p).collect()
+        } else {
+            Vec::new()
+        },
         stdin: if req.stdin.is_empty() {
             Stdin::Null
         } else {
@@ -154,6 +199,7 @@ pub fn prepare(
                 budget: budget as usize,
             },
             rule: allowed.rule,
+            git_sweep,
         },
     ))
 }

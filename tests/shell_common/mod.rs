@@ -393,6 +393,22 @@ impl ShellDaemon {
         }
     }
 
+    /// Like `launch`, with `config` as the daemon's whole config file.
+    pub async fn launch_with_config(
+        dirs: ShellDirs,
+        policy: &Policy,
+        config: &str,
+        serve: Serve,
+    ) -> ShellDaemon {
+        dirs.write_setup(&policy.toml(&dirs), config);
+        let server = serve.start(&dirs).await;
+        ShellDaemon {
+            pid: server.pid,
+            server,
+            dirs,
+        }
+    }
+
     pub fn log(&self) -> String {
         self.server.log()
     }
