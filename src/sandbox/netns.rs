@@ -15,6 +15,9 @@ struct Pool {
 
 static POOL: OnceLock<Pool> = OnceLock::new();
 
+/// How many namespaces the launcher keeps ready.
+pub const POOL_SIZE: usize = 8;
+
 /// Starts the refill thread (idempotent). Without it, launches create their
 /// namespace with `CLONE_NEWNET` instead.
 pub fn start_pool(size: usize) -> std::io::Result<()> {
