@@ -34,7 +34,8 @@ mod launch;
 // Every suite uses a different part of these.
 #[allow(unused_imports)]
 pub use launch::{
-    BIN, DaemonDirs, SANDBOX_GID, SANDBOX_UID, Serve, Server, give_to_sandbox, set_mode,
+    BIN, DaemonDirs, SANDBOX_GID, SANDBOX_UID, Serve, Server, give_to_sandbox, health_status,
+    set_mode,
 };
 
 use agentjail::error::reason_of;
