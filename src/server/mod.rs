@@ -29,9 +29,6 @@ use tokio::signal::unix::{SignalKind, signal};
 use tonic::service::Routes;
 use tonic::transport::Server;
 
-/// Fresh network namespaces kept ready, so creating one (about 3 ms here)
-/// is off the critical path of a command.
-
 fn open_audit(config: &Config) -> anyhow::Result<AuditLog> {
     if !config.audit.enabled {
         tracing::warn!("the audit log file is off: records go to the daemon's log only");
