@@ -202,6 +202,16 @@ pub enum PolicySource {
 }
 
 impl Config {
+    /// The TCP ports the daemon listens on (gRPC, metrics): no sandbox may
+    /// reach them.
+    pub fn daemon_tcp_ports(&self) -> Vec<u16> {
+        self.tcp
+            .iter()
+            .map(|t| t.address.port())
+            .chain(self.metrics_address.map(|a| a.port()))
+            .collect()
+    }
+
     /// Reads a config file; errors carry `file:line:col`.
     pub fn from_file(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)

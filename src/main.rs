@@ -143,6 +143,23 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     if args.state_dir.is_some() {
         config.state_dir = args.state_dir;
     }
+    // Before any thread exists: the sandbox launcher is a fork of this
+    // process. The cgroup layout is readied first so that, under systemd,
+    // both processes sit in the daemon's leaf group.
+    agentjail::sandbox::prepare_cgroups();
+    let launcher = match agentjail::sandbox::launcher_process::start(
+        config.daemon_tcp_ports(),
+        agentjail::sandbox::netns::POOL_SIZE,
+    ) {
+        Ok((launcher, control)) => {
+            agentjail::shell::launcher::install(control);
+            launcher
+        }
+        Err(e) => {
+            eprintln!("agentjail: cannot start the sandbox launcher process: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("agentjail")
@@ -157,8 +174,8 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     let result = runtime.block_on(server::serve(config));
     // Blocking tool calls cut by the grace period must not hold up the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-    // The last commands' cgroups are removed on a background thread.
-    agentjail::sandbox::finish_removals(std::time::Duration::from_secs(2));
+    // The launcher ends the last commands and removes their cgroups.
+    launcher.stop(std::time::Duration::from_secs(3));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

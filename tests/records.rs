@@ -259,6 +259,22 @@ async fn kill_9_during_a_command_leaves_its_intent() {
         wait_until(Duration::from_secs(10), || marker.exists()).await,
         "the command started"
     );
+    // The whole service dies at once (systemd's SIGKILL of the unit, the
+    // OOM killer): the launcher first, so it cannot see the daemon go and
+    // clean up after it (it does that when only the daemon dies).
+    let launchers: Vec<u32> = host_processes()
+        .into_iter()
+        .filter(|(pid, ppid, _)| *ppid == d.pid && is_launcher(*pid))
+        .map(|(pid, _, _)| pid)
+        .collect();
+    assert_eq!(launchers.len(), 1, "the daemon has its launcher");
+    // Stopped first so that the daemon cannot react to the launcher's end
+    // (and write the outcome) before its own SIGKILL.
+    // SAFETY: signals to the daemon and its launcher child, alive just now.
+    unsafe {
+        assert_eq!(libc::kill(d.pid as libc::pid_t, libc::SIGSTOP), 0);
+        assert_eq!(libc::kill(launchers[0] as libc::pid_t, libc::SIGKILL), 0);
+    }
     d.kill_with(rustix::process::Signal::KILL, Duration::from_secs(5))
         .await;
     let _ = call.await;

@@ -13,7 +13,7 @@ use super::cgroup_layout::{Layout, prepare};
 use super::spec::Limits;
 
 /// Figures read from the cgroup after the command ended.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CgroupStats {
     pub peak_memory_bytes: Option<u64>,
     pub oom_kills: u64,

@@ -1,9 +1,9 @@
 //! `spawn`: prepares everything in the parent, clones the sandbox's init,
 //! and hands back a handle to wait for or kill the whole tree.
 //!
-//! The clone happens directly in the calling thread. Call it from a
+//! Runs in the launcher process (`launcher_process.rs`), on its one
 //! long-lived thread: PR_SET_PDEATHSIG fires when the *thread* that cloned
-//! init exits (tokio's blocking threads exit when idle).
+//! init exits.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -25,9 +25,9 @@ use super::rlimits::RlimitPlan;
 use super::spec::{SandboxSpec, Stdin};
 use super::{netns, seccomp};
 
-/// A running sandboxed command.
+/// A running sandboxed command, as its parent (the launcher) holds it.
 #[derive(Debug)]
-pub struct SandboxChild {
+pub struct Sandbox {
     /// Host pid of the sandbox's init (pid 1 inside).
     pub pid: libc::pid_t,
     pub stdin: Option<File>,
@@ -41,7 +41,7 @@ pub struct SandboxChild {
 }
 
 /// Where a launch spent its time (for metrics and the benchmark).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct Timings {
     /// Parent: validation, pipes, cgroup creation and limits, plans.
     pub prepare: Duration,
@@ -54,7 +54,7 @@ pub struct Timings {
 }
 
 /// How the command ended and what it used.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExitInfo {
     pub termination: Termination,
     pub wall: Duration,
@@ -83,11 +83,20 @@ fn cstring(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| super::spec::invalid("argument or environment contains NUL"))
 }
 
+/// Whose sandboxes these are: per-call cgroups are named `<pid>-<n>` after
+/// the daemon (not the launcher), which is what an operator looks for.
+static OWNER: OnceLock<u32> = OnceLock::new();
+
+/// Names per-call cgroups after `pid` (the launcher passes the daemon's).
+pub fn set_owner(pid: u32) {
+    let _ = OWNER.set(pid);
+}
+
 fn next_id() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
         "{}-{}",
-        std::process::id(),
+        OWNER.get().copied().unwrap_or_else(std::process::id),
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
@@ -131,7 +140,7 @@ struct ChildEnds {
 ///
 /// Returns once the command has been exec'd, or with the setup step and
 /// errno that failed (nothing runs then, and the cgroup is removed).
-pub fn spawn(spec: &SandboxSpec) -> io::Result<SandboxChild> {
+pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandbox> {
     let t0 = Instant::now();
     spec.validate()?;
     let ks = support();
@@ -201,7 +210,10 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<SandboxChild> {
         )
     };
     if pid == 0 {
-        child::run_init(&mut plan);
+        // Never unwind in the copy: a panic here ends the child at once.
+        let _ =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child::run_init(&mut plan)));
+        std::process::abort();
     }
     let t2 = Instant::now();
     drop(plan);
@@ -212,7 +224,7 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<SandboxChild> {
         return Err(e);
     }
     let pid = pid as libc::pid_t;
-    let mut child = SandboxChild {
+    let mut child = Sandbox {
         pid,
         stdin: stdin_w.map(File::from),
         stdout: Some(stdout_r.into()),
@@ -293,7 +305,7 @@ fn build_plan(
     })
 }
 
-impl SandboxChild {
+impl Sandbox {
     /// Kills the whole tree: init (the kernel then kills every process in
     /// its pid namespace) and everything in the cgroup.
     pub fn kill_tree(&self) {
@@ -302,11 +314,6 @@ impl SandboxChild {
             unsafe { libc::kill(self.pid, libc::SIGKILL) };
         }
         self.cgroup.kill();
-    }
-
-    /// Non-blocking: `Some` once the sandbox has ended.
-    pub fn try_wait(&mut self) -> io::Result<Option<ExitInfo>> {
-        self.wait_flags(libc::WNOHANG)
     }
 
     /// Waits for the command (init exits right after it), then collects the
@@ -375,7 +382,7 @@ impl SandboxChild {
     }
 }
 
-impl Drop for SandboxChild {
+impl Drop for Sandbox {
     /// Never leave a process or a zombie behind.
     fn drop(&mut self) {
         if !self.reaped {

@@ -1,7 +1,9 @@
 //! Runs one shell command per call in a kernel-enforced sandbox.
 //!
-//! Synchronous and self-contained (no dependency on the daemon), so the
-//! daemon calls it from a dedicated thread.
+//! Synchronous and self-contained (no dependency on the daemon). It runs in
+//! a launcher process of its own (`launcher_process.rs`), forked by `serve`
+//! before the async runtime exists; the daemon talks to it over a
+//! SOCK_SEQPACKET socket (`wire.rs`, `remote.rs`).
 //!
 //! Setup order (parent, then the cloned child; see `child.rs`):
 //!
@@ -25,20 +27,24 @@ mod creds;
 pub mod etc;
 mod landlock;
 mod launcher;
+pub mod launcher_process;
 mod mounts;
 pub mod netns;
 mod probe;
+mod remote;
 mod report;
 mod rlimits;
 mod sched;
 mod seccomp;
 mod spec;
 mod sys;
+mod wire;
 
 pub use cgroup::{CgroupStats, finish_removals, sweep_dead as sweep_dead_cgroups};
 pub use cgroup_layout::prepare as prepare_cgroups;
 pub use landlock::set_daemon_ports;
-pub use launcher::{ExitInfo, SandboxChild, Timings, spawn};
+pub use launcher::{ExitInfo, Timings};
 pub use probe::{KernelSupport, Requirements, probe};
-pub use report::Termination;
+pub use remote::{LauncherGone, SandboxChild, launch, launcher_alive, request_etc_refresh};
+pub use report::{SetupError, Step, Termination};
 pub use spec::{DEFAULT_ETC, DEFAULT_SYSTEM_DIRS, Limits, SandboxSpec, Stdin, Workspace};

@@ -7,7 +7,7 @@ use std::io;
 use super::sys::{self, Errno};
 
 /// Each setup step the child can fail at, in execution order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[repr(u32)]
 pub enum Step {
     Stdio = 1,
@@ -77,21 +77,33 @@ impl fmt::Display for Step {
     }
 }
 
-/// A setup failure as the parent sees it.
-#[derive(Debug)]
+/// A setup failure as the parent sees it: the step and its errno, typed, so
+/// callers decide on them (find it with [`SetupError::of`]), never on text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SetupError {
     pub step: Step,
     pub errno: Errno,
 }
 
-impl SetupError {
-    pub fn into_io(self) -> io::Error {
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let os = io::Error::from_raw_os_error(self.errno);
-        // Exec failures keep their kind (NotFound, PermissionDenied) for callers.
-        io::Error::new(
-            os.kind(),
-            format!("sandbox setup failed at step {}: {os}", self.step),
-        )
+        write!(f, "sandbox setup failed at step {}: {os}", self.step)
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+impl SetupError {
+    /// Wrapped in an `io::Error` whose kind is the errno's (exec failures
+    /// keep NotFound or PermissionDenied), with `self` as its inner error.
+    pub fn into_io(self) -> io::Error {
+        io::Error::new(io::Error::from_raw_os_error(self.errno).kind(), self)
+    }
+
+    /// The setup failure inside `e`, if that is what `e` is.
+    pub fn of(e: &io::Error) -> Option<SetupError> {
+        e.get_ref()?.downcast_ref::<SetupError>().copied()
     }
 }
 
@@ -115,7 +127,7 @@ pub fn decode_failure(rec: &[u8]) -> Option<SetupError> {
 }
 
 /// How the command ended, as init saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Termination {
     Exited(i32),
     Signaled(i32),

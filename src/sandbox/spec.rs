@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Where the command's stdin comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Stdin {
     /// `/dev/null`.
     Null,
@@ -13,7 +13,7 @@ pub enum Stdin {
 }
 
 /// Resource limits; `None` leaves the limit unset.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// RLIMIT_NOFILE.
     pub nofile: Option<u64>,
@@ -46,7 +46,7 @@ impl Default for Limits {
 }
 
 /// The workspace bind mount.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Workspace {
     /// Directory on the host.
     pub host: PathBuf,
@@ -56,7 +56,7 @@ pub struct Workspace {
 }
 
 /// One command to run in a fresh sandbox.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SandboxSpec {
     /// argv; argv[0] is an absolute path inside the sandbox or a bare name
     /// looked up on the `PATH` of `env` (see [`SandboxSpec::resolve_program`]).

@@ -36,10 +36,6 @@ use tokio::signal::unix::{SignalKind, signal};
 use tonic::service::Routes;
 use tonic::transport::Server;
 
-/// Fresh network namespaces kept ready, so creating one (about 3 ms here)
-/// is off the critical path of a command.
-const NETNS_POOL: usize = 8;
-
 fn open_audit(config: &Config) -> anyhow::Result<AuditLog> {
     if !config.audit.enabled {
         tracing::warn!("the audit log file is off: records go to the daemon's log only");
@@ -181,11 +177,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         agents = policy.agents.len(), "policy loaded"
     );
     let launcher = if policy.agents.values().any(|a| a.shell.is_some()) {
-        sandbox::netns::start_pool(NETNS_POOL)?;
-        // Crash hygiene: what killed daemons left behind goes first.
+        // Crash hygiene: what killed daemons left behind goes first. The
+        // per-call groups are named after the daemon's pid (the launcher
+        // creates them as `<daemon pid>-<n>`), so this process sweeps them,
+        // before the socket exists and so before any launch.
         let swept = sandbox::sweep_dead_cgroups();
         tracing::info!(swept, "removed the per-call cgroups of dead daemons");
-        Some(Launcher::start()?)
+        Some(Launcher::connect()?)
     } else {
         None
     };
@@ -208,14 +206,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let audit = open_audit(&config)?;
     // Before any command runs: the TCP ports no sandbox may reach.
-    crate::sandbox::set_daemon_ports(
-        config
-            .tcp
-            .iter()
-            .map(|t| t.address.port())
-            .chain(config.metrics_address.map(|a| a.port()))
-            .collect(),
-    );
+    crate::sandbox::set_daemon_ports(config.daemon_tcp_ports());
     if let Some(address) = config.metrics_address {
         crate::metrics::install(address)?;
     }
@@ -377,7 +368,9 @@ async fn report_audit_health(state: Arc<State>, reporter: tonic_health::server::
         tick.tick().await;
         // A failing log is retried here too, so health recovers without
         // waiting for a call to come by.
-        let healthy = state.audit.is_healthy() || state.audit.admit().await.is_ok();
+        let launcher_ok = state.launcher.as_ref().is_none_or(|l| l.alive());
+        let healthy =
+            launcher_ok && (state.audit.is_healthy() || state.audit.admit().await.is_ok());
         if healthy == serving {
             continue;
         }
@@ -496,7 +489,9 @@ async fn try_reload(config: &Config, state: &Arc<State>) -> bool {
         state.swap_tls(material);
     }
     // Host files listed in shell.etc may have changed too.
-    sandbox::etc::refresh();
+    if let Some(launcher) = &state.launcher {
+        launcher.refresh_etc();
+    }
     tracing::info!(version = %version, "policy reloaded");
     true
 }

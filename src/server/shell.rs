@@ -157,20 +157,7 @@ impl ToolService {
             return Err(crate::cancel::stopped_before_work(reason));
         }
         let launch_started = Instant::now();
-        let child = launcher.spawn(spec).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::ArgumentListTooLong => ToolError::invalid(format!(
-                "the arguments and environment are too long for the kernel to run ({e}); \
-                     pass large data through stdin or a file in the workspace"
-            )),
-            std::io::ErrorKind::NotFound if e.to_string().contains("step Exec") => ToolError::new(
-                Reason::NotFound,
-                format!("the program could not be run in the sandbox, nothing ran: {e}"),
-            ),
-            _ => ToolError::new(
-                Reason::Internal,
-                format!("the sandbox could not be set up, nothing ran: {e}"),
-            ),
-        })?;
+        let child = launcher.spawn(spec).await.map_err(launch_error)?;
         crate::metrics::sandbox_setup(launch_started.elapsed());
         let t = child.timings();
         tracing::debug!(
@@ -555,4 +542,32 @@ fn canonical_exec(req: &ExecRequest) -> Vec<u8> {
         }
     }
     bytes
+}
+
+/// A failed launch as the caller sees it, decided on the typed error (the
+/// setup step and errno, or the launcher gone), never on its text.
+fn launch_error(e: std::io::Error) -> ToolError {
+    use crate::sandbox::{LauncherGone, SetupError, Step};
+    if LauncherGone::of(&e) {
+        return ToolError::new(Reason::Unavailable, e.to_string());
+    }
+    match (e.kind(), SetupError::of(&e)) {
+        (std::io::ErrorKind::ArgumentListTooLong, _) => ToolError::invalid(format!(
+            "the arguments and environment are too long for the kernel to run ({e}); \
+             pass large data through stdin or a file in the workspace"
+        )),
+        (
+            std::io::ErrorKind::NotFound,
+            Some(SetupError {
+                step: Step::Exec, ..
+            }),
+        ) => ToolError::new(
+            Reason::NotFound,
+            format!("the program could not be run in the sandbox, nothing ran: {e}"),
+        ),
+        _ => ToolError::new(
+            Reason::Internal,
+            format!("the sandbox could not be set up, nothing ran: {e}"),
+        ),
+    }
 }

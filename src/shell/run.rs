@@ -9,7 +9,6 @@ use crate::proto::{ExecEvent, ExecExited, OutputChunk, exec_event};
 use crate::sandbox::{ExitInfo, SandboxChild, Termination};
 use sha2::{Digest, Sha256};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -216,7 +215,7 @@ pub async fn drive(
     cancel: tokio_util::sync::CancellationToken,
 ) -> io::Result<Finished> {
     let (stdin_pipe, stdout, stderr) = child.take_stdio();
-    let pidfd = pidfd_open(child.pid)?;
+    let pidfd = child.pidfd().try_clone_to_owned()?;
     // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the same
     // until the AsyncFd is dropped.
     let exited_fd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
@@ -367,16 +366,6 @@ async fn read_some(pipe: &mut Option<pipe::Receiver>, buf: &mut [u8]) -> io::Res
         Some(p) => p.read(buf).await,
         None => std::future::pending().await,
     }
-}
-
-fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// The `Exited` event for a finished command.

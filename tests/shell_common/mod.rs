@@ -34,7 +34,8 @@ mod launch;
 // Every suite uses a different part of these.
 #[allow(unused_imports)]
 pub use launch::{
-    BIN, DaemonDirs, SANDBOX_GID, SANDBOX_UID, Serve, Server, give_to_sandbox, set_mode,
+    BIN, DaemonDirs, SANDBOX_GID, SANDBOX_UID, Serve, Server, give_to_sandbox, health_status,
+    set_mode,
 };
 
 use agentjail::error::reason_of;
@@ -634,6 +635,8 @@ pub fn cmdline_of(pid: u32) -> String {
 }
 
 /// Every process below `root`, as `pid state cmdline` lines.
+/// The daemon's own launcher process (its child named `aj-launcher`)
+/// is part of the daemon, not a sandbox: it is walked through, not listed.
 pub fn descendants_of(root: u32) -> Vec<String> {
     let procs = host_processes();
     let mut found = vec![root];
@@ -644,12 +647,20 @@ pub fn descendants_of(root: u32) -> Vec<String> {
         for (pid, ppid, state) in &procs {
             if *ppid == parent && !found.contains(pid) {
                 found.push(*pid);
-                out.push(format!("{pid} {state} {}", cmdline_of(*pid)));
+                if !(parent == root && is_launcher(*pid)) {
+                    out.push(format!("{pid} {state} {}", cmdline_of(*pid)));
+                }
             }
         }
         i += 1;
     }
     out
+}
+
+/// The daemon's launcher process (see `src/sandbox/launcher_process.rs`).
+pub fn is_launcher(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|c| c.trim_end() == "aj-launcher")
 }
 
 /// Host pids whose command line contains `marker` (the test's own
