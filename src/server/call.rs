@@ -8,6 +8,7 @@ use crate::error::ToolError;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Status};
 
 /// gRPC allows at most 8 digits of timeout; longer values are capped to the
@@ -44,6 +45,7 @@ fn parse_timeout(value: &str) -> Option<Duration> {
 /// Runs `work` on its own task and answers with its result. If the handler
 /// is dropped first, the task goes on with its `Stop` cancelled.
 pub async fn detached<T, F>(
+    (calls, stopping): (&TaskTracker, &CancellationToken),
     deadline: Option<Duration>,
     work: impl FnOnce(Stop) -> F,
 ) -> Result<T, Status>
@@ -52,11 +54,12 @@ where
     T: Send + 'static,
 {
     let stop = Stop {
-        token: CancellationToken::new(),
+        // Also cancelled when the daemon stops past its grace period.
+        token: stopping.child_token(),
         deadline: deadline.and_then(|d| Instant::now().checked_add(d)),
     };
     let guard = stop.token.clone().drop_guard();
-    let joined = tokio::spawn(work(stop)).await;
+    let joined = calls.spawn(work(stop)).await;
     guard.disarm();
     joined.unwrap_or_else(|e| {
         tracing::error!(panic = e.is_panic(), "a call's task failed");
@@ -85,7 +88,8 @@ mod tests {
     #[tokio::test]
     async fn work_goes_on_when_the_handler_is_dropped() {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let handler = detached(None, move |stop| async move {
+        let (calls, stopping) = (TaskTracker::new(), CancellationToken::new());
+        let handler = detached((&calls, &stopping), None, move |stop| async move {
             stop.token.cancelled().await;
             let _ = tx.send(stop.reason());
             Ok(())

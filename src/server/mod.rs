@@ -346,10 +346,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("shutdown grace period over: cutting the calls still running");
         servers.abort_all();
     }
+    // Work still running (a command whose client stays connected) is
+    // stopped now, and its outcome recorded, before the daemon exits.
+    state.stopping.cancel();
+    state.calls.close();
+    if tokio::time::timeout(STOP_RECORDS_WAIT, state.calls.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            running = state.calls.len(),
+            "calls stopped at shutdown did not finish recording in time"
+        );
+    }
     drop(socket_file);
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long shutdown waits for stopped calls to write their records.
+const STOP_RECORDS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads the TCP listener's TLS files, if it has TLS.
 fn load_tls(config: &Config) -> anyhow::Result<Option<tls::TlsMaterial>> {

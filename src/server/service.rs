@@ -116,7 +116,7 @@ impl ToolService {
     {
         let service = self.clone();
         let deadline = super::call::deadline(&request);
-        super::call::detached(deadline, move |stop| async move {
+        super::call::detached(self.state.tasks(), deadline, move |stop| async move {
             service.file_work(method, request, tool, stop).await
         })
         .await

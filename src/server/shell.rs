@@ -199,7 +199,7 @@ impl ToolService {
     ) -> Result<ExecResult, Status> {
         let service = self.clone();
         let deadline = super::call::deadline(&request);
-        super::call::detached(deadline, move |stop| async move {
+        super::call::detached(self.state().tasks(), deadline, move |stop| async move {
             service.run_keyed(request, stop).await
         })
         .await
@@ -376,9 +376,13 @@ impl ToolService {
         let (tx, rx) = mpsc::channel(16);
         let (ready_tx, ready_rx) = oneshot::channel();
         let service = self.clone();
-        tokio::spawn(async move {
-            // The stream's end is what stops an Exec: no token of its own.
-            let stop = Stop::never();
+        self.state().calls.spawn(async move {
+            // The stream's end is what stops an Exec, or the daemon stopping
+            // past its grace period.
+            let stop = Stop {
+                token: service.state().stopping.child_token(),
+                deadline: None,
+            };
             match service.launch("Exec", request, &stop).await {
                 Err(status) => {
                     let _ = ready_tx.send(Err(status));
@@ -394,7 +398,7 @@ impl ToolService {
                     // Capacity 16: the first send cannot block.
                     let _ = tx.try_send(Ok(started_event));
                     let _ = ready_tx.send(Ok(()));
-                    service.stream_exec(launched, tx).await;
+                    service.stream_exec(launched, tx, stop.token).await;
                 }
             }
         });
@@ -405,7 +409,12 @@ impl ToolService {
         }
     }
 
-    async fn stream_exec(&self, launched: Launched, tx: mpsc::Sender<Result<ExecEvent, Status>>) {
+    async fn stream_exec(
+        &self,
+        launched: Launched,
+        tx: mpsc::Sender<Result<ExecEvent, Status>>,
+        stopping: tokio_util::sync::CancellationToken,
+    ) {
         let Launched {
             prepared,
             child,
@@ -419,14 +428,7 @@ impl ToolService {
         let _in_flight = crate::metrics::InFlight::start();
         let budget = prepared.deadlines.budget as u64;
         let sink = Sink::Stream(tx.clone());
-        let result = run::drive(
-            child,
-            prepared.stdin,
-            prepared.deadlines,
-            sink,
-            tokio_util::sync::CancellationToken::new(),
-        )
-        .await;
+        let result = run::drive(child, prepared.stdin, prepared.deadlines, sink, stopping).await;
         sweep_git(prepared.git_sweep).await;
         let event = match result {
             Ok(finished) => {

@@ -20,6 +20,12 @@ pub struct State {
     tcp_agent: Option<String>,
     /// Per-agent caps on calls running at once.
     pub caps: Caps,
+    /// Every call's work (file calls, Run, Exec), so that shutdown can stop
+    /// what outlives the grace period and still wait for its records.
+    pub calls: tokio_util::task::TaskTracker,
+    /// Cancelled when the grace period is over: the work still running is
+    /// stopped, recorded, and awaited before the daemon exits.
+    pub stopping: tokio_util::sync::CancellationToken,
     /// Call-rate limiters per agent and kind of tool.
     pub limiters: super::ratelimit::Limiters,
     /// First answers of calls with an idempotency key.
@@ -48,12 +54,24 @@ impl State {
                 crate::limits::DEFAULT_CONCURRENT_FILE_CALLS_PER_AGENT,
                 crate::limits::DEFAULT_CONCURRENT_COMMANDS_PER_AGENT,
             ),
+            calls: Default::default(),
+            stopping: Default::default(),
             tls: ArcSwapOption::empty(),
             idempotency: Default::default(),
             limiters: Default::default(),
             boot_id: rand::random(),
             next_seq: AtomicU64::new(1),
         }
+    }
+
+    /// Where calls' work runs, and what stops it at shutdown.
+    pub fn tasks(
+        &self,
+    ) -> (
+        &tokio_util::task::TaskTracker,
+        &tokio_util::sync::CancellationToken,
+    ) {
+        (&self.calls, &self.stopping)
     }
 
     pub fn with_caps(mut self, limits: &crate::config::LimitsConfig) -> Self {
