@@ -671,6 +671,7 @@ impl Call<'_> {
                 idle_timeout_ms: 0,
                 output_budget_bytes: COMMAND_OUTPUT_BUDGET,
                 idempotency_key: String::new(),
+                session_id: String::new(),
             })
             .await?
             .into_inner();

@@ -521,4 +521,85 @@ impl ToolSandbox for ToolService {
     async fn run(&self, r: Request<ExecRequest>) -> Result<Response<ExecResult>, Status> {
         Ok(Response::new(self.run_call(r).await?))
     }
+    async fn open_session(
+        &self,
+        _r: Request<OpenSessionRequest>,
+    ) -> Result<Response<OpenSessionResponse>, Status> {
+        Err(sessions_not_built())
+    }
+
+    async fn close_session(
+        &self,
+        _r: Request<CloseSessionRequest>,
+    ) -> Result<Response<CloseSessionResponse>, Status> {
+        Err(sessions_not_built())
+    }
+
+    async fn list_sessions(
+        &self,
+        _r: Request<ListSessionsRequest>,
+    ) -> Result<Response<ListSessionsResponse>, Status> {
+        Err(sessions_not_built())
+    }
+
+    async fn start_process(
+        &self,
+        _r: Request<StartProcessRequest>,
+    ) -> Result<Response<StartProcessResponse>, Status> {
+        Err(sessions_not_built())
+    }
+
+    async fn read_output(
+        &self,
+        _r: Request<ReadOutputRequest>,
+    ) -> Result<Response<ReadOutputResponse>, Status> {
+        Err(sessions_not_built())
+    }
+
+    async fn write_stdin(
+        &self,
+        _r: Request<WriteStdinRequest>,
+    ) -> Result<Response<WriteStdinResponse>, Status> {
+        Err(sessions_not_built())
+    }
+
+    async fn signal_process(
+        &self,
+        _r: Request<SignalProcessRequest>,
+    ) -> Result<Response<SignalProcessResponse>, Status> {
+        Err(sessions_not_built())
+    }
+
+    async fn wait_process(
+        &self,
+        _r: Request<WaitProcessRequest>,
+    ) -> Result<Response<WaitProcessResponse>, Status> {
+        Err(sessions_not_built())
+    }
+
+    async fn list_processes(
+        &self,
+        _r: Request<ListProcessesRequest>,
+    ) -> Result<Response<ListProcessesResponse>, Status> {
+        Err(sessions_not_built())
+    }
+
+    async fn resize_terminal(
+        &self,
+        _r: Request<ResizeTerminalRequest>,
+    ) -> Result<Response<ResizeTerminalResponse>, Status> {
+        Err(sessions_not_built())
+    }
+
+    async fn open_port(
+        &self,
+        _r: Request<OpenPortRequest>,
+    ) -> Result<Response<OpenPortResponse>, Status> {
+        Err(sessions_not_built())
+    }
+}
+
+// Placeholder until sessions land (issue 13).
+fn sessions_not_built() -> Status {
+    Status::unimplemented("sessions are not built in this daemon yet")
 }

@@ -46,6 +46,11 @@ class GrepOutput(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GREP_OUTPUT_FILES: _ClassVar[GrepOutput]
     GREP_OUTPUT_CONTENT: _ClassVar[GrepOutput]
     GREP_OUTPUT_COUNT: _ClassVar[GrepOutput]
+
+class OutputStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTPUT_STREAM_STDOUT: _ClassVar[OutputStream]
+    OUTPUT_STREAM_STDERR: _ClassVar[OutputStream]
 LINE_ENDING_UNSPECIFIED: LineEnding
 LINE_ENDING_NONE: LineEnding
 LINE_ENDING_LF: LineEnding
@@ -68,6 +73,8 @@ GREP_OUTPUT_UNSPECIFIED: GrepOutput
 GREP_OUTPUT_FILES: GrepOutput
 GREP_OUTPUT_CONTENT: GrepOutput
 GREP_OUTPUT_COUNT: GrepOutput
+OUTPUT_STREAM_STDOUT: OutputStream
+OUTPUT_STREAM_STDERR: OutputStream
 
 class CallInfo(_message.Message):
     __slots__ = ("request_id", "agent", "rule", "audit_seq", "policy_version")
@@ -576,7 +583,7 @@ class RemoveResponse(_message.Message):
     def __init__(self, path: _Optional[str] = ..., removed: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
 
 class ExecRequest(_message.Message):
-    __slots__ = ("workspace", "argv", "shell", "cwd", "env", "stdin", "timeout_ms", "idle_timeout_ms", "output_budget_bytes", "idempotency_key")
+    __slots__ = ("workspace", "argv", "shell", "cwd", "env", "stdin", "timeout_ms", "idle_timeout_ms", "output_budget_bytes", "session_id", "idempotency_key")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -593,6 +600,7 @@ class ExecRequest(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     workspace: str
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -603,8 +611,9 @@ class ExecRequest(_message.Message):
     timeout_ms: int
     idle_timeout_ms: int
     output_budget_bytes: int
+    session_id: str
     idempotency_key: str
-    def __init__(self, workspace: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ..., timeout_ms: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ..., output_budget_bytes: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    def __init__(self, workspace: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ..., timeout_ms: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ..., output_budget_bytes: _Optional[int] = ..., session_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ExecStarted(_message.Message):
     __slots__ = ("exec_id", "pid")
@@ -687,3 +696,295 @@ class ExecResult(_message.Message):
     stderr: CapturedOutput
     exited: ExecExited
     def __init__(self, exec_id: _Optional[str] = ..., stdout: _Optional[_Union[CapturedOutput, _Mapping]] = ..., stderr: _Optional[_Union[CapturedOutput, _Mapping]] = ..., exited: _Optional[_Union[ExecExited, _Mapping]] = ...) -> None: ...
+
+class SessionLimits(_message.Message):
+    __slots__ = ("memory_bytes", "pids")
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PIDS_FIELD_NUMBER: _ClassVar[int]
+    memory_bytes: int
+    pids: int
+    def __init__(self, memory_bytes: _Optional[int] = ..., pids: _Optional[int] = ...) -> None: ...
+
+class OpenSessionRequest(_message.Message):
+    __slots__ = ("workspace", "env", "cwd", "limits", "idle_timeout_ms", "max_lifetime_ms")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_LIFETIME_MS_FIELD_NUMBER: _ClassVar[int]
+    workspace: str
+    env: _containers.ScalarMap[str, str]
+    cwd: str
+    limits: SessionLimits
+    idle_timeout_ms: int
+    max_lifetime_ms: int
+    def __init__(self, workspace: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., limits: _Optional[_Union[SessionLimits, _Mapping]] = ..., idle_timeout_ms: _Optional[int] = ..., max_lifetime_ms: _Optional[int] = ...) -> None: ...
+
+class SessionInfo(_message.Message):
+    __slots__ = ("session_id", "workspace", "cwd", "opened_at", "last_used_at", "expires_at", "idle_timeout_ms", "running_processes", "limits", "ended")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    workspace: str
+    cwd: str
+    opened_at: _timestamp_pb2.Timestamp
+    last_used_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    idle_timeout_ms: int
+    running_processes: int
+    limits: SessionLimits
+    ended: str
+    def __init__(self, session_id: _Optional[str] = ..., workspace: _Optional[str] = ..., cwd: _Optional[str] = ..., opened_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idle_timeout_ms: _Optional[int] = ..., running_processes: _Optional[int] = ..., limits: _Optional[_Union[SessionLimits, _Mapping]] = ..., ended: _Optional[str] = ...) -> None: ...
+
+class OpenSessionResponse(_message.Message):
+    __slots__ = ("session", "info")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    session: SessionInfo
+    info: CallInfo
+    def __init__(self, session: _Optional[_Union[SessionInfo, _Mapping]] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class CloseSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class CloseSessionResponse(_message.Message):
+    __slots__ = ("session", "info")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    session: SessionInfo
+    info: CallInfo
+    def __init__(self, session: _Optional[_Union[SessionInfo, _Mapping]] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class ListSessionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSessionsResponse(_message.Message):
+    __slots__ = ("sessions", "info")
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[SessionInfo]
+    info: CallInfo
+    def __init__(self, sessions: _Optional[_Iterable[_Union[SessionInfo, _Mapping]]] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class StartProcessRequest(_message.Message):
+    __slots__ = ("session_id", "argv", "shell", "cwd", "env", "tty", "rows", "cols", "output_buffer_bytes", "idempotency_key")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    SHELL_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_BUFFER_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    shell: str
+    cwd: str
+    env: _containers.ScalarMap[str, str]
+    tty: bool
+    rows: int
+    cols: int
+    output_buffer_bytes: int
+    idempotency_key: str
+    def __init__(self, session_id: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., tty: _Optional[bool] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ..., output_buffer_bytes: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class StartProcessResponse(_message.Message):
+    __slots__ = ("process", "info")
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    process: ProcessInfo
+    info: CallInfo
+    def __init__(self, process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class ReadOutputRequest(_message.Message):
+    __slots__ = ("session_id", "process_id", "stream", "offset", "max_bytes", "wait_ms")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    process_id: str
+    stream: OutputStream
+    offset: int
+    max_bytes: int
+    wait_ms: int
+    def __init__(self, session_id: _Optional[str] = ..., process_id: _Optional[str] = ..., stream: _Optional[_Union[OutputStream, str]] = ..., offset: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+
+class ReadOutputResponse(_message.Message):
+    __slots__ = ("data", "offset", "next_offset", "lost_bytes", "eof", "process", "info")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LOST_BYTES_FIELD_NUMBER: _ClassVar[int]
+    EOF_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    offset: int
+    next_offset: int
+    lost_bytes: int
+    eof: bool
+    process: ProcessInfo
+    info: CallInfo
+    def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., next_offset: _Optional[int] = ..., lost_bytes: _Optional[int] = ..., eof: _Optional[bool] = ..., process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class WriteStdinRequest(_message.Message):
+    __slots__ = ("session_id", "process_id", "data", "close")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    process_id: str
+    data: bytes
+    close: bool
+    def __init__(self, session_id: _Optional[str] = ..., process_id: _Optional[str] = ..., data: _Optional[bytes] = ..., close: _Optional[bool] = ...) -> None: ...
+
+class WriteStdinResponse(_message.Message):
+    __slots__ = ("written", "info")
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    written: int
+    info: CallInfo
+    def __init__(self, written: _Optional[int] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class SignalProcessRequest(_message.Message):
+    __slots__ = ("session_id", "process_id", "signal")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    process_id: str
+    signal: int
+    def __init__(self, session_id: _Optional[str] = ..., process_id: _Optional[str] = ..., signal: _Optional[int] = ...) -> None: ...
+
+class SignalProcessResponse(_message.Message):
+    __slots__ = ("process", "info")
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    process: ProcessInfo
+    info: CallInfo
+    def __init__(self, process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class WaitProcessRequest(_message.Message):
+    __slots__ = ("session_id", "process_id", "timeout_ms")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    process_id: str
+    timeout_ms: int
+    def __init__(self, session_id: _Optional[str] = ..., process_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class WaitProcessResponse(_message.Message):
+    __slots__ = ("process", "info")
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    process: ProcessInfo
+    info: CallInfo
+    def __init__(self, process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class ListProcessesRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class ListProcessesResponse(_message.Message):
+    __slots__ = ("processes", "info")
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    processes: _containers.RepeatedCompositeFieldContainer[ProcessInfo]
+    info: CallInfo
+    def __init__(self, processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class ResizeTerminalRequest(_message.Message):
+    __slots__ = ("session_id", "process_id", "rows", "cols")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    process_id: str
+    rows: int
+    cols: int
+    def __init__(self, session_id: _Optional[str] = ..., process_id: _Optional[str] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ...) -> None: ...
+
+class ResizeTerminalResponse(_message.Message):
+    __slots__ = ("info",)
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    info: CallInfo
+    def __init__(self, info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
+
+class ProcessInfo(_message.Message):
+    __slots__ = ("process_id", "argv", "pid", "tty", "running", "exited", "started_at", "stdout_bytes", "stderr_bytes", "stdout_lost_bytes", "stderr_lost_bytes")
+    PROCESS_ID_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STDERR_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_LOST_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STDERR_LOST_BYTES_FIELD_NUMBER: _ClassVar[int]
+    process_id: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    pid: int
+    tty: bool
+    running: bool
+    exited: ExecExited
+    started_at: _timestamp_pb2.Timestamp
+    stdout_bytes: int
+    stderr_bytes: int
+    stdout_lost_bytes: int
+    stderr_lost_bytes: int
+    def __init__(self, process_id: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., pid: _Optional[int] = ..., tty: _Optional[bool] = ..., running: _Optional[bool] = ..., exited: _Optional[_Union[ExecExited, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ..., stdout_lost_bytes: _Optional[int] = ..., stderr_lost_bytes: _Optional[int] = ...) -> None: ...
+
+class OpenPortRequest(_message.Message):
+    __slots__ = ("session_id", "port")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    port: int
+    def __init__(self, session_id: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
+
+class OpenPortResponse(_message.Message):
+    __slots__ = ("socket_path", "info")
+    SOCKET_PATH_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    socket_path: str
+    info: CallInfo
+    def __init__(self, socket_path: _Optional[str] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...

@@ -99,6 +99,61 @@ class ToolSandboxStub:
                 request_serializer=agentjail_dot_v1_dot_agentjail__pb2.ExecRequest.SerializeToString,
                 response_deserializer=agentjail_dot_v1_dot_agentjail__pb2.ExecResult.FromString,
                 _registered_method=True)
+        self.OpenSession = channel.unary_unary(
+                '/agentjail.v1.ToolSandbox/OpenSession',
+                request_serializer=agentjail_dot_v1_dot_agentjail__pb2.OpenSessionRequest.SerializeToString,
+                response_deserializer=agentjail_dot_v1_dot_agentjail__pb2.OpenSessionResponse.FromString,
+                _registered_method=True)
+        self.CloseSession = channel.unary_unary(
+                '/agentjail.v1.ToolSandbox/CloseSession',
+                request_serializer=agentjail_dot_v1_dot_agentjail__pb2.CloseSessionRequest.SerializeToString,
+                response_deserializer=agentjail_dot_v1_dot_agentjail__pb2.CloseSessionResponse.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/agentjail.v1.ToolSandbox/ListSessions',
+                request_serializer=agentjail_dot_v1_dot_agentjail__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=agentjail_dot_v1_dot_agentjail__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.StartProcess = channel.unary_unary(
+                '/agentjail.v1.ToolSandbox/StartProcess',
+                request_serializer=agentjail_dot_v1_dot_agentjail__pb2.StartProcessRequest.SerializeToString,
+                response_deserializer=agentjail_dot_v1_dot_agentjail__pb2.StartProcessResponse.FromString,
+                _registered_method=True)
+        self.ReadOutput = channel.unary_unary(
+                '/agentjail.v1.ToolSandbox/ReadOutput',
+                request_serializer=agentjail_dot_v1_dot_agentjail__pb2.ReadOutputRequest.SerializeToString,
+                response_deserializer=agentjail_dot_v1_dot_agentjail__pb2.ReadOutputResponse.FromString,
+                _registered_method=True)
+        self.WriteStdin = channel.unary_unary(
+                '/agentjail.v1.ToolSandbox/WriteStdin',
+                request_serializer=agentjail_dot_v1_dot_agentjail__pb2.WriteStdinRequest.SerializeToString,
+                response_deserializer=agentjail_dot_v1_dot_agentjail__pb2.WriteStdinResponse.FromString,
+                _registered_method=True)
+        self.SignalProcess = channel.unary_unary(
+                '/agentjail.v1.ToolSandbox/SignalProcess',
+                request_serializer=agentjail_dot_v1_dot_agentjail__pb2.SignalProcessRequest.SerializeToString,
+                response_deserializer=agentjail_dot_v1_dot_agentjail__pb2.SignalProcessResponse.FromString,
+                _registered_method=True)
+        self.WaitProcess = channel.unary_unary(
+                '/agentjail.v1.ToolSandbox/WaitProcess',
+                request_serializer=agentjail_dot_v1_dot_agentjail__pb2.WaitProcessRequest.SerializeToString,
+                response_deserializer=agentjail_dot_v1_dot_agentjail__pb2.WaitProcessResponse.FromString,
+                _registered_method=True)
+        self.ListProcesses = channel.unary_unary(
+                '/agentjail.v1.ToolSandbox/ListProcesses',
+                request_serializer=agentjail_dot_v1_dot_agentjail__pb2.ListProcessesRequest.SerializeToString,
+                response_deserializer=agentjail_dot_v1_dot_agentjail__pb2.ListProcessesResponse.FromString,
+                _registered_method=True)
+        self.ResizeTerminal = channel.unary_unary(
+                '/agentjail.v1.ToolSandbox/ResizeTerminal',
+                request_serializer=agentjail_dot_v1_dot_agentjail__pb2.ResizeTerminalRequest.SerializeToString,
+                response_deserializer=agentjail_dot_v1_dot_agentjail__pb2.ResizeTerminalResponse.FromString,
+                _registered_method=True)
+        self.OpenPort = channel.unary_unary(
+                '/agentjail.v1.ToolSandbox/OpenPort',
+                request_serializer=agentjail_dot_v1_dot_agentjail__pb2.OpenPortRequest.SerializeToString,
+                response_deserializer=agentjail_dot_v1_dot_agentjail__pb2.OpenPortResponse.FromString,
+                _registered_method=True)
 
 
 class ToolSandboxServicer:
@@ -187,6 +242,79 @@ class ToolSandboxServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenSession(self, request, context):
+        """Sessions: one sandbox that lives across calls (its own namespaces,
+        mounts and cgroup; the limits hold for the session as a whole). A
+        session belongs to the agent that opened it: to any other agent its id
+        is NOT_FOUND. Run and Exec with `session_id` run inside it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartProcess(self, request, context):
+        """Background processes of a session, optionally on a terminal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadOutput(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WriteStdin(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignalProcess(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WaitProcess(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProcesses(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResizeTerminal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenPort(self, request, context):
+        """A Unix socket on the host, reachable only by the agent's uid, that
+        connects to a TCP port inside the session's network namespace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ToolSandboxServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -254,6 +382,61 @@ def add_ToolSandboxServicer_to_server(servicer, server):
                     servicer.Run,
                     request_deserializer=agentjail_dot_v1_dot_agentjail__pb2.ExecRequest.FromString,
                     response_serializer=agentjail_dot_v1_dot_agentjail__pb2.ExecResult.SerializeToString,
+            ),
+            'OpenSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenSession,
+                    request_deserializer=agentjail_dot_v1_dot_agentjail__pb2.OpenSessionRequest.FromString,
+                    response_serializer=agentjail_dot_v1_dot_agentjail__pb2.OpenSessionResponse.SerializeToString,
+            ),
+            'CloseSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseSession,
+                    request_deserializer=agentjail_dot_v1_dot_agentjail__pb2.CloseSessionRequest.FromString,
+                    response_serializer=agentjail_dot_v1_dot_agentjail__pb2.CloseSessionResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=agentjail_dot_v1_dot_agentjail__pb2.ListSessionsRequest.FromString,
+                    response_serializer=agentjail_dot_v1_dot_agentjail__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'StartProcess': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartProcess,
+                    request_deserializer=agentjail_dot_v1_dot_agentjail__pb2.StartProcessRequest.FromString,
+                    response_serializer=agentjail_dot_v1_dot_agentjail__pb2.StartProcessResponse.SerializeToString,
+            ),
+            'ReadOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadOutput,
+                    request_deserializer=agentjail_dot_v1_dot_agentjail__pb2.ReadOutputRequest.FromString,
+                    response_serializer=agentjail_dot_v1_dot_agentjail__pb2.ReadOutputResponse.SerializeToString,
+            ),
+            'WriteStdin': grpc.unary_unary_rpc_method_handler(
+                    servicer.WriteStdin,
+                    request_deserializer=agentjail_dot_v1_dot_agentjail__pb2.WriteStdinRequest.FromString,
+                    response_serializer=agentjail_dot_v1_dot_agentjail__pb2.WriteStdinResponse.SerializeToString,
+            ),
+            'SignalProcess': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignalProcess,
+                    request_deserializer=agentjail_dot_v1_dot_agentjail__pb2.SignalProcessRequest.FromString,
+                    response_serializer=agentjail_dot_v1_dot_agentjail__pb2.SignalProcessResponse.SerializeToString,
+            ),
+            'WaitProcess': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitProcess,
+                    request_deserializer=agentjail_dot_v1_dot_agentjail__pb2.WaitProcessRequest.FromString,
+                    response_serializer=agentjail_dot_v1_dot_agentjail__pb2.WaitProcessResponse.SerializeToString,
+            ),
+            'ListProcesses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProcesses,
+                    request_deserializer=agentjail_dot_v1_dot_agentjail__pb2.ListProcessesRequest.FromString,
+                    response_serializer=agentjail_dot_v1_dot_agentjail__pb2.ListProcessesResponse.SerializeToString,
+            ),
+            'ResizeTerminal': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizeTerminal,
+                    request_deserializer=agentjail_dot_v1_dot_agentjail__pb2.ResizeTerminalRequest.FromString,
+                    response_serializer=agentjail_dot_v1_dot_agentjail__pb2.ResizeTerminalResponse.SerializeToString,
+            ),
+            'OpenPort': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenPort,
+                    request_deserializer=agentjail_dot_v1_dot_agentjail__pb2.OpenPortRequest.FromString,
+                    response_serializer=agentjail_dot_v1_dot_agentjail__pb2.OpenPortResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -607,6 +790,303 @@ class ToolSandbox:
             '/agentjail.v1.ToolSandbox/Run',
             agentjail_dot_v1_dot_agentjail__pb2.ExecRequest.SerializeToString,
             agentjail_dot_v1_dot_agentjail__pb2.ExecResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentjail.v1.ToolSandbox/OpenSession',
+            agentjail_dot_v1_dot_agentjail__pb2.OpenSessionRequest.SerializeToString,
+            agentjail_dot_v1_dot_agentjail__pb2.OpenSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentjail.v1.ToolSandbox/CloseSession',
+            agentjail_dot_v1_dot_agentjail__pb2.CloseSessionRequest.SerializeToString,
+            agentjail_dot_v1_dot_agentjail__pb2.CloseSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentjail.v1.ToolSandbox/ListSessions',
+            agentjail_dot_v1_dot_agentjail__pb2.ListSessionsRequest.SerializeToString,
+            agentjail_dot_v1_dot_agentjail__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartProcess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentjail.v1.ToolSandbox/StartProcess',
+            agentjail_dot_v1_dot_agentjail__pb2.StartProcessRequest.SerializeToString,
+            agentjail_dot_v1_dot_agentjail__pb2.StartProcessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentjail.v1.ToolSandbox/ReadOutput',
+            agentjail_dot_v1_dot_agentjail__pb2.ReadOutputRequest.SerializeToString,
+            agentjail_dot_v1_dot_agentjail__pb2.ReadOutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteStdin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentjail.v1.ToolSandbox/WriteStdin',
+            agentjail_dot_v1_dot_agentjail__pb2.WriteStdinRequest.SerializeToString,
+            agentjail_dot_v1_dot_agentjail__pb2.WriteStdinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignalProcess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentjail.v1.ToolSandbox/SignalProcess',
+            agentjail_dot_v1_dot_agentjail__pb2.SignalProcessRequest.SerializeToString,
+            agentjail_dot_v1_dot_agentjail__pb2.SignalProcessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitProcess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentjail.v1.ToolSandbox/WaitProcess',
+            agentjail_dot_v1_dot_agentjail__pb2.WaitProcessRequest.SerializeToString,
+            agentjail_dot_v1_dot_agentjail__pb2.WaitProcessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProcesses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentjail.v1.ToolSandbox/ListProcesses',
+            agentjail_dot_v1_dot_agentjail__pb2.ListProcessesRequest.SerializeToString,
+            agentjail_dot_v1_dot_agentjail__pb2.ListProcessesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResizeTerminal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentjail.v1.ToolSandbox/ResizeTerminal',
+            agentjail_dot_v1_dot_agentjail__pb2.ResizeTerminalRequest.SerializeToString,
+            agentjail_dot_v1_dot_agentjail__pb2.ResizeTerminalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenPort(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentjail.v1.ToolSandbox/OpenPort',
+            agentjail_dot_v1_dot_agentjail__pb2.OpenPortRequest.SerializeToString,
+            agentjail_dot_v1_dot_agentjail__pb2.OpenPortResponse.FromString,
             options,
             channel_credentials,
             insecure,
