@@ -34,11 +34,11 @@ const fn max(a: usize, b: usize) -> usize {
 
 /// An Exec's output past its budget is not streamed, only counted and
 /// hashed: at most this fast for all streams of the daemon together (one
-/// rate shared by every Exec, so a hundred clients that never read cost what
-/// one does), and not at all while a client has not taken what was sent; a
-/// command printing without end to a client that never reads then blocks on
-/// its pipe instead of costing a core.
-pub const EXEC_PAST_BUDGET_BYTES_PER_SEC: u32 = 32 << 20;
+/// rate shared by every Exec, taken before the output is read, so a hundred
+/// clients that never read cost what one does), and not at all while a
+/// client has not taken what was sent; the command meanwhile blocks on its
+/// pipe instead of costing a core.
+pub const EXEC_PAST_BUDGET_BYTES_PER_SEC: u32 = 16 << 20;
 
 /// An audit argument longer than this is kept as its head, its length and
 /// its sha256.

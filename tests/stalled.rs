@@ -19,11 +19,11 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-/// p50 and p99 of 200 ReadFile calls by a caller of its own.
+/// p50 and p99 of 500 ReadFile calls by a caller of its own.
 async fn read_latencies(d: &ShellDaemon) -> (Duration, Duration) {
     let mut other = d.client().await;
     let mut took = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..500 {
         let t = Instant::now();
         let r = other
             .read_file(ReadFileRequest {
@@ -59,8 +59,8 @@ async fn stalled_exec_streams_do_not_slow_other_callers() {
     }
     drop(s);
 
-    // 200 streams that are opened and never read, each on its own
-    // connection (as separate stalled clients would be).
+    // 200 streams that take their first output and then never read again,
+    // each on its own connection (as separate stalled clients would be).
     let marker = unique_sleep(1);
     let mut stalled = Vec::new();
     let opening = Instant::now();
@@ -73,47 +73,160 @@ async fn stalled_exec_streams_do_not_slow_other_callers() {
                 .await
                 .map(ToolSandboxClient::new)
                 .expect("connect");
-            let s = c
+            let mut s = c
                 .exec(argv_req(&["yes", &marker]))
                 .await
-                .expect("the Exec starts");
+                .expect("the Exec starts")
+                .into_inner();
+            // It started: its first output arrives.
+            loop {
+                match s.message().await.expect("the stream runs") {
+                    Some(ExecEvent {
+                        event: Some(exec_event::Event::Stdout(chunk)),
+                    }) if !chunk.data.is_empty() => break,
+                    Some(_) => continue,
+                    None => panic!("the stream ended before any output"),
+                }
+            }
             (c, s)
         });
     }
     while let Some(opened) = tasks.join_next().await {
         stalled.push(opened.unwrap());
     }
-    eprintln!("{streams} streams opened in {:?}", opening.elapsed());
-    // They run: `yes` processes on the host.
-    let running = wait_until(Duration::from_secs(30), || {
-        host_pids_with(&marker).len() >= streams
-    })
-    .await;
-    assert!(
-        running,
-        "all {streams} commands started: {} running\n{}",
-        host_pids_with(&marker).len(),
-        d.log()
+    eprintln!(
+        "{streams} streams opened, each with its first output, in {:?}",
+        opening.elapsed()
     );
-    // The daemon's CPU while the streams are stalled, reported (not yet a
-    // target this build meets: see issue 10's note): output past each
-    // stream's budget is drained at a rate shared by all streams.
-    let ticks_before = cpu_ticks(d.pid);
-    let idle = Instant::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let cpu_share = (cpu_ticks(d.pid) - ticks_before) as f64 / 100.0 / idle.elapsed().as_secs_f64();
+    assert_eq!(host_pids_with(&marker).len(), streams, "every command runs");
+    // What each stream sent within its budget is in flight first (the
+    // clients' HTTP/2 windows take it): let that pass, then measure.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let hold: u64 = std::env::var("AJ_HOLD").map_or(3, |v| v.parse().unwrap());
+    let mut shares = Vec::new();
+    for _ in 0..hold {
+        let ticks_before = cpu_ticks(d.pid);
+        let window = Instant::now();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        shares.push(
+            (cpu_ticks(d.pid) - ticks_before) as f64 / 100.0 / window.elapsed().as_secs_f64(),
+        );
+    }
+    let cpu_share = shares.iter().sum::<f64>() / shares.len() as f64;
     let with = read_latencies(&d).await;
     eprintln!(
         "ReadFile p50/p99: {:?}/{:?} alone, {:?}/{:?} with {streams} stalled streams; \
-         daemon CPU while stalled {cpu_share:.2} cores",
+         daemon CPU while stalled {cpu_share:.3} cores (by second: {shares:.3?})",
         alone.0, alone.1, with.0, with.1
     );
-    // The issue's 50 ms for the median, or (on a loaded machine where
-    // ReadFile alone is slower) no worse than three times ReadFile alone,
-    // measured side by side; the tail is printed above.
-    let allowed = Duration::from_millis(50).max(alone.0 * 3);
-    assert!(with.0 <= allowed, "p50 {:?} > {allowed:?}", with.0);
+    // The stalled commands block on their pipes: the daemon's CPU stays
+    // small (a margin for a loaded 2-core machine; output past a budget is
+    // drained at a rate shared by all streams, measured ~0.0x cores).
+    assert!(
+        cpu_share < 0.25,
+        "daemon CPU {cpu_share:.3} cores while stalled"
+    );
+    // Other callers: p99 within the issue's 50 ms, or (on a loaded machine
+    // where ReadFile alone is slower) within twice ReadFile alone, measured
+    // side by side.
+    let allowed = Duration::from_millis(50).max(alone.1 * 2);
+    assert!(with.1 <= allowed, "p99 {:?} > {allowed:?}", with.1);
+
+    // Their clients go: each command is stopped and recorded, and the
+    // records show how little was drained past the budgets: at most the
+    // shared rate over the whole run (plus a second's burst and one read
+    // per stream), where draining at full speed read gigabytes.
     drop(stalled);
+    let elapsed = opening.elapsed();
+    let outcomes = wait_for_outcomes(&d, &marker, streams).await;
+    let budget = shell_common::Policy::default().output_budget_bytes;
+    let past_budget: u64 = outcomes
+        .iter()
+        .map(|r| {
+            let bytes = r["outcome"]["stdout"]["bytes"].as_u64();
+            bytes
+                .unwrap_or_else(|| panic!("no stdout bytes: {r:#}"))
+                .saturating_sub(budget)
+        })
+        .sum();
+    let rate = agentjail::limits::EXEC_PAST_BUDGET_BYTES_PER_SEC as f64;
+    let bound = rate * (elapsed.as_secs_f64() + 1.0) + (streams * 128 * 1024) as f64;
+    eprintln!("{past_budget} bytes drained past the budgets in {elapsed:?} (bound {bound:.0})");
+    assert!(
+        past_budget as f64 <= bound,
+        "{past_budget} bytes drained > {bound:.0}"
+    );
+    for r in &outcomes {
+        assert_eq!(r["outcome"]["status"], "CANCELLED", "{r:#}");
+    }
+    assert_no_process_with(&marker, Duration::from_secs(30)).await;
+}
+
+/// The outcome records of the `count` commands whose argv has `marker`.
+async fn wait_for_outcomes(d: &ShellDaemon, marker: &str, count: usize) -> Vec<serde_json::Value> {
+    let mut outcomes = Vec::new();
+    let found = wait_until(Duration::from_secs(30), || {
+        outcomes = d
+            .audit_records()
+            .into_iter()
+            .filter(|r| r["phase"] != "intent" && r["args"].to_string().contains(marker))
+            .collect();
+        outcomes.len() >= count
+    })
+    .await;
+    assert!(found, "{} of {count} outcome records", outcomes.len());
+    outcomes
+}
+
+/// A client that stops reading holds its command on its pipe: the command
+/// does not run on while nobody reads, and is not taken for idle meanwhile
+/// (it is the daemon that stopped reading, not the command that stopped
+/// writing). Once the client reads again, it gets everything and the
+/// command ends by itself.
+#[tokio::test]
+async fn a_stalled_client_holds_its_command_on_its_pipe_without_idling_it() {
+    let d = ShellDaemon::start_with(Policy {
+        output_budget_bytes: 16 << 20,
+        ..Policy::default()
+    })
+    .await;
+    let total = 8_000_000u64;
+    let mut req = sh_req(&format!("head -c {total} /dev/zero; echo done >&2"));
+    req.idle_timeout_ms = 400;
+    req.timeout_ms = 30_000;
+    let mut client = d.client().await;
+    let mut s = client.exec(req).await.unwrap().into_inner();
+    let mut stdout = 0u64;
+    while stdout == 0 {
+        if let Some(exec_event::Event::Stdout(c)) = s.message().await.unwrap().unwrap().event {
+            stdout += c.data.len() as u64;
+        }
+    }
+    // Stalled for five idle timeouts: `head` (which would be done in
+    // milliseconds) is still there, blocked writing to its pipe.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let running = d.descendants();
+    assert!(
+        running.iter().any(|l| l
+            .splitn(3, ' ')
+            .nth(2)
+            .is_some_and(|c| c.starts_with("head "))),
+        "head is blocked on its pipe: {running:#?}"
+    );
+    // Reading again: all of it, then the command's own end.
+    let mut stderr = Vec::new();
+    let exited = loop {
+        match s.message().await.unwrap().expect("an Exited event").event {
+            Some(exec_event::Event::Stdout(c)) => stdout += c.data.len() as u64,
+            Some(exec_event::Event::Stderr(c)) => stderr.extend(c.data),
+            Some(exec_event::Event::Exited(e)) => break e,
+            _ => {}
+        }
+    };
+    assert_eq!(stdout, total);
+    assert_eq!(stderr, b"done\n");
+    assert!(!exited.idle_timed_out && !exited.timed_out, "{exited:?}");
+    assert_eq!(exited.exit_code, Some(0), "{exited:?}");
 }
 
 /// B7: 1,000 concurrent commands (each well within the pids and memory

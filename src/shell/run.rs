@@ -96,9 +96,6 @@ impl Counter {
 /// What became of a chunk of output.
 enum Pushed {
     Done,
-    /// Exec, past its budget: nothing was sent, so the client's pace cannot
-    /// hold the command back; reading pauses to keep the drain slow.
-    PastBudget(usize),
     /// The client is not keeping up: hold this event, read no more output
     /// until it fits (the timers keep running meanwhile).
     Held(Result<ExecEvent, tonic::Status>),
@@ -123,7 +120,7 @@ impl Sink {
                     return if tx.is_closed() {
                         Pushed::Closed
                     } else {
-                        Pushed::PastBudget(data.len())
+                        Pushed::Done
                     };
                 }
                 let chunk = OutputChunk {
@@ -150,11 +147,17 @@ impl Sink {
         }
     }
 
-    /// Events sent but not yet taken by the client's stream.
-    fn backlog(&self) -> bool {
-        match self {
-            Sink::Stream(tx) => tx.capacity() < tx.max_capacity(),
-            Sink::Capture { .. } => false,
+    /// Whether output of `counter`'s stream is past what is streamed, so
+    /// that reading more of it needs a turn of the shared drain.
+    fn past_budget(&self, counter: &Counter) -> bool {
+        matches!(self, Sink::Stream(_)) && counter.total >= counter.budget
+    }
+
+    /// Until the client's stream has taken every event sent (it returns at
+    /// once if the client has gone: the next push then says so).
+    async fn taken(&self) {
+        if let Sink::Stream(tx) = self {
+            let _all = tx.reserve_many(tx.max_capacity()).await;
         }
     }
 
@@ -170,36 +173,54 @@ fn receiver(file: Option<std::fs::File>) -> io::Result<Option<pipe::Receiver>> {
     file.map(pipe::Receiver::from_file).transpose()
 }
 
-/// The rate at which output past an Exec's budget is drained, shared by
-/// every stream of the daemon (`EXEC_PAST_BUDGET_BYTES_PER_SEC`), in cells
-/// of `DRAIN_CELL` bytes.
-struct PastBudgetDrain(governor::DefaultDirectRateLimiter);
+/// Output past an Exec's budget is only counted and hashed, and only as fast
+/// as `EXEC_PAST_BUDGET_BYTES_PER_SEC` for every stream of the daemon
+/// together: each read of such output first takes a turn here, so a hundred
+/// streams whose clients never read cost what one does. Turns are granted
+/// in order (a fair semaphore), and only the stream at the head of the
+/// queue waits on the rate: the others sleep without waking.
+struct PastBudgetDrain {
+    rate: governor::DefaultDirectRateLimiter,
+    queue: tokio::sync::Semaphore,
+}
 
+/// One turn of the drain: this many bytes may be read.
+const DRAIN_TURN: usize = READ_CHUNK;
 const DRAIN_CELL: usize = 4096;
 
 fn past_budget_drain() -> &'static PastBudgetDrain {
     static DRAIN: std::sync::LazyLock<PastBudgetDrain> = std::sync::LazyLock::new(|| {
         let cells = crate::limits::EXEC_PAST_BUDGET_BYTES_PER_SEC / DRAIN_CELL as u32;
         let per_second = std::num::NonZeroU32::new(cells).unwrap_or(std::num::NonZeroU32::MIN);
-        PastBudgetDrain(governor::RateLimiter::direct(governor::Quota::per_second(
-            per_second,
-        )))
+        PastBudgetDrain {
+            rate: governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
+            queue: tokio::sync::Semaphore::new(1),
+        }
     });
     &DRAIN
 }
 
 impl PastBudgetDrain {
-    /// Takes `bytes` just drained from the shared rate: how long to wait
-    /// before reading again, if at all.
-    fn wait_for(&self, bytes: usize) -> Option<Duration> {
+    /// Waits for a turn: `DRAIN_TURN` bytes of the shared rate, taken
+    /// before they are read.
+    async fn turn(&self) {
         use governor::clock::{Clock, DefaultClock};
-        let cells = bytes.div_ceil(DRAIN_CELL).max(1) as u32;
-        let cells = std::num::NonZeroU32::new(cells).unwrap_or(std::num::NonZeroU32::MIN);
-        match self.0.check_n(cells) {
-            Ok(Ok(())) => None,
-            Ok(Err(not_until)) => Some(not_until.wait_time_from(DefaultClock::default().now())),
-            // More than a second's worth at once: wait that second.
-            Err(_) => Some(Duration::from_secs(1)),
+        let Ok(_head) = self.queue.acquire().await else {
+            return;
+        };
+        let cells = std::num::NonZeroU32::new(DRAIN_TURN.div_ceil(DRAIN_CELL) as u32)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        loop {
+            match self.rate.check_n(cells) {
+                Ok(Ok(())) => return,
+                Ok(Err(not_until)) => {
+                    tokio::time::sleep(not_until.wait_time_from(DefaultClock::default().now()))
+                        .await
+                }
+                // A turn larger than a second's worth: never, as the rate
+                // is at least one turn a second; wait that second.
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
         }
     }
 }
@@ -243,34 +264,61 @@ pub async fn drive(
     let far = started + Duration::from_secs(365 * 24 * 3600);
 
     let mut held: Option<Result<ExecEvent, tonic::Status>> = None;
-    // Past an Exec's budget, reading waits until here (see `Pushed`).
-    let mut paused: Option<Instant> = None;
+    // Past an Exec's budget (see `PastBudgetDrain`): a pipe with output
+    // waiting for a turn, and a turn granted and not yet used.
+    let mut drain_wanted = false;
+    let mut drain_turn = false;
     loop {
         if drain_deadline.is_some() && out.is_none() && err.is_none() {
             break;
         }
+        // Once the command has ended, what is left is at most the pipes'
+        // buffers: read it without turns.
+        let ended = drain_deadline.is_some();
+        let out_past = !ended && sink.past_budget(&out_counter);
+        let err_past = !ended && sink.past_budget(&err_counter);
+        // The command's silence is timed only while its output is being
+        // read: not while the daemon holds it back for a slow client.
+        let listening = held.is_none() && !drain_wanted;
         // One step of output, taken out of the select so that the pipes'
         // buffers can be borrowed again for the next round.
         let mut got: Option<(Which, usize)> = None;
         tokio::select! {
-            _ = sleep_until(paused.unwrap_or(far)), if paused.is_some() => {
-                paused = None;
-            }
-            r = read_some(&mut out, &mut out_buf), if out.is_some() && held.is_none() && paused.is_none() => {
+            // Past the budget, output waiting is noticed (the command is
+            // not idle) before a turn is asked for, and read only with one.
+            r = next_output(&mut out, &mut out_buf, !out_past || drain_turn), if out.is_some() && held.is_none() && (!out_past || drain_turn || !drain_wanted) => {
                 match r {
-                    Ok(n) if n > 0 => got = Some((Which::Out, n)),
-                    _ => out = None,
+                    Output::Read(Ok(n)) if n > 0 => got = Some((Which::Out, n)),
+                    Output::Read(_) => out = None,
+                    Output::Waiting => {
+                        drain_wanted = true;
+                        idle_deadline = limits.idle.map(|d| Instant::now() + d);
+                    }
                 }
             }
-            r = read_some(&mut err, &mut err_buf), if err.is_some() && held.is_none() && paused.is_none() => {
+            r = next_output(&mut err, &mut err_buf, !err_past || drain_turn), if err.is_some() && held.is_none() && (!err_past || drain_turn || !drain_wanted) => {
                 match r {
-                    Ok(n) if n > 0 => got = Some((Which::Err, n)),
-                    _ => err = None,
+                    Output::Read(Ok(n)) if n > 0 => got = Some((Which::Err, n)),
+                    Output::Read(_) => err = None,
+                    Output::Waiting => {
+                        drain_wanted = true;
+                        idle_deadline = limits.idle.map(|d| Instant::now() + d);
+                    }
                 }
+            }
+            // A turn only once the client has taken everything sent: one
+            // that stopped reading holds the command on its pipe.
+            _ = async { sink.taken().await; past_budget_drain().turn().await }, if drain_wanted => {
+                drain_wanted = false;
+                drain_turn = true;
+                idle_deadline = limits.idle.map(|d| Instant::now() + d);
             }
             permit = sink.room(), if held.is_some() => {
                 match (permit, held.take()) {
-                    (Some(permit), Some(event)) => permit.send(event),
+                    (Some(permit), Some(event)) => {
+                        permit.send(event);
+                        idle_deadline = limits.idle.map(|d| Instant::now() + d);
+                    }
                     _ => {
                         if !killed {
                             cancelled = true;
@@ -285,13 +333,14 @@ pub async fn drive(
                     guard.retain_ready();
                 }
                 drain_deadline = Some(Instant::now() + DRAIN_GRACE);
+                drain_wanted = false;
             }
             _ = sleep_until(deadline), if !killed => {
                 timed_out = true;
                 killed = true;
                 child.kill_tree();
             }
-            _ = sleep_until(idle_deadline.unwrap_or(far)), if !killed && idle_deadline.is_some() => {
+            _ = sleep_until(idle_deadline.unwrap_or(far)), if !killed && listening && idle_deadline.is_some() => {
                 idle_timed_out = true;
                 killed = true;
                 child.kill_tree();
@@ -319,19 +368,11 @@ pub async fn drive(
                 Which::Out => (&out_buf[..n], &mut out_counter),
                 Which::Err => (&err_buf[..n], &mut err_counter),
             };
+            if sink.past_budget(counter) {
+                drain_turn = false;
+            }
             match sink.push(which, counter, buf) {
                 Pushed::Done => {}
-                Pushed::PastBudget(n) => {
-                    // A client that has not taken what was sent is stalled:
-                    // hold the command back until it does; otherwise drain
-                    // at a bounded rate.
-                    let pause = if sink.backlog() {
-                        Some(Duration::from_millis(100))
-                    } else {
-                        past_budget_drain().wait_for(n)
-                    };
-                    paused = pause.map(|p| Instant::now() + p);
-                }
                 Pushed::Held(event) => held = Some(event),
                 Pushed::Closed => {
                     if !killed {
@@ -361,9 +402,20 @@ pub async fn drive(
     })
 }
 
-async fn read_some(pipe: &mut Option<pipe::Receiver>, buf: &mut [u8]) -> io::Result<usize> {
+/// What a pipe had: output read, or (when it may not be read yet) output
+/// waiting.
+enum Output {
+    Read(io::Result<usize>),
+    Waiting,
+}
+
+async fn next_output(pipe: &mut Option<pipe::Receiver>, buf: &mut [u8], may_read: bool) -> Output {
     match pipe {
-        Some(p) => p.read(buf).await,
+        Some(p) if may_read => Output::Read(p.read(buf).await),
+        Some(p) => {
+            let _ = p.readable().await;
+            Output::Waiting
+        }
         None => std::future::pending().await,
     }
 }
