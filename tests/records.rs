@@ -465,3 +465,325 @@ async fn oversized_requests_are_refused_before_work_with_small_records() {
     );
     d.assert_serving().await;
 }
+
+/// A mutating file call, set up on disk and looked at afterwards.
+#[derive(Clone, Copy, Debug)]
+enum Mutation {
+    Write,
+    Edit,
+    MakeDir,
+    Move,
+    Remove,
+    RemoveTree,
+}
+
+/// What the disk shows a call did.
+#[derive(Debug, PartialEq)]
+enum Effect {
+    Untouched,
+    Done,
+    /// Entries of a tree removed before the call was stopped.
+    Partial(usize),
+}
+
+const EDIT_TOKENS: usize = 300;
+const TREE_ENTRIES: usize = 2_020;
+const WRITE_BYTES: usize = 512 << 10;
+
+impl Mutation {
+    const ALL: [Mutation; 6] = [
+        Mutation::Write,
+        Mutation::Edit,
+        Mutation::MakeDir,
+        Mutation::Move,
+        Mutation::Remove,
+        Mutation::RemoveTree,
+    ];
+
+    fn method(self) -> &'static str {
+        match self {
+            Mutation::Write => "WriteFile",
+            Mutation::Edit => "EditFile",
+            Mutation::MakeDir => "MakeDir",
+            Mutation::Move => "Move",
+            Mutation::Remove | Mutation::RemoveTree => "Remove",
+        }
+    }
+
+    /// What must be on disk before the call `name`.
+    fn prepare(self, ws: &std::path::Path, name: &str) {
+        match self {
+            Mutation::Write | Mutation::MakeDir => {}
+            Mutation::Edit => std::fs::write(ws.join(name), edit_text(false)).unwrap(),
+            Mutation::Move | Mutation::Remove => std::fs::write(ws.join(name), "x").unwrap(),
+            Mutation::RemoveTree => {
+                for i in 0..20 {
+                    let dir = ws.join(name).join(format!("d{i}"));
+                    std::fs::create_dir_all(&dir).unwrap();
+                    for j in 0..100 {
+                        std::fs::write(dir.join(format!("f{j}")), "x").unwrap();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the call `name` as `req` shapes it (a deadline, or none).
+    async fn send(
+        self,
+        c: &mut agentjail::proto::tool_sandbox_client::ToolSandboxClient<tonic::transport::Channel>,
+        name: &str,
+        deadline: Option<Duration>,
+    ) -> Result<(), tonic::Status> {
+        fn shaped<T>(msg: T, deadline: Option<Duration>) -> Request<T> {
+            match deadline {
+                Some(d) => with_timeout(msg, d),
+                None => Request::new(msg),
+            }
+        }
+        let path = name.to_string();
+        match self {
+            Mutation::Write => {
+                let req = WriteFileRequest {
+                    path,
+                    content: vec![b'w'; WRITE_BYTES],
+                    ..Default::default()
+                };
+                c.write_file(shaped(req, deadline)).await.map(drop)
+            }
+            Mutation::Edit => {
+                let edits = (0..EDIT_TOKENS)
+                    .map(|i| Edit {
+                        old: format!("<tok{i}>"),
+                        new: format!("<TOK{i}>"),
+                        ..Default::default()
+                    })
+                    .collect();
+                let req = EditFileRequest {
+                    path,
+                    edits,
+                    ..Default::default()
+                };
+                c.edit_file(shaped(req, deadline)).await.map(drop)
+            }
+            Mutation::MakeDir => {
+                let req = MakeDirRequest {
+                    path: format!("{path}/a/b/c"),
+                    parents: true,
+                    ..Default::default()
+                };
+                c.make_dir(shaped(req, deadline)).await.map(drop)
+            }
+            Mutation::Move => {
+                let req = MoveRequest {
+                    from: path.clone(),
+                    to: format!("{path}.moved"),
+                    ..Default::default()
+                };
+                c.r#move(shaped(req, deadline)).await.map(drop)
+            }
+            Mutation::Remove | Mutation::RemoveTree => {
+                let req = RemoveRequest {
+                    path,
+                    recursive: matches!(self, Mutation::RemoveTree),
+                    ..Default::default()
+                };
+                c.remove(shaped(req, deadline)).await.map(drop)
+            }
+        }
+    }
+
+    /// What the disk shows the call `name` did.
+    fn effect(self, ws: &std::path::Path, name: &str) -> Effect {
+        let at = ws.join(name);
+        match self {
+            Mutation::Write => match std::fs::metadata(&at) {
+                Err(_) => Effect::Untouched,
+                Ok(m) if m.len() == WRITE_BYTES as u64 => Effect::Done,
+                Ok(m) => panic!("{name}: a half-written file of {} bytes", m.len()),
+            },
+            Mutation::Edit => {
+                let text = std::fs::read_to_string(&at).unwrap();
+                if text == edit_text(false) {
+                    Effect::Untouched
+                } else {
+                    assert!(text == edit_text(true), "{name}: a half-edited file");
+                    Effect::Done
+                }
+            }
+            Mutation::MakeDir => match (at.exists(), at.join("a/b/c").is_dir()) {
+                (false, _) => Effect::Untouched,
+                (true, true) => Effect::Done,
+                (true, false) => panic!("{name}: a part of the directories made"),
+            },
+            Mutation::Move => match (at.exists(), ws.join(format!("{name}.moved")).exists()) {
+                (true, false) => Effect::Untouched,
+                (false, true) => Effect::Done,
+                both => panic!("{name}: from/to exist: {both:?}"),
+            },
+            Mutation::Remove => match at.exists() {
+                true => Effect::Untouched,
+                false => Effect::Done,
+            },
+            Mutation::RemoveTree => match at.exists() {
+                false => Effect::Done,
+                true => match TREE_ENTRIES - walkdir_count(&at) {
+                    0 => Effect::Untouched,
+                    removed => Effect::Partial(removed),
+                },
+            },
+        }
+    }
+}
+
+/// A file with `EDIT_TOKENS` tokens spread through 1 MiB, so that each edit
+/// has a scan to do; edited, every token is upper-cased.
+fn edit_text(edited: bool) -> String {
+    let filler = "y".repeat((1 << 20) / EDIT_TOKENS);
+    (0..EDIT_TOKENS)
+        .map(|i| match edited {
+            false => format!("<tok{i}>{filler}\n"),
+            true => format!("<TOK{i}>{filler}\n"),
+        })
+        .collect()
+}
+
+/// What an outcome record says the call did.
+fn claimed(outcome: &Value) -> Effect {
+    let o = &outcome["outcome"];
+    let message = o["message"].as_str().unwrap_or("");
+    match o["status"].as_str() {
+        Some("OK") => Effect::Done,
+        Some("CANCELLED" | "DEADLINE_EXCEEDED") => {
+            if message.contains("work was done") {
+                Effect::Done
+            } else if message.contains("nothing was done")
+                || message.contains("nothing had been removed")
+                || message.contains("was not changed")
+            {
+                Effect::Untouched
+            } else if let Some(n) = removed_count(message) {
+                if n == 0 {
+                    Effect::Untouched
+                } else {
+                    Effect::Partial(n)
+                }
+            } else {
+                panic!("a stopped call's record must say what was done: {outcome:#}")
+            }
+        }
+        _ => panic!("an unexpected outcome: {outcome:#}"),
+    }
+}
+
+/// B1 for every mutating file call: each is cut by its deadline, or by its
+/// client cancelling, at a range of moments (before it reached the daemon,
+/// during its intent, mid-work, after its work). Whatever the moment, every
+/// effect on disk is matched by a record saying so, a record that says
+/// nothing was done matches an untouched disk, and `audit verify` passes
+/// with every intent answered. Calls whose work cannot stop midway (a
+/// write, a mkdir, a rename) complete and say so, or never start. Control:
+/// each call left alone is OK.
+#[tokio::test]
+async fn every_mutating_file_call_cut_by_cancel_or_deadline_is_recorded_as_what_it_did() {
+    let d = ShellDaemon::start().await;
+    let ws = d.dirs.ws.clone();
+    let mut c = d.client().await;
+    let moments_ms = [1u64, 2, 4, 8, 16, 40];
+    let mut calls = Vec::new();
+    for kind in Mutation::ALL {
+        // Control.
+        let name = format!("control-{kind:?}").to_lowercase();
+        kind.prepare(&ws, &name);
+        kind.send(&mut c, &name, None)
+            .await
+            .expect("an undisturbed call");
+        assert_eq!(kind.effect(&ws, &name), Effect::Done, "{name}");
+        calls.push((kind, name, true));
+        for (i, ms) in moments_ms.iter().enumerate() {
+            let moment = Duration::from_millis(*ms);
+            let name = format!("deadline-{kind:?}-{i}").to_lowercase();
+            kind.prepare(&ws, &name);
+            let _ = kind.send(&mut c, &name, Some(moment)).await;
+            calls.push((kind, name, false));
+
+            let name = format!("cancel-{kind:?}-{i}").to_lowercase();
+            kind.prepare(&ws, &name);
+            let mut cc = c.clone();
+            let sent = name.clone();
+            let call = tokio::spawn(async move { kind.send(&mut cc, &sent, None).await });
+            tokio::time::sleep(moment).await;
+            call.abort();
+            let _ = call.await;
+            calls.push((kind, name, false));
+        }
+    }
+    // The cut calls' work goes on (or stops) on its own: wait until every
+    // intent has its outcome.
+    let settled = wait_until(Duration::from_secs(30), || {
+        let (ok, out) = verify_log(&d);
+        ok && !out.contains("unfinished")
+    })
+    .await;
+    let (ok, out) = verify_log(&d);
+    assert!(settled && ok, "audit verify: {out}");
+
+    let recs = d.audit_records();
+    let mut cut = 0;
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for (kind, name, control) in &calls {
+        let ours: Vec<&Value> = recs
+            .iter()
+            .filter(|r| {
+                let path = r["args"]["path"].as_str().unwrap_or("");
+                r["method"] == kind.method()
+                    && (path == name
+                        || path.starts_with(&format!("{name}/"))
+                        || r["args"]["from"] == name.as_str())
+            })
+            .collect();
+        let outcomes: Vec<&&Value> = ours.iter().filter(|r| r["phase"] != "intent").collect();
+        let intents = ours.len() - outcomes.len();
+        let effect = kind.effect(&ws, name);
+        match outcomes.as_slice() {
+            // It never reached the daemon: nothing happened.
+            [] => {
+                *seen.entry(format!("{kind:?}: no record")).or_default() += 1;
+                assert_eq!(intents, 0, "{name}: an intent without an outcome");
+                assert_eq!(
+                    effect,
+                    Effect::Untouched,
+                    "{name}: an effect with no record"
+                );
+                cut += 1;
+            }
+            [outcome] => {
+                let status = outcome["outcome"]["status"].as_str().unwrap_or("?");
+                *seen
+                    .entry(format!("{kind:?}: {status} {:?}", claimed(outcome)))
+                    .or_default() += 1;
+                if *control {
+                    assert_eq!(outcome["outcome"]["status"], "OK", "{outcome:#}");
+                }
+                if outcome["outcome"]["status"] != "OK" {
+                    cut += 1;
+                }
+                assert_eq!(
+                    claimed(outcome),
+                    effect,
+                    "{name}: the record and the disk disagree: {outcome:#}"
+                );
+                if effect != Effect::Untouched {
+                    assert_eq!(intents, 1, "{name}: an effect without an intent");
+                    assert!(outcome["intent"].as_u64().is_some(), "{outcome:#}");
+                }
+            }
+            many => panic!("{name}: {} outcome records: {many:#?}", many.len()),
+        }
+    }
+    eprintln!(
+        "{} calls, {cut} of them cut before they finished: {seen:#?}",
+        calls.len()
+    );
+    assert!(cut > 0, "the deadlines and cancels cut no call at all");
+}

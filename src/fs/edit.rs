@@ -73,7 +73,15 @@ pub fn edit_file(
     let mut text = original.clone();
     let mut replacements = Vec::with_capacity(req.edits.len());
     for (i, edit) in req.edits.iter().enumerate() {
-        crate::cancel::check()?;
+        crate::cancel::check().map_err(|mut stopped| {
+            // What was done goes into the record: nothing on disk.
+            stopped.message = format!(
+                "{} ({i} of the {} edits had been applied in memory; `{path}` was not changed)",
+                stopped.message,
+                req.edits.len()
+            );
+            stopped.with("edits_applied", i.to_string())
+        })?;
         let (next, count) = apply(&text, edit, i, &path)?;
         text = next;
         replacements.push(count);
