@@ -126,16 +126,31 @@ fn raw_connections(d: &Daemon, n: usize, preface: bool) -> Vec<std::os::unix::ne
         .collect()
 }
 
+/// A connection whose reads can time out.
+trait RawConn: std::io::Read {
+    fn read_timeout(&mut self, t: Duration);
+}
+
+impl RawConn for std::os::unix::net::UnixStream {
+    fn read_timeout(&mut self, t: Duration) {
+        self.set_read_timeout(Some(t)).unwrap();
+    }
+}
+
+impl RawConn for std::net::TcpStream {
+    fn read_timeout(&mut self, t: Duration) {
+        self.set_read_timeout(Some(t)).unwrap();
+    }
+}
+
 /// How many of `conns` the daemon has closed (EOF or reset), waiting at
 /// most `within` for each.
-fn closed_by_daemon(conns: &mut [std::os::unix::net::UnixStream], within: Duration) -> usize {
-    use std::io::Read;
+fn closed_by_daemon(conns: &mut [impl RawConn], within: Duration) -> usize {
     let deadline = std::time::Instant::now() + within;
     let mut closed = 0;
     for c in conns.iter_mut() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        c.set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .unwrap();
+        c.read_timeout(left.max(Duration::from_millis(1)));
         let mut buf = [0u8; 4096];
         loop {
             match c.read(&mut buf) {
@@ -228,4 +243,70 @@ async fn connections_over_the_per_peer_cap_are_closed_at_accept() {
     // Once they are gone, the peer connects again.
     tokio::time::sleep(Duration::from_millis(200)).await;
     d.assert_serving().await;
+}
+
+/// B6 on the TCP listener (here the insecure one; the TLS one in
+/// `remote_auth.rs`): a peer IP address over `connections_per_peer` has its
+/// extra connections closed at once, the others are closed by the
+/// handshake timeout when they start no call, and the listener then serves
+/// that peer again. Control: a call over TCP is served before and after.
+#[tokio::test]
+async fn tcp_connections_are_held_to_the_per_peer_cap_and_the_timeouts() {
+    let dirs = Dirs::new();
+    let policy = standard_policy(&dirs);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Daemon::start_with(
+        dirs,
+        &policy,
+        &format!(
+            "[limits]\nconnections_per_peer = 20\nhandshake_timeout_ms = 1500\n\n\
+             [tcp]\naddress = \"127.0.0.1:{port}\"\ninsecure = true\nagent = \"tester\"\n"
+        ),
+    )
+    .await;
+    let tcp_who = || async move {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await?;
+        let mut c = agentjail::proto::tool_sandbox_client::ToolSandboxClient::new(channel);
+        let who = c.who_am_i(WhoAmIRequest {}).await?;
+        Ok::<_, Box<dyn std::error::Error>>(who.into_inner().agent)
+    };
+    assert_eq!(tcp_who().await.expect("served over TCP"), "tester");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut first: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    // Wait until the daemon holds all 20, then 10 more are over the cap.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra: Vec<std::net::TcpStream> = (0..10)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let refused = closed_by_daemon(&mut extra, Duration::from_secs(1));
+    assert_eq!(
+        refused, 10,
+        "the connections over the cap are closed at accept"
+    );
+    // The first 20 are still open (within their handshake timeout)...
+    let early = closed_by_daemon(&mut first[..1], Duration::from_millis(100));
+    assert_eq!(early, 0, "a connection within the cap stays open for now");
+    // ...and closed by it.
+    let closed = closed_by_daemon(&mut first, Duration::from_secs(5));
+    assert_eq!(closed, 20, "connections that start no call are closed");
+    let log = d.log();
+    assert!(
+        log.contains("connections_per_peer") && log.contains("127.0.0.1"),
+        "{log}"
+    );
+    assert!(log.contains("handshake timeout"), "{log}");
+    // Their slots are given back: the peer is served again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(tcp_who().await.expect("served again over TCP"), "tester");
 }

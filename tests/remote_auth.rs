@@ -351,3 +351,62 @@ async fn an_insecure_listener_off_loopback_refuses_to_start() {
     assert!(log.contains("loopback"), "{log}");
     assert!(!exists(&dirs.socket));
 }
+
+// ----------------------------------------------------- connection limits
+
+/// B6 on the TLS listener: the per-peer cap is taken at accept, before any
+/// TLS handshake, so sockets that never handshake cannot pile up; they are
+/// closed by `handshake_timeout_ms`, and the peer is then served again.
+/// Control: the worker is served before.
+#[tokio::test]
+async fn tls_connections_are_held_to_the_per_peer_cap_before_their_handshake() {
+    use std::io::Read;
+    let ca = Ca::new("agentjail test CA");
+    let r = Remote::start_with_config(
+        &ca,
+        Some(&ca),
+        |dirs| policy(dirs, &remote_names(&[WORKER_SAN])),
+        "[limits]\nconnections_per_peer = 5\nhandshake_timeout_ms = 1500\n",
+    )
+    .await;
+    let worker = ca.client(&[WORKER_SAN], WORKER_CN);
+    let channel = r.connect(Some(&worker)).await.unwrap();
+    assert_eq!(who(&channel, None).await.unwrap().agent, WORKER);
+    drop(channel);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Five sockets that never start their TLS handshake fill the peer's cap.
+    let mut silent: Vec<std::net::TcpStream> = (0..5)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let over = r.connect(Some(&worker)).await;
+    let answered = match &over {
+        Ok(channel) => who(channel, None).await.is_ok(),
+        Err(_) => false,
+    };
+    assert!(!answered, "a connection over the cap is closed at accept");
+    drop(over);
+    // The silent ones are closed by the handshake timeout.
+    let started = Instant::now();
+    let mut closed = 0;
+    for s in &mut silent {
+        let left = Duration::from_secs(5).saturating_sub(started.elapsed());
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => closed += 1,
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => closed += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(closed, 5, "sockets that never handshake are closed");
+    let log = r.d.log();
+    assert!(log.contains("connections_per_peer"), "{log}");
+    assert!(log.contains("no handshake within"), "{log}");
+    // Their slots are given back: the worker is served again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let channel = r.connect(Some(&worker)).await.unwrap();
+    assert_eq!(who(&channel, None).await.unwrap().agent, WORKER);
+}

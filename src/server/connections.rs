@@ -1,5 +1,6 @@
-//! The Unix listener's connections, kept within limits: at most
-//! `connections_per_peer` at once per peer uid (more are closed at accept);
+//! The listeners' connections, kept within limits: at most
+//! `connections_per_peer` at once per peer (its uid on the Unix socket, its
+//! IP address on TCP; more are closed at accept, before any TLS handshake);
 //! a connection that starts no call within the handshake timeout of being
 //! accepted, or has no call running and starts none for the idle timeout,
 //! is closed; and the daemon says (log line and metric) when its open fds
@@ -16,17 +17,61 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::UnixStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Sleep;
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::server::{Connected, UdsConnectInfo};
+use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 
 /// What a connection's requests carry (a request extension): the peer, and
 /// the connection's call count.
 #[derive(Clone, Debug)]
 pub struct Conn {
-    pub uds: UdsConnectInfo,
+    pub peer: Peer,
     pub activity: Arc<Activity>,
+}
+
+/// Who is at the other end, as the transport tells it.
+#[derive(Clone, Debug)]
+pub enum Peer {
+    Unix(UdsConnectInfo),
+    Tls(TlsConnectInfo<TcpConnectInfo>),
+    Tcp(TcpConnectInfo),
+}
+
+/// A connection the limits apply to: its fd (to shut it down) and its peer.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    fn fd(&self) -> std::os::fd::RawFd;
+    fn peer(&self) -> Peer;
+}
+
+impl Socket for UnixStream {
+    fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+    fn peer(&self) -> Peer {
+        Peer::Unix(UdsConnectInfo {
+            peer_addr: self.peer_addr().ok().map(Arc::new),
+            peer_cred: self.peer_cred().ok(),
+        })
+    }
+}
+
+impl Socket for TcpStream {
+    fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+    fn peer(&self) -> Peer {
+        Peer::Tcp(self.connect_info())
+    }
+}
+
+impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+    fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self.get_ref().0)
+    }
+    fn peer(&self) -> Peer {
+        Peer::Tls(self.connect_info())
+    }
 }
 
 /// Calls running on a connection, and when the count last changed.
@@ -39,9 +84,9 @@ pub struct Activity {
 }
 
 impl Activity {
-    fn new() -> Activity {
+    fn new(started: Instant) -> Activity {
         Activity {
-            started: Instant::now(),
+            started,
             calls: AtomicUsize::new(0),
             last_change_ms: AtomicU64::new(0),
         }
@@ -81,30 +126,71 @@ impl Drop for CallGuard {
     }
 }
 
-/// Open connections per peer uid.
-#[derive(Default)]
-struct Peers(Mutex<HashMap<u32, usize>>);
+/// What one peer is, for `connections_per_peer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PeerKey {
+    Uid(u32),
+    Ip(std::net::IpAddr),
+}
 
-struct PeerSlot {
-    peers: Arc<Peers>,
-    uid: u32,
+/// Open connections per peer, at most `per_peer` each.
+pub struct PeerCap {
+    open: Mutex<HashMap<PeerKey, usize>>,
+    per_peer: usize,
+}
+
+impl PeerCap {
+    pub fn new(limits: &LimitsConfig) -> Arc<PeerCap> {
+        Arc::new(PeerCap {
+            open: Mutex::new(HashMap::new()),
+            per_peer: limits.connections_per_peer,
+        })
+    }
+
+    /// A slot for one more connection of `key`, or None (logged and
+    /// counted) when it already has `per_peer` open.
+    pub fn admit(self: &Arc<Self>, key: PeerKey) -> Option<PeerSlot> {
+        let mut m = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(key).or_insert(0);
+        if *n >= self.per_peer {
+            drop(m);
+            tracing::warn!(
+                peer = ?key,
+                limit = self.per_peer,
+                "connection refused: this peer already has connections_per_peer open"
+            );
+            crate::metrics::connection_refused("per_peer_cap");
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            cap: self.clone(),
+            key,
+        })
+    }
+}
+
+/// One open connection of a peer, given back when dropped.
+pub struct PeerSlot {
+    cap: Arc<PeerCap>,
+    key: PeerKey,
 }
 
 impl Drop for PeerSlot {
     fn drop(&mut self) {
-        let mut m = self.peers.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = m.get_mut(&self.uid) {
+        let mut m = self.cap.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                m.remove(&self.uid);
+                m.remove(&self.key);
             }
         }
     }
 }
 
 /// An accepted connection under its timeouts.
-pub struct Guarded {
-    stream: UnixStream,
+pub struct Guarded<S> {
+    stream: S,
     info: Conn,
     handshake: Duration,
     idle: Duration,
@@ -113,7 +199,27 @@ pub struct Guarded {
     _slot: PeerSlot,
 }
 
-impl Guarded {
+impl<S: Socket> Guarded<S> {
+    /// `stream`, accepted at `accepted` and holding `slot`, under the
+    /// timeouts of `limits`.
+    pub fn new(stream: S, accepted: Instant, slot: PeerSlot, limits: &LimitsConfig) -> Self {
+        let handshake = Duration::from_millis(limits.handshake_timeout_ms);
+        let idle = Duration::from_millis(limits.idle_timeout_ms);
+        let info = Conn {
+            peer: stream.peer(),
+            activity: Arc::new(Activity::new(accepted)),
+        };
+        Guarded {
+            stream,
+            info,
+            handshake,
+            idle,
+            timer: Box::pin(tokio::time::sleep_until((accepted + handshake).into())),
+            closed: false,
+            _slot: slot,
+        }
+    }
+
     /// Whether the connection is due to close (and, if not, the timer set
     /// to look again).
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
@@ -151,23 +257,18 @@ impl Guarded {
 
     fn stream_shutdown(&self) {
         // SAFETY: shutdown on the fd this stream owns; it stays open.
-        unsafe {
-            libc::shutdown(
-                std::os::fd::AsRawFd::as_raw_fd(&self.stream),
-                libc::SHUT_RDWR,
-            )
-        };
+        unsafe { libc::shutdown(self.stream.fd(), libc::SHUT_RDWR) };
     }
 }
 
-impl Connected for Guarded {
+impl<S: Socket> Connected for Guarded<S> {
     type ConnectInfo = Conn;
     fn connect_info(&self) -> Conn {
         self.info.clone()
     }
 }
 
-impl AsyncRead for Guarded {
+impl<S: Socket> AsyncRead for Guarded<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -190,7 +291,7 @@ impl AsyncRead for Guarded {
     }
 }
 
-impl AsyncWrite for Guarded {
+impl<S: Socket> AsyncWrite for Guarded<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -208,16 +309,15 @@ impl AsyncWrite for Guarded {
     }
 }
 
-/// The listener's accepted connections, within the limits; connections
-/// over the per-peer cap are closed here and never reach the server.
+/// The Unix listener's accepted connections, within the limits;
+/// connections over the per-peer cap are closed here and never reach the
+/// server.
 pub fn guarded(
     listener: tokio::net::UnixListener,
     limits: &LimitsConfig,
-) -> impl Stream<Item = io::Result<Guarded>> + Send + 'static {
-    let peers = Arc::new(Peers::default());
-    let per_peer = limits.connections_per_peer;
-    let handshake = Duration::from_millis(limits.handshake_timeout_ms);
-    let idle = Duration::from_millis(limits.idle_timeout_ms);
+) -> impl Stream<Item = io::Result<Guarded<UnixStream>>> + Send + 'static {
+    let cap = PeerCap::new(limits);
+    let limits = limits.clone();
     let fd_watch = FdWatch::new();
     tokio_stream::wrappers::UnixListenerStream::new(listener).filter_map(move |accepted| {
         let stream = match accepted {
@@ -228,56 +328,54 @@ pub fn guarded(
                 return None;
             }
         };
-        fd_watch.saw(std::os::fd::AsRawFd::as_raw_fd(&stream));
-        let info = UdsConnectInfo {
-            peer_addr: stream.peer_addr().ok().map(Arc::new),
-            peer_cred: stream.peer_cred().ok(),
-        };
-        let uid = info.peer_cred.map_or(u32::MAX, |c| c.uid());
-        {
-            let mut m = peers.0.lock().unwrap_or_else(|e| e.into_inner());
-            let n = m.entry(uid).or_insert(0);
-            if *n >= per_peer {
-                drop(m);
-                tracing::warn!(
-                    uid,
-                    limit = per_peer,
-                    "connection refused: this peer already has connections_per_peer open"
-                );
-                crate::metrics::connection_refused("per_peer_cap");
+        fd_watch.saw(stream.fd());
+        let uid = stream.peer_cred().map_or(u32::MAX, |c| c.uid());
+        let slot = cap.admit(PeerKey::Uid(uid))?;
+        Some(Ok(Guarded::new(stream, Instant::now(), slot, &limits)))
+    })
+}
+
+/// The insecure TCP listener's accepted connections, within the limits
+/// (per peer IP address).
+pub fn guarded_tcp(
+    listener: tokio::net::TcpListener,
+    limits: &LimitsConfig,
+) -> impl Stream<Item = io::Result<Guarded<TcpStream>>> + Send + 'static {
+    let cap = PeerCap::new(limits);
+    let limits = limits.clone();
+    let fd_watch = FdWatch::new();
+    tokio_stream::wrappers::TcpListenerStream::new(listener).filter_map(move |accepted| {
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!("TCP accept failed: {e}");
                 return None;
             }
-            *n += 1;
-        }
-        let slot = PeerSlot {
-            peers: peers.clone(),
-            uid,
         };
-        Some(Ok(Guarded {
-            stream,
-            info: Conn {
-                uds: info,
-                activity: Arc::new(Activity::new()),
-            },
-            handshake,
-            idle,
-            timer: Box::pin(tokio::time::sleep(handshake)),
-            closed: false,
-            _slot: slot,
-        }))
+        fd_watch.saw(stream.fd());
+        let ip = stream.peer_addr().ok()?.ip();
+        let slot = cap.admit(PeerKey::Ip(ip))?;
+        let _ = stream.set_nodelay(true);
+        Some(Ok(Guarded::new(stream, Instant::now(), slot, &limits)))
     })
 }
 
 /// Watches how near the daemon is to its fd limit. A new fd takes the
 /// lowest free number, so an accepted socket's number is a cheap lower
 /// bound of the open fds.
-struct FdWatch {
+pub struct FdWatch {
     limit: u64,
     warned_at: Mutex<Option<Instant>>,
 }
 
+impl Default for FdWatch {
+    fn default() -> FdWatch {
+        FdWatch::new()
+    }
+}
+
 impl FdWatch {
-    fn new() -> FdWatch {
+    pub fn new() -> FdWatch {
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
             .current
             .unwrap_or(u64::MAX);
@@ -287,7 +385,7 @@ impl FdWatch {
         }
     }
 
-    fn saw(&self, fd: i32) {
+    pub fn saw(&self, fd: i32) {
         let open = fd.max(0) as u64 + 1;
         crate::metrics::open_fds(open, self.limit);
         if open.saturating_mul(100) < self.limit.saturating_mul(FD_WARN_PERCENT) {

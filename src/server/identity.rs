@@ -75,11 +75,23 @@ impl Caller {
         extensions: &tonic::Extensions,
         authorization: Option<&[u8]>,
     ) -> Result<Caller, ToolError> {
-        // The Unix listener's connections carry their info in a `Conn`.
-        let uds = extensions
+        // The listeners' connections carry their info in a `Conn`.
+        use super::connections::Peer;
+        let peer = extensions
             .get::<super::connections::Conn>()
-            .map(|c| &c.uds)
-            .or_else(|| extensions.get::<UdsConnectInfo>());
+            .map(|c| &c.peer);
+        let uds = match peer {
+            Some(Peer::Unix(info)) => Some(info),
+            _ => extensions.get::<UdsConnectInfo>(),
+        };
+        let tls = match peer {
+            Some(Peer::Tls(info)) => Some(info),
+            _ => extensions.get::<TlsConnectInfo<TcpConnectInfo>>(),
+        };
+        let tcp = match peer {
+            Some(Peer::Tcp(info)) => Some(info),
+            _ => extensions.get::<TcpConnectInfo>(),
+        };
         if let Some(info) = uds {
             return match info.peer_cred {
                 Some(cred) => Ok(Caller::Unix {
@@ -93,7 +105,7 @@ impl Caller {
                 )),
             };
         }
-        if let Some(info) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
+        if let Some(info) = tls {
             let cert = info
                 .peer_certs()
                 .filter(|chain| !chain.is_empty())
@@ -107,7 +119,7 @@ impl Caller {
                 token_sha256: bearer_token(authorization)?,
             });
         }
-        if let Some(info) = extensions.get::<TcpConnectInfo>() {
+        if let Some(info) = tcp {
             return Ok(Caller::TcpInsecure {
                 peer: info.remote_addr(),
             });

@@ -271,15 +271,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", tcp.address))?;
             tracing::info!(address = %tcp.address, "serving TLS 1.3 on TCP");
-            let incoming = tls::incoming(listener, state.clone());
+            let incoming = tls::incoming(listener, state.clone(), &config.limits);
             servers.spawn(
                 Server::builder()
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(incoming, shutdown),
             );
         } else {
-            let incoming = tonic::transport::server::TcpIncoming::bind(tcp.address)
+            let listener = tokio::net::TcpListener::bind(tcp.address)
+                .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", tcp.address))?;
+            let incoming = connections::guarded_tcp(listener, &config.limits);
             tracing::warn!(address = %tcp.address, agent = tcp.agent.as_deref().unwrap_or(""),
                 "TCP listener is INSECURE (no TLS, no authentication): every TCP caller is this \
                  agent; use it for local development only");

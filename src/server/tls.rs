@@ -7,12 +7,13 @@
 //! against the CA in force, so a reload also applies to connections that
 //! are already open.
 
-use crate::config::TlsConfig;
+use super::connections::{FdWatch, Guarded, PeerCap, PeerKey};
+use crate::config::{LimitsConfig, TlsConfig};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -23,9 +24,6 @@ use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// A client that has not finished its handshake by then is dropped, so
-/// idle sockets cannot pile up.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the gRPC server to take them.
 const ACCEPT_QUEUE: usize = 64;
 
@@ -130,12 +128,21 @@ pub trait CurrentTls: Send + Sync + 'static {
 }
 
 /// Accepts TCP connections and handshakes each in its own task, so a slow
-/// or silent client holds up no one; yields only finished TLS streams.
+/// or silent client holds up no one; yields only finished TLS streams,
+/// under the connection limits (`super::connections`): the per-peer cap is
+/// taken at accept, before the handshake, and a client that has not
+/// finished its TLS handshake within `handshake_timeout_ms` is dropped, so
+/// idle sockets cannot pile up.
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<dyn CurrentTls>,
-) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
+    limits: &LimitsConfig,
+) -> ReceiverStream<std::io::Result<Guarded<TlsStream<TcpStream>>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(ACCEPT_QUEUE);
+    let cap = PeerCap::new(limits);
+    let limits = limits.clone();
+    let handshake = Duration::from_millis(limits.handshake_timeout_ms);
+    let fd_watch = FdWatch::new();
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
@@ -147,22 +154,29 @@ pub fn incoming(
                     continue;
                 }
             };
+            let accepted = Instant::now();
             if tx.is_closed() {
                 return;
             }
+            fd_watch.saw(std::os::fd::AsRawFd::as_raw_fd(&tcp));
+            let Some(slot) = cap.admit(PeerKey::Ip(peer.ip())) else {
+                continue;
+            };
             let Some(material) = tls.current_tls() else {
                 continue;
             };
             let acceptor = TlsAcceptor::from(material.server.clone());
             let tx = tx.clone();
+            let limits = limits.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
+                        let guarded = Guarded::new(stream, accepted, slot, &limits);
+                        let _ = tx.send(Ok(guarded)).await;
                     }
                     Ok(Err(e)) => log_refused(peer, &e.to_string()),
-                    Err(_) => log_refused(peer, "no handshake within 10 s"),
+                    Err(_) => log_refused(peer, "no handshake within handshake_timeout_ms"),
                 }
             });
         }

@@ -153,6 +153,16 @@ impl Remote {
         client_ca: Option<&Ca>,
         policy: impl FnOnce(&Dirs) -> String,
     ) -> Remote {
+        Remote::start_with_config(server_ca, client_ca, policy, "").await
+    }
+
+    /// As `start_with`, with `config_extra` in the daemon config.
+    pub async fn start_with_config(
+        server_ca: &Ca,
+        client_ca: Option<&Ca>,
+        policy: impl FnOnce(&Dirs) -> String,
+        config_extra: &str,
+    ) -> Remote {
         let dirs = Dirs::new();
         let tls_dir = dirs.root.join("tls");
         std::fs::create_dir_all(&tls_dir).unwrap();
@@ -175,7 +185,7 @@ impl Remote {
         let d = Daemon::start_with(
             dirs,
             &policy,
-            &format!("[tcp]\naddress = \"127.0.0.1:{port}\"\n{tls}"),
+            &format!("{config_extra}\n[tcp]\naddress = \"127.0.0.1:{port}\"\n{tls}"),
         )
         .await;
         Remote {
