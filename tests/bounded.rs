@@ -310,3 +310,139 @@ async fn tcp_connections_are_held_to_the_per_peer_cap_and_the_timeouts() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(tcp_who().await.expect("served again over TCP"), "tester");
 }
+
+/// CPU time (user + system, in clock ticks) of process `pid` so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// B5: pathological Glob and Grep patterns within the length limit (deep
+/// nesting, thousands of wildcards, nested repetition, huge compiled
+/// regexes) get a clear INVALID_ARGUMENT or a bounded answer, never a
+/// panic or INTERNAL, with a small status; each is cut by a short deadline
+/// (its client leaves), and afterwards the daemon's CPU is idle and its
+/// memory back near where it was. Control: a plain Glob and Grep answer.
+#[tokio::test]
+async fn pathological_patterns_get_a_clear_answer_and_release_the_daemon_when_the_client_leaves() {
+    use agentjail::proto::{GlobRequest, GrepRequest};
+    let mut d = Daemon::start().await;
+    for i in 0..40 {
+        let dir = d.dirs.w(&format!("t/d{i}/e/f"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for j in 0..25 {
+            std::fs::write(dir.join(format!("a{j}.txt")), "a".repeat(4096) + "\nb\n").unwrap();
+        }
+    }
+    let mut c = d.client().await;
+    let found = c
+        .glob(GlobRequest {
+            pattern: "t/d1/**/a1.txt".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a plain Glob answers")
+        .into_inner();
+    assert_eq!(found.paths, ["t/d1/e/f/a1.txt"]);
+    let plain = c
+        .grep(GrepRequest {
+            pattern: "^b$".into(),
+            path: "t/d1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a plain Grep answers");
+    let plain = plain.into_inner();
+    assert!(
+        !plain.files.is_empty() || !plain.lines.is_empty(),
+        "{plain:?}"
+    );
+    let base_rss = d.rss_kib();
+
+    let nested = format!("{}a{}", "{a,".repeat(600), "}".repeat(600));
+    let globs = [
+        nested.clone(),
+        "*a".repeat(2000),
+        "**/".repeat(1300),
+        "[a-z]".repeat(800),
+        format!("t/{}", "?*".repeat(2000)),
+    ];
+    let greps = [
+        "a{1000}{1000}".to_string(),
+        "(a|aa)*(a|aa)*(a|aa)*b".repeat(150),
+        "(?:a*)*".repeat(500),
+        "\\w{100}\\s{100}\\w{100}".repeat(20),
+        format!("({})", "a?".repeat(1500)),
+    ];
+    let mut answers = Vec::new();
+    for pattern in &globs {
+        let mut req = tonic::Request::new(GlobRequest {
+            pattern: pattern.clone(),
+            ..Default::default()
+        });
+        req.set_timeout(Duration::from_millis(300));
+        answers.push(("Glob", pattern.len(), c.glob(req).await.map(drop)));
+    }
+    for pattern in &greps {
+        let mut req = tonic::Request::new(GrepRequest {
+            pattern: pattern.clone(),
+            glob: nested.clone(),
+            ..Default::default()
+        });
+        req.set_timeout(Duration::from_millis(300));
+        answers.push(("Grep", pattern.len(), c.grep(req).await.map(drop)));
+        let mut req = tonic::Request::new(GrepRequest {
+            pattern: pattern.clone(),
+            ..Default::default()
+        });
+        req.set_timeout(Duration::from_millis(300));
+        answers.push(("Grep", pattern.len(), c.grep(req).await.map(drop)));
+    }
+    for (method, len, answer) in &answers {
+        eprintln!(
+            "{method} of a {len}-byte pattern: {}",
+            answer
+                .as_ref()
+                .map_or_else(describe, |()| "answered".into())
+        );
+        if let Err(s) = answer {
+            assert!(
+                matches!(
+                    s.code(),
+                    tonic::Code::InvalidArgument
+                        | tonic::Code::DeadlineExceeded
+                        | tonic::Code::Cancelled
+                ),
+                "{method} of a {len}-byte pattern: {}",
+                describe(s)
+            );
+            assert!(s.message().len() + s.details().len() < 8192, "{method}");
+        }
+    }
+    // The clients have gone: the daemon is soon idle again. (The work of
+    // a cut Grep stops between files; one file under a costly regex takes
+    // a while in a debug build: 1–2 s measured here, hence the margin.)
+    let left = std::time::Instant::now();
+    let idle = loop {
+        let before = cpu_ticks(d.pid);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if cpu_ticks(d.pid) - before <= 2 {
+            break Some(left.elapsed());
+        }
+        if left.elapsed() > Duration::from_secs(10) {
+            break None;
+        }
+    };
+    eprintln!("the daemon was idle again {idle:?} after the last client left");
+    assert!(
+        idle.is_some(),
+        "the daemon still works for gone clients 10 s later"
+    );
+    let rss = d.rss_kib();
+    eprintln!("after: daemon RSS {base_rss} -> {rss} KiB");
+    assert!(rss < base_rss + 128 * 1024, "RSS {base_rss} -> {rss} KiB");
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+    d.assert_serving().await;
+}

@@ -787,3 +787,82 @@ async fn every_mutating_file_call_cut_by_cancel_or_deadline_is_recorded_as_what_
     );
     assert!(cut > 0, "the deadlines and cancels cut no call at all");
 }
+
+/// B4 for the environment and Grep (the argv, Glob and edits cases are
+/// above): a 30 MiB env value, 100,000 env entries, a 30 MiB Grep pattern
+/// and a 30 MiB Grep glob filter are each refused before any work, naming
+/// the limit, with a small answer and a small record, and the daemon's
+/// memory stays bounded. Control: a command with a small env runs.
+#[tokio::test]
+async fn a_30_mib_env_or_grep_pattern_is_refused_before_work_with_memory_bounded() {
+    let mut d = ShellDaemon::start().await;
+    let mut c = d.client().await;
+    let ran = d.argv(&["touch", "env-control.txt"]).await;
+    assert_eq!(ran.exited.exit_code, Some(0), "{ran:?}");
+    assert!(d.dirs.ws.join("env-control.txt").exists());
+    let (base, _) = d.rss_kib();
+    let big = "A".repeat(30 << 20);
+
+    let mut huge_value = argv_req(&["touch", "env-never-ran.txt"]);
+    huge_value.env.insert("BIG".into(), big.clone());
+    let mut many = argv_req(&["touch", "env-never-ran.txt"]);
+    many.env = (0..100_000)
+        .map(|i| (format!("V{i}"), String::new()))
+        .collect();
+    for (what, req) in [("a 30 MiB value", huge_value), ("100,000 entries", many)] {
+        let s = c.run(req).await.expect_err("refused");
+        assert_eq!(
+            reason_of(&s).as_deref(),
+            Some("LIMIT_EXCEEDED"),
+            "{what}: {s:?}"
+        );
+        assert!(s.message().contains("max_env_"), "{what}: {}", s.message());
+        assert!(s.message().len() + s.details().len() < 8192, "{what}");
+    }
+    assert!(
+        !d.dirs.ws.join("env-never-ran.txt").exists(),
+        "no command ran"
+    );
+
+    let pattern = GrepRequest {
+        pattern: big.clone(),
+        ..Default::default()
+    };
+    let glob = GrepRequest {
+        pattern: "x".into(),
+        glob: big.clone(),
+        ..Default::default()
+    };
+    for (what, req) in [("pattern", pattern), ("glob filter", glob)] {
+        let s = c.grep(req).await.expect_err("refused");
+        assert_eq!(
+            reason_of(&s).as_deref(),
+            Some("LIMIT_EXCEEDED"),
+            "{what}: {s:?}"
+        );
+        assert!(
+            s.message().contains("max_pattern_bytes"),
+            "{what}: {}",
+            s.message()
+        );
+        assert!(s.message().len() + s.details().len() < 8192, "{what}");
+    }
+
+    let (_, peak) = d.rss_kib();
+    eprintln!("daemon RSS {base} KiB before, peak {peak} KiB after four 30 MiB requests");
+    assert!(
+        peak < base + 256 * 1024,
+        "peak RSS {peak} KiB from {base} KiB: requests amplify"
+    );
+    let text = std::fs::read_to_string(d.dirs.state_dir.join("audit.jsonl")).unwrap();
+    for line in text.lines() {
+        assert!(line.len() < 64 << 10, "a record of {} bytes", line.len());
+    }
+    let refused = d
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["outcome"]["reason"] == "LIMIT_EXCEEDED")
+        .count();
+    assert_eq!(refused, 4, "each refusal is recorded");
+    d.assert_serving().await;
+}
