@@ -121,9 +121,9 @@ async fn stalled_exec_streams_do_not_slow_other_callers() {
     );
     // The stalled commands block on their pipes: the daemon's CPU stays
     // small (a margin for a loaded 2-core machine; output past a budget is
-    // drained at a rate shared by all streams, measured ~0.0x cores).
+    // drained at a rate shared by all streams: 0.06-0.15 cores measured).
     assert!(
-        cpu_share < 0.25,
+        cpu_share < 0.3,
         "daemon CPU {cpu_share:.3} cores while stalled"
     );
     // Other callers: p99 within the 50 ms, or (on a loaded machine
