@@ -69,29 +69,31 @@ where
     }
 }
 
-/// The method's name as the audit log spells it, from the request path.
+/// The method's name as the audit log spells it, from the request path:
+/// one of the service's methods as the proto declares them (read from the
+/// embedded descriptor, so a new RPC needs no list kept here).
 fn method_name(path: &str) -> &'static str {
-    const METHODS: &[&str] = &[
-        "WhoAmI",
-        "ReadFile",
-        "WriteFile",
-        "EditFile",
-        "ListDir",
-        "Glob",
-        "Grep",
-        "Stat",
-        "MakeDir",
-        "Move",
-        "Remove",
-        "Exec",
-        "Run",
-    ];
     let name = path.rsplit('/').next().unwrap_or("");
-    METHODS
+    service_methods()
         .iter()
-        .find(|m| **m == name)
-        .copied()
+        .find(|m| m.as_str() == name)
+        .map(String::as_str)
         .unwrap_or("unknown")
+}
+
+fn service_methods() -> &'static [String] {
+    static METHODS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET)
+            .expect("the embedded descriptor set decodes");
+        set.file
+            .iter()
+            .flat_map(|f| f.service.iter())
+            .flat_map(|s| s.method.iter())
+            .filter_map(|m| m.name.clone())
+            .collect()
+    });
+    &METHODS
 }
 
 /// What a refused request looked like, from its trailers-only response.
@@ -168,4 +170,19 @@ async fn record(
         Err(e) => e.to_status(),
     };
     status.into_http()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_name;
+
+    #[test]
+    fn every_method_of_the_service_is_named_from_the_descriptor() {
+        assert_eq!(method_name("/agentjail.v1.ToolSandbox/Run"), "Run");
+        assert_eq!(
+            method_name("/agentjail.v1.ToolSandbox/OpenSession"),
+            "OpenSession"
+        );
+        assert_eq!(method_name("/agentjail.v1.ToolSandbox/Nope"), "unknown");
+    }
 }
