@@ -64,29 +64,41 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    // A whole 16 MiB read is one response: the policy allows it.
-    let daemon = Daemon::start_with(
-        "",
-        "[agents.limits]\nmax_read_bytes = 16777216\n",
-        fill_workspace,
-    );
+    // Run gets a daemon of its own with an empty workspace: a command's
+    // sandbox masks the workspace's denied paths, which costs in proportion
+    // to its size (`cargo bench --bench masking`), and the file tools'
+    // workspace holds 110,000 files. A whole 16 MiB read is one response:
+    // the file daemons' policy allows it. The third daemon (audit off, only
+    // the files ReadFile reads) shows what the audit record costs a read.
+    let runs = Daemon::start("");
+    let read_limit = "[agents.limits]\nmax_read_bytes = 16777216\n";
+    let daemon = Daemon::start_with("", read_limit, fill_workspace);
+    let unaudited = Daemon::start_with("[audit]\nenabled = false\n", read_limit, fill_read_files);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let connect = || {
+    let connect_to = |d: &Daemon| {
         runtime
-            .block_on(agentjail::client::connect_unix(&daemon.socket))
+            .block_on(agentjail::client::connect_unix(&d.socket))
             .expect("connect to the daemon")
             .max_decoding_message_size(64 << 20)
     };
+    let connect = || connect_to(&runs);
     let mut client = connect();
     let mut report = Report::default();
 
     run_latency(&runtime, &mut client, &nsjail, iters, &mut report);
     run_rate(&runtime, &connect, &nsjail, &mut report);
-    read_file(&runtime, &mut client, &daemon.workspace, &mut report);
+    let mut client = connect_to(&daemon);
+    let mut unaudited_client = connect_to(&unaudited);
+    read_file(
+        &runtime,
+        [&mut client, &mut unaudited_client],
+        &daemon.workspace,
+        &mut report,
+    );
     list_dir(&runtime, &mut client, &daemon.workspace, &mut report);
     grep_and_glob(&runtime, &mut client, &daemon.workspace, &mut report);
 
@@ -115,9 +127,8 @@ impl Report {
     }
 }
 
-/// The workspace: the files ReadFile reads, a 100,000-entry directory, and
-/// a tree of source-like files for Grep and Glob.
-fn fill_workspace(ws: &Path) {
+/// The files ReadFile reads.
+fn fill_read_files(ws: &Path) {
     for (name, size) in [
         ("r/small.txt", 8_900),
         ("r/1mib.txt", 1 << 20),
@@ -126,6 +137,12 @@ fn fill_workspace(ws: &Path) {
         std::fs::create_dir_all(ws.join("r")).unwrap();
         std::fs::write(ws.join(name), source_text(size)).unwrap();
     }
+}
+
+/// The file tools' workspace: the files ReadFile reads, a 100,000-entry
+/// directory, and a tree of source-like files for Grep and Glob.
+fn fill_workspace(ws: &Path) {
+    fill_read_files(ws);
     let big = ws.join("big");
     std::fs::create_dir_all(&big).unwrap();
     for i in 0..LIST_ENTRIES {
@@ -372,10 +389,11 @@ async fn read_paged(client: &mut Client, path: &str) -> usize {
 
 fn read_file(
     runtime: &tokio::runtime::Runtime,
-    client: &mut Client,
+    clients: [&mut Client; 2],
     ws: &Path,
     report: &mut Report,
 ) {
+    let [client, unaudited] = clients;
     // The files' facts are remembered only once they are a second old
     // (src/fs/file_facts.rs): the bench measures files at rest.
     std::thread::sleep(Duration::from_millis(1100));
@@ -384,48 +402,50 @@ fn read_file(
         ("1 MiB", "r/1mib.txt", 30),
         ("16 MiB", "r/16mib.txt", 8),
     ];
-    println!("\nReadFile, p50 of interleaved samples (MB/s = 10^6 bytes/s)");
+    println!("\nReadFile, p50 of interleaved samples, ms (MB/s = 10^6 bytes/s)");
     println!(
-        "{:<8} {:>12} {:>10} {:>12} {:>10} {:>12} {:>10}",
-        "", "whole ms", "MB/s", "paged ms", "MB/s", "in-proc ms", "MB/s"
+        "{:<8} {:>9} {:>7} {:>9} {:>7} {:>11} {:>11} {:>9} {:>7}",
+        "", "whole", "MB/s", "paged", "MB/s", "whole, no", "paged, no", "in-proc", "MB/s"
     );
+    println!("{:<8} {:>33} {:>11} {:>11}", "", "", "audit", "audit");
     let mut rates = Vec::new();
     for (label, path, n) in files {
         let size = std::fs::metadata(ws.join(path)).unwrap().len() as f64;
-        let (mut whole, mut paged, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+        let mut samples = vec![Vec::new(); 5];
         for round in 0..n + 3 {
-            let t = Instant::now();
-            assert_eq!(runtime.block_on(read_whole(client, path)) as f64, size);
-            let w = t.elapsed();
-            let t = Instant::now();
-            assert_eq!(runtime.block_on(read_paged(client, path)) as f64, size);
-            let p = t.elapsed();
-            let t = Instant::now();
-            std::hint::black_box(std::fs::read(ws.join(path)).unwrap());
-            let f = t.elapsed();
-            // The first rounds warm the page cache and the connection.
+            let timed = |f: &mut dyn FnMut() -> usize| {
+                let t = Instant::now();
+                assert_eq!(f() as f64, size, "{path}: bytes read");
+                t.elapsed()
+            };
+            let got = [
+                timed(&mut || runtime.block_on(read_whole(client, path))),
+                timed(&mut || runtime.block_on(read_paged(client, path))),
+                timed(&mut || runtime.block_on(read_whole(unaudited, path))),
+                timed(&mut || runtime.block_on(read_paged(unaudited, path))),
+                timed(&mut || std::hint::black_box(std::fs::read(ws.join(path)).unwrap()).len()),
+            ];
+            // The first rounds warm the page cache and the connections.
             if round >= 3 {
-                whole.push(w);
-                paged.push(p);
-                floor.push(f);
+                for (s, d) in samples.iter_mut().zip(got) {
+                    s.push(d);
+                }
             }
         }
-        let (w, p, f) = (
-            Stats::of(whole).p50,
-            Stats::of(paged).p50,
-            Stats::of(floor).p50,
-        );
+        let p: Vec<Duration> = samples.into_iter().map(|s| Stats::of(s).p50).collect();
         let mbs = |d: Duration| size / d.as_secs_f64() / 1e6;
         println!(
-            "{label:<8} {:>12.3} {:>10.0} {:>12.3} {:>10.0} {:>12.3} {:>10.0}",
-            ms(w),
-            mbs(w),
-            ms(p),
-            mbs(p),
-            ms(f),
-            mbs(f)
+            "{label:<8} {:>9.3} {:>7.0} {:>9.3} {:>7.0} {:>11.3} {:>11.3} {:>9.3} {:>7.0}",
+            ms(p[0]),
+            mbs(p[0]),
+            ms(p[1]),
+            mbs(p[1]),
+            ms(p[2]),
+            ms(p[3]),
+            ms(p[4]),
+            mbs(p[4])
         );
-        rates.push((mbs(w), mbs(p)));
+        rates.push((mbs(p[0]), mbs(p[1])));
     }
     let one_mib = rates[1].0;
     report.target(
