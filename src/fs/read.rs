@@ -237,7 +237,9 @@ fn read_bytes(
     // Whole-file facts: from the window when it is the whole file; else
     // remembered or streamed, only when the file is small enough to stream
     // (F15: a 10 GiB sparse file must not be read to answer a 4 KiB window).
-    let summary = if offset == 0 && data.len() as u64 == meta.size {
+    let summary = if let Some(known) = file_facts::remembered(meta) {
+        known
+    } else if offset == 0 && data.len() as u64 == meta.size {
         let started = std::time::SystemTime::now();
         let mut scanner = Scanner::new();
         scanner.feed(&data);
