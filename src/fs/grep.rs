@@ -120,8 +120,8 @@ pub fn grep(
                 if e.kind != Kind::File {
                     return Ok(Flow::Continue);
                 }
-                let too_big = e.meta().is_none_or(|m| m.size > limits.max_file_bytes);
-                if too_big || search(e.path, e.rel, e.name) {
+                // search_file checks the size on the opened file: no stat here.
+                if search(e.path, e.rel, e.name) {
                     Ok(Flow::Continue)
                 } else {
                     Ok(Flow::Stop)
@@ -363,6 +363,34 @@ mod tests {
         q.max_results = 1;
         let r = grep(&fx.ws, &fx.limits, &q).unwrap().response;
         assert_eq!((r.lines.len(), r.truncated), (1, true));
+    }
+
+    #[test]
+    fn a_capped_search_stops_at_the_cap_in_walk_order() {
+        let fx = Fixture::new();
+        for f in ["z.txt", "a/d.txt", "a/b/c.txt", "a/b/e.txt"] {
+            fx.file(f, "hit one\nhit two\n");
+        }
+        let mut q = req("hit", GrepOutput::Content);
+        q.max_results = 3;
+        let r = grep(&fx.ws, &fx.limits, &q).unwrap().response;
+        let got: Vec<(&str, u64)> = r
+            .lines
+            .iter()
+            .map(|l| (l.path.as_str(), l.line_number))
+            .collect();
+        assert_eq!(got, [("z.txt", 1), ("z.txt", 2), ("a/d.txt", 1)]);
+        assert!(r.truncated);
+        assert_eq!(r.files_searched, 2, "no file opened past the cap");
+
+        let mut q = req("hit", GrepOutput::Files);
+        q.max_results = 2;
+        let r = grep(&fx.ws, &fx.limits, &q).unwrap().response;
+        assert_eq!(
+            (r.files.as_slice(), r.truncated),
+            (&["z.txt".to_string(), "a/d.txt".to_string()][..], true)
+        );
+        assert_eq!(r.files_searched, 3, "one more file to know there is more");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! ListDir: the entries below a directory, filtered, sorted and paged.
 //!
-//! The walk collects every visible entry up to `depth` (bounded by
-//! [`MAX_SCAN_ENTRIES`]), sorts them, and returns one page. The page token
-//! is `o:<offset>` into that sorted listing; a listing that changes between
-//! pages may repeat or skip entries.
+//! The first page walks every visible entry up to `depth` (bounded by
+//! [`MAX_SCAN_ENTRIES`]) and sorts them; the pages after it come from a
+//! short-lived snapshot of that listing, found by the page token, which also
+//! carries a cursor (the last entry returned) for when the snapshot is gone.
+//! [`super::list_pages`] says what a listing that changes between pages
+//! shows.
 
 use super::access::{precheck, require};
+use super::list_pages::{self, Cursor, Listing, Query};
 use super::meta::Kind;
 use super::oserror::os_error;
 use super::path::{RelPath, display};
@@ -15,7 +18,7 @@ use super::{MAX_SCAN_ENTRIES, Outcome};
 use crate::error::{Reason, ToolError, ToolResult};
 use crate::policy::{Access, Limits, WorkspacePolicy};
 use crate::proto::{DirEntry, ListDirRequest, ListDirResponse, SortOrder};
-use std::cmp::Ordering;
+use std::sync::Arc;
 
 pub const DEFAULT_MAX_ENTRIES: usize = 1000;
 pub const MAX_ENTRIES_CAP: usize = 10_000;
@@ -31,7 +34,7 @@ pub fn list_dir(
             req.sort
         ))
     })?;
-    let offset = parse_page_token(&req.page_token)?;
+    let cursor = Cursor::parse(&req.page_token)?;
     let page = match req.max_entries {
         0 => DEFAULT_MAX_ENTRIES,
         n => usize::try_from(n)
@@ -39,12 +42,63 @@ pub fn list_dir(
             .min(MAX_ENTRIES_CAP),
     };
     let (start, rule) = directory_start(ws, &req.path)?;
+    let query = Query {
+        canonical: start.0,
+        lexical: start.1,
+        depth: req.depth.max(1),
+        include_hidden: req.include_hidden,
+        respect_gitignore: req.respect_gitignore.unwrap_or(false),
+        sort,
+    };
+    let kept = cursor
+        .as_ref()
+        .and_then(|c| list_pages::find(c.id, &ws.root, &query).map(|l| (c.id, l)));
+    let (mut id, listing) = match kept {
+        Some(found) => found,
+        None => (0, list_all(ws, &query)?),
+    };
+    let entries = &listing.entries;
+    let from = cursor
+        .as_ref()
+        .map_or(0, |c| list_pages::resume_at(entries, sort, &c.after));
+    let end = from.saturating_add(page).min(entries.len());
+    let page_entries = entries[from..end].to_vec();
+    let next_page_token = match page_entries.last() {
+        Some(last) if end < entries.len() => {
+            if id == 0 {
+                id = list_pages::keep(&ws.root, query, listing.clone());
+            }
+            Cursor {
+                id,
+                after: last.clone(),
+            }
+            .encode()
+        }
+        _ => {
+            if id != 0 {
+                list_pages::forget(id);
+            }
+            String::new()
+        }
+    };
+    Ok(Outcome::new(
+        ListDirResponse {
+            entries: page_entries,
+            next_page_token,
+            scan_truncated: listing.scan_truncated,
+            info: None,
+        },
+        rule,
+    ))
+}
 
+/// Walks and sorts the whole listing `query` asks for.
+fn list_all(ws: &WorkspacePolicy, query: &Query) -> ToolResult<Listing> {
     let opts = WalkOptions {
-        max_depth: usize::try_from(req.depth.max(1)).unwrap_or(usize::MAX),
+        max_depth: usize::try_from(query.depth).unwrap_or(usize::MAX),
         filter: Filter::Agent {
-            include_hidden: req.include_hidden,
-            respect_gitignore: req.respect_gitignore.unwrap_or(false),
+            include_hidden: query.include_hidden,
+            respect_gitignore: query.respect_gitignore,
         },
         max_entries: MAX_SCAN_ENTRIES,
     };
@@ -52,8 +106,8 @@ pub fn list_dir(
     let stats = walk(
         ws,
         &Start {
-            canonical: &start.0,
-            lexical: &start.1,
+            canonical: &query.canonical,
+            lexical: &query.lexical,
         },
         &opts,
         |e| {
@@ -68,28 +122,11 @@ pub fn list_dir(
             Ok(Flow::Continue)
         },
     )?;
-    sort_entries(&mut entries, sort);
-    let total = entries.len();
-    let end = offset.saturating_add(page).min(total);
-    let page_entries: Vec<DirEntry> = if offset < total {
-        entries.drain(offset..end).collect()
-    } else {
-        Vec::new()
-    };
-    let next_page_token = if end < total {
-        format!("o:{end}")
-    } else {
-        String::new()
-    };
-    Ok(Outcome::new(
-        ListDirResponse {
-            entries: page_entries,
-            next_page_token,
-            scan_truncated: stats.truncated,
-            info: None,
-        },
-        rule,
-    ))
+    sort_entries(&mut entries, query.sort);
+    Ok(Listing {
+        entries: Arc::new(entries),
+        scan_truncated: stats.truncated,
+    })
 }
 
 /// Resolves the directory a listing, glob or grep starts from: its
@@ -118,46 +155,16 @@ pub(crate) fn directory_start(
     }
 }
 
-fn parse_page_token(token: &str) -> ToolResult<usize> {
-    if token.is_empty() {
-        return Ok(0);
-    }
-    token
-        .strip_prefix("o:")
-        .and_then(|n| n.parse::<usize>().ok())
-        .ok_or_else(|| {
-            ToolError::invalid(format!(
-                "page_token `{}` is not one this daemon issued; pass next_page_token from the previous response, or nothing",
-                token.escape_debug()
-            ))
-        })
-}
-
 /// Orders a listing: by path (tree order), newest first or largest first,
 /// ties broken by path so pages are stable.
 pub(crate) fn sort_entries(entries: &mut [DirEntry], sort: SortOrder) {
-    let by_path = |a: &DirEntry, b: &DirEntry| a.path.split('/').cmp(b.path.split('/'));
-    match sort {
-        SortOrder::Unspecified | SortOrder::Name => entries.sort_by(by_path),
-        SortOrder::Mtime => {
-            entries.sort_by(|a, b| mtime_key(b).cmp(&mtime_key(a)).then_with(|| by_path(a, b)))
-        }
-        SortOrder::Size => entries.sort_by(|a, b| match b.size.cmp(&a.size) {
-            Ordering::Equal => by_path(a, b),
-            other => other,
-        }),
-    }
-}
-
-fn mtime_key(e: &DirEntry) -> (i64, i32) {
-    e.mtime
-        .as_ref()
-        .map_or((i64::MIN, 0), |t| (t.seconds, t.nanos))
+    entries.sort_by(list_pages::order(sort));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::list_pages::Cursor;
     use crate::fs::testutil::Fixture;
     use crate::proto::EntryKind;
     use std::os::unix::fs::symlink;
@@ -253,7 +260,131 @@ mod tests {
         }
         let r = list_dir(&fx.ws, &fx.limits, &req("big")).unwrap().response;
         assert_eq!(r.entries.len(), DEFAULT_MAX_ENTRIES);
-        assert_eq!(r.next_page_token, "o:1000");
+        assert!(r.next_page_token.starts_with("c:"), "{}", r.next_page_token);
         assert!(!r.scan_truncated);
+    }
+
+    /// Pages through a listing; `between` runs after each page.
+    fn all_pages(
+        fx: &Fixture,
+        mut r: ListDirRequest,
+        mut between: impl FnMut(usize, &str),
+    ) -> Vec<String> {
+        let mut seen = Vec::new();
+        for n in 0.. {
+            let page = list_dir(&fx.ws, &fx.limits, &r).unwrap().response;
+            seen.extend(page.entries.iter().map(|e| e.path.clone()));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            between(n, &page.next_page_token);
+            r.page_token = page.next_page_token;
+        }
+        seen
+    }
+
+    fn tree(fx: &Fixture) -> Vec<String> {
+        let mut all = Vec::new();
+        for d in ["a", "a/b", "c"] {
+            fx.dir(d);
+            all.push(d.to_string());
+            for i in 0..9 {
+                let f = format!("{d}/f{i}");
+                fx.file(&f, "x".repeat(i));
+                all.push(f);
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_entry_exactly_once_across_pages_in_every_order() {
+        let fx = Fixture::new();
+        let all = tree(&fx);
+        for sort in [SortOrder::Name, SortOrder::Size, SortOrder::Mtime] {
+            let mut r = req("");
+            r.depth = 5;
+            r.max_entries = 4;
+            r.sort = sort as i32;
+            let seen = all_pages(&fx, r.clone(), |_, _| {});
+            r.max_entries = 0;
+            let one = list_dir(&fx.ws, &fx.limits, &r).unwrap().response;
+            assert_eq!(seen, paths(&one), "{sort:?}: pages = one listing");
+            let mut sorted = seen.clone();
+            sorted.sort();
+            let mut want = all.clone();
+            want.sort();
+            assert_eq!(sorted, want, "{sort:?}");
+        }
+    }
+
+    #[test]
+    fn pages_come_from_the_first_pages_snapshot() {
+        let fx = Fixture::new();
+        let all = tree(&fx);
+        let mut r = req("");
+        r.depth = 5;
+        r.max_entries = 5;
+        // Created after the first page: not listed; removed: still listed.
+        let seen = all_pages(&fx, r, |n, _| {
+            if n == 0 {
+                fx.file("a/new", "");
+                std::fs::remove_file(fx.abs("c/f8")).unwrap();
+            }
+        });
+        let mut want = all.clone();
+        want.sort_by(|a, b| a.split('/').cmp(b.split('/')));
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn without_the_snapshot_the_next_page_resumes_after_the_cursor() {
+        let fx = Fixture::new();
+        tree(&fx);
+        let mut r = req("");
+        r.depth = 5;
+        r.max_entries = 5;
+        let mut removed = Vec::new();
+        let seen = all_pages(&fx, r, |n, token| {
+            // The snapshot gone (expired, evicted, a restart) ...
+            let cursor = Cursor::parse(token).unwrap().unwrap();
+            list_pages::forget(cursor.id);
+            if n == 0 {
+                // ... and the tree changed: the cursor's own entry removed,
+                // one added before it and one after.
+                std::fs::remove_file(fx.abs(&cursor.after.path)).unwrap();
+                removed.push(cursor.after.path.clone());
+                fx.file("a/b/0-early", "");
+                fx.file("c/z-late", "");
+            }
+        });
+        let mut unique = seen.clone();
+        unique.dedup();
+        assert_eq!(unique, seen, "no entry twice");
+        let mut sorted = seen.clone();
+        sorted.sort_by(|a, b| a.split('/').cmp(b.split('/')));
+        assert_eq!(sorted, seen, "in order");
+        assert!(
+            seen.contains(&"c/z-late".to_string()),
+            "added after the cursor: listed"
+        );
+        assert!(
+            !seen.contains(&"a/b/0-early".to_string()),
+            "added before it: not"
+        );
+        // Everything that existed throughout is there.
+        let now = list_dir(&fx.ws, &fx.limits, &{
+            let mut r = req("");
+            r.depth = 5;
+            r
+        })
+        .unwrap()
+        .response;
+        for p in paths(&now) {
+            if p != "a/b/0-early" {
+                assert!(seen.iter().any(|s| s == p), "{p} skipped");
+            }
+        }
+        assert_eq!(removed.len(), 1);
     }
 }

@@ -44,6 +44,9 @@ pub(crate) struct Meta {
     pub ino: u64,
     pub mtime_sec: i64,
     pub mtime_nsec: u32,
+    /// Status change time: unlike mtime, no one can set it back.
+    pub ctime_sec: i64,
+    pub ctime_nsec: u32,
 }
 
 impl Meta {
@@ -67,6 +70,8 @@ impl Meta {
             ino: u64::from(st.st_ino),
             mtime_sec: i64::from(st.st_mtime),
             mtime_nsec: u32::try_from(st.st_mtime_nsec).unwrap_or(0),
+            ctime_sec: i64::from(st.st_ctime),
+            ctime_nsec: u32::try_from(st.st_ctime_nsec).unwrap_or(0),
         }
     }
 

@@ -42,10 +42,12 @@
 
 mod access;
 mod edit;
+mod file_facts;
 mod glob;
 mod grep;
 mod ignore_files;
 mod list;
+mod list_pages;
 mod lock;
 mod meta;
 mod mkdir;

@@ -1,11 +1,16 @@
 //! ReadFile: a line window or a byte window of one regular file.
 //!
 //! Memory stays bounded by the response cap plus a 64 KiB buffer whatever
-//! the file's size. A line window streams the whole file once (to count
-//! lines and hash it), so it is refused with `TOO_LARGE` for files over
-//! `max_file_bytes`; a byte window works on any size, but for such files
-//! `sha256` is empty, `total_lines` is 0 and `line_ending` is unspecified,
-//! because computing them would mean reading the whole file.
+//! the file's size. A byte window reads only its own bytes (pread). The
+//! whole-file facts every response carries (`sha256`, `total_lines`,
+//! `line_ending`) come from the window itself when it is the whole file,
+//! else from [`super::file_facts`]: one streaming pass, remembered by file
+//! identity, so paging through a file streams it once, not once a window.
+//! For files over `max_file_bytes` they are not computed at all: `sha256` is
+//! empty, `total_lines` is 0 and `line_ending` is unspecified. A line window
+//! streams the file from its start up to the window (to the end when the
+//! facts are not known yet), so it is refused with `TOO_LARGE` for files
+//! over `max_file_bytes`.
 //!
 //! A binary file (a NUL in its first 8 KiB, or not valid UTF-8) is returned
 //! as raw `data` with `encoding = "binary"`; a line window on one returns the
@@ -13,11 +18,12 @@
 
 use super::Outcome;
 use super::access::{check_hardlink, precheck, require};
+use super::file_facts;
 use super::meta::{Kind, Meta};
 use super::oserror::{io_error, os_error};
 use super::path::RelPath;
 use super::resolve::{Follow, not_regular, open_regular, resolve};
-use super::scan::{BINARY_SNIFF_BYTES, CHUNK_BYTES, Scanner, Summary, scan_reader};
+use super::scan::{BINARY_SNIFF_BYTES, CHUNK_BYTES, Scanner, Summary};
 use crate::error::{Reason, ToolError, ToolResult};
 use crate::policy::{Access, Limits, WorkspacePolicy};
 use crate::proto::read_file_request::Window;
@@ -112,6 +118,12 @@ fn read_lines(
     } else {
         limit
     };
+    // Facts already known: stream only up to the window's end.
+    let known = file_facts::remembered(meta);
+    if let Some(summary) = known.as_ref().filter(|s| s.is_binary) {
+        return binary_from_start(file, meta, summary, cap);
+    }
+    let started = std::time::SystemTime::now();
     let mut scanner = Scanner::new();
     let mut window = LineCollector::new(offset, limit, cap);
     let mut reader = file.take(limits.max_file_bytes);
@@ -123,11 +135,23 @@ fn read_lines(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
         };
-        scanner.feed(&buf[..n]);
+        if known.is_none() {
+            scanner.feed(&buf[..n]);
+        }
         window.feed(&buf[..n]);
+        if known.is_some() && window.done() {
+            break;
+        }
     }
     window.finish();
-    let summary = scanner.finish();
+    let summary = match known {
+        Some(s) => s,
+        None => {
+            let s = scanner.finish();
+            file_facts::remember(meta, &s, started);
+            s
+        }
+    };
     if summary.is_binary {
         return binary_from_start(file, meta, &summary, cap);
     }
@@ -204,57 +228,72 @@ fn read_bytes(
     offset: u64,
     limit: u64,
 ) -> Result<ReadFileResponse, ReadError> {
-    // Whole-file facts only when the file is small enough to stream (F15:
-    // a 10 GiB sparse file must not be read to answer a 4 KiB window).
-    let summary = if meta.size <= limits.max_file_bytes {
-        Some(scan_reader(file, limits.max_file_bytes)?)
-    } else {
-        None
-    };
-    let head_nul = match &summary {
-        Some(s) => s.is_binary,
-        None => read_at_most(file, 0, BINARY_SNIFF_BYTES)?.contains(&0),
-    };
     let want = match limit {
         0 => cap,
         n => usize::try_from(n).unwrap_or(usize::MAX).min(cap),
     };
     let available = usize::try_from(meta.size.saturating_sub(offset)).unwrap_or(usize::MAX);
     let data = read_at_most(file, offset, want.min(available))?;
-    let summary = summary.unwrap_or(Summary {
-        sha256: String::new(),
-        bytes: meta.size,
-        total_lines: 0,
-        line_ending: LineEnding::Unspecified,
-        is_binary: head_nul,
-    });
-
-    if !summary.is_binary {
-        if let Some((skipped, text)) = text_window(&data) {
-            let start = offset + skipped as u64;
-            let next = start + text.len() as u64;
-            return Ok(ReadFileResponse {
-                text,
-                encoding: "utf-8".to_string(),
-                line_ending: summary.line_ending as i32,
-                total_lines: summary.total_lines,
-                sha256: summary.sha256,
-                offset: start,
-                truncated: next < meta.size,
-                next_offset: next,
-                ..Default::default()
-            });
+    // Whole-file facts: from the window when it is the whole file; else
+    // remembered or streamed, only when the file is small enough to stream
+    // (F15: a 10 GiB sparse file must not be read to answer a 4 KiB window).
+    let summary = if let Some(known) = file_facts::remembered(meta) {
+        known
+    } else if offset == 0 && data.len() as u64 == meta.size {
+        let started = std::time::SystemTime::now();
+        let mut scanner = Scanner::new();
+        scanner.feed(&data);
+        let s = scanner.finish();
+        file_facts::remember(meta, &s, started);
+        s
+    } else if meta.size <= limits.max_file_bytes {
+        file_facts::facts(file, meta, limits.max_file_bytes)?
+    } else {
+        let head_nul = if offset == 0 {
+            data[..data.len().min(BINARY_SNIFF_BYTES)].contains(&0)
+        } else {
+            read_at_most(file, 0, BINARY_SNIFF_BYTES)?.contains(&0)
+        };
+        Summary {
+            sha256: String::new(),
+            bytes: meta.size,
+            total_lines: 0,
+            line_ending: LineEnding::Unspecified,
+            is_binary: head_nul,
         }
-    }
+    };
+
+    let data = if summary.is_binary {
+        data
+    } else {
+        match text_window(data) {
+            Ok((skipped, text)) => {
+                let start = offset + skipped as u64;
+                let next = start + text.len() as u64;
+                return Ok(ReadFileResponse {
+                    text,
+                    encoding: "utf-8".to_string(),
+                    line_ending: summary.line_ending as i32,
+                    total_lines: summary.total_lines,
+                    sha256: summary.sha256,
+                    offset: start,
+                    truncated: next < meta.size,
+                    next_offset: next,
+                    ..Default::default()
+                });
+            }
+            Err(data) => data,
+        }
+    };
     let next = offset + data.len() as u64;
     Ok(binary_response(data, &summary, offset, next, meta.size))
 }
 
 /// The UTF-8 text in a byte window of a text file: continuation bytes at the
 /// start (the window began inside a character) are skipped and a character
-/// cut at the end is left for the next window. `None` when the bytes are
-/// not text.
-fn text_window(data: &[u8]) -> Option<(usize, String)> {
+/// cut at the end is left for the next window. The bytes back when they are
+/// not text. The common case (a whole window of text) is not copied.
+fn text_window(mut data: Vec<u8>) -> Result<(usize, String), Vec<u8>> {
     let skipped = data
         .iter()
         .take(3)
@@ -264,11 +303,13 @@ fn text_window(data: &[u8]) -> Option<(usize, String)> {
     let valid = match std::str::from_utf8(rest) {
         Ok(_) => rest.len(),
         Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
-        Err(_) => return None,
+        Err(_) => return Err(data),
     };
-    String::from_utf8(rest[..valid].to_vec())
-        .ok()
+    data.truncate(skipped + valid);
+    data.drain(..skipped);
+    String::from_utf8(data)
         .map(|text| (skipped, text))
+        .map_err(|e| e.into_bytes())
 }
 
 /// Up to `len` bytes from `offset` (fewer at the end of the file).
@@ -326,7 +367,7 @@ impl LineCollector {
 
     fn feed(&mut self, mut chunk: &[u8]) {
         while !chunk.is_empty() {
-            let (segment, ends_line) = match chunk.iter().position(|&b| b == b'\n') {
+            let (segment, ends_line) = match memchr::memchr(b'\n', chunk) {
                 Some(i) => (&chunk[..=i], true),
                 None => (chunk, false),
             };
@@ -352,6 +393,12 @@ impl LineCollector {
                 self.line_start = self.pos;
             }
         }
+    }
+
+    /// Nothing more can be collected: the cap is reached or the stream is
+    /// past the window's last line.
+    fn done(&self) -> bool {
+        self.full || self.line >= self.end
     }
 
     /// A last line without a newline counts once the file has ended.
@@ -501,6 +548,96 @@ mod tests {
         assert_eq!(r.sha256, "");
         assert_eq!(r.total_bytes, 10 * 1024 * 1024 * 1024);
         assert!(r.truncated);
+    }
+
+    /// Pages through `path` in byte windows of `step`; returns the bytes in
+    /// order and every window's sha256.
+    fn page_bytes(fx: &Fixture, path: &str, step: u64) -> (Vec<u8>, Vec<String>) {
+        let (mut out, mut shas, mut at) = (Vec::new(), Vec::new(), 0);
+        loop {
+            let r = read_file(&fx.ws, &fx.limits, &req(path, bytes(at, step)))
+                .unwrap()
+                .response;
+            if r.is_binary {
+                assert_eq!(r.offset, at);
+                out.extend_from_slice(&r.data);
+            } else {
+                // A skipped continuation byte would be lost: none may be.
+                assert_eq!(r.offset, at, "window at {at} skipped bytes");
+                out.extend_from_slice(r.text.as_bytes());
+            }
+            shas.push(r.sha256);
+            assert!(r.next_offset > at || !r.truncated, "no progress at {at}");
+            at = r.next_offset;
+            if !r.truncated {
+                return (out, shas);
+            }
+        }
+    }
+
+    #[test]
+    fn byte_windows_return_every_byte_once_with_the_whole_file_hash() {
+        let fx = Fixture::new();
+        let text = "héllo wörld ✓ 0123456789\n".repeat(500);
+        fx.file("t.txt", &text);
+        let mut bin = text.clone().into_bytes();
+        bin[10] = 0;
+        fx.file("b.bin", &bin);
+        for (path, content) in [("t.txt", text.as_bytes()), ("b.bin", &bin[..])] {
+            let whole = crate::fs::scan::sha256_hex(content);
+            for step in [1000, 4096, 7] {
+                let (got, shas) = page_bytes(&fx, path, step);
+                assert_eq!(got, content, "{path} in windows of {step}");
+                assert!(shas.iter().all(|s| *s == whole), "{path}: window hashes");
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_changed_between_windows_is_described_as_it_is_now() {
+        let fx = Fixture::new();
+        fx.file("f.txt", "a".repeat(10_000));
+        let first = read_file(&fx.ws, &fx.limits, &req("f.txt", bytes(0, 4000)))
+            .unwrap()
+            .response;
+        assert_eq!(
+            first.sha256,
+            crate::fs::scan::sha256_hex("a".repeat(10_000).as_bytes())
+        );
+        // Same size, other content: the next window's facts follow it.
+        let now = format!("{}\n", "b".repeat(9_999));
+        fx.file("f.txt", &now);
+        let next = read_file(&fx.ws, &fx.limits, &req("f.txt", bytes(4000, 4000)))
+            .unwrap()
+            .response;
+        assert_eq!(next.text, "b".repeat(4000));
+        assert_eq!(next.sha256, crate::fs::scan::sha256_hex(now.as_bytes()));
+        assert_eq!(
+            (next.total_lines, next.line_ending),
+            (1, LineEnding::Lf as i32)
+        );
+    }
+
+    #[test]
+    fn line_windows_return_every_line_once() {
+        let fx = Fixture::new();
+        let text: String = (0..1000).map(|i| format!("line {i}\r\n")).collect();
+        fx.file("l.txt", &text);
+        let (mut out, mut at) = (String::new(), 0);
+        loop {
+            let r = read_file(&fx.ws, &fx.limits, &req("l.txt", lines(at, 37)))
+                .unwrap()
+                .response;
+            assert_eq!(r.offset, at);
+            assert_eq!(r.total_lines, 1000);
+            assert_eq!(r.sha256, crate::fs::scan::sha256_hex(text.as_bytes()));
+            out.push_str(&r.text);
+            at = r.next_offset;
+            if !r.truncated {
+                break;
+            }
+        }
+        assert_eq!(out, text);
     }
 
     #[test]

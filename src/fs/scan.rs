@@ -50,35 +50,52 @@ impl Scanner {
             let n = chunk.len().min(BINARY_SNIFF_BYTES - sniffed);
             self.nul_in_head |= chunk[..n].contains(&0);
         }
-        let mut prev_cr = self.prev_cr;
-        for &b in chunk {
-            if b == b'\n' {
-                self.newlines += 1;
-                if prev_cr {
-                    self.crlf += 1;
-                }
+        // memchr finds the newlines; only the byte before each one matters
+        // for CRLF (a per-byte loop here was most of a read's time).
+        let prev = if self.prev_cr { Some(b'\r') } else { None };
+        for i in memchr::memchr_iter(b'\n', chunk) {
+            self.newlines += 1;
+            let before = if i == 0 { prev } else { Some(chunk[i - 1]) };
+            if before == Some(b'\r') {
+                self.crlf += 1;
             }
-            prev_cr = b == b'\r';
         }
-        self.prev_cr = prev_cr;
+        self.prev_cr = chunk.last() == Some(&b'\r');
         self.feed_utf8(chunk);
         self.bytes += chunk.len() as u64;
         self.last = chunk.last().copied();
     }
 
     /// Validates UTF-8 across chunk boundaries: an incomplete character at
-    /// the end of a chunk is carried into the next one.
-    fn feed_utf8(&mut self, chunk: &[u8]) {
+    /// the end of a chunk (at most 3 bytes) is carried into the next one,
+    /// and the chunk itself is validated in place, never copied.
+    fn feed_utf8(&mut self, mut chunk: &[u8]) {
         if self.utf8_invalid {
             return;
         }
-        let mut buf = std::mem::take(&mut self.utf8_carry);
-        buf.extend_from_slice(chunk);
-        if let Err(e) = std::str::from_utf8(&buf) {
+        if let Some(&lead) = self.utf8_carry.first() {
+            let width = match lead {
+                0xc2..=0xdf => 2,
+                0xe0..=0xef => 3,
+                _ => 4,
+            };
+            let take = (width - self.utf8_carry.len()).min(chunk.len());
+            self.utf8_carry.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if self.utf8_carry.len() < width {
+                return;
+            }
+            if std::str::from_utf8(&self.utf8_carry).is_err() {
+                self.utf8_invalid = true;
+                return;
+            }
+            self.utf8_carry.clear();
+        }
+        if let Err(e) = std::str::from_utf8(chunk) {
             if e.error_len().is_some() {
                 self.utf8_invalid = true;
             } else {
-                self.utf8_carry = buf[e.valid_up_to()..].to_vec();
+                self.utf8_carry = chunk[e.valid_up_to()..].to_vec();
             }
         }
     }

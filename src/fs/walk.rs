@@ -1,10 +1,13 @@
 //! The directory walker shared by ListDir, Glob, Grep and the subtree checks
 //! of Remove and Move.
 //!
-//! Breadth first, entries of each directory in name order. Every directory
+//! Depth first in a stable order: a directory's entries in name order, then
+//! each of its subdirectories the same way, first name first (so a search
+//! capped at N results reaches files after reading only the directories on
+//! its way down, not the whole tree's upper levels). Every directory
 //! is opened from the root handle by its canonical path (`openat2`,
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`) and read as a cap-std `Dir`, one
-//! at a time: only paths wait in the queue, never open handles. Symlinks are
+//! at a time: only paths wait on the stack, never open handles. Symlinks are
 //! reported as entries and never descended into. At most `max_entries`
 //! entries are looked at; past that the walk stops and says so.
 //!
@@ -22,7 +25,6 @@ use super::resolve::{open_dir, stat_in};
 use crate::error::ToolResult;
 use crate::policy::{Access, WorkspacePolicy};
 use cap_std::fs::Dir;
-use std::collections::VecDeque;
 use std::fs::File;
 
 /// Which entries the walk yields.
@@ -112,8 +114,7 @@ pub(crate) fn walk(
         }
     );
     let mut stats = WalkStats::default();
-    let mut queue = VecDeque::new();
-    queue.push_back(DirJob {
+    let mut stack = vec![DirJob {
         path: start.canonical.to_string(),
         rel: String::new(),
         depth: 0,
@@ -122,9 +123,9 @@ pub(crate) fn walk(
         } else {
             IgnoreChain::default()
         },
-    });
+    }];
     let mut seen = 0usize;
-    while let Some(job) = queue.pop_front() {
+    while let Some(job) = stack.pop() {
         let fd = match open_dir(ws, &job.path) {
             Ok(fd) => fd,
             Err(e) if job.depth == 0 => return Err(e),
@@ -137,6 +138,7 @@ pub(crate) fn walk(
             job.ignores
         };
         let (names, truncated) = read_names(&dir, opts.max_entries, &mut seen);
+        let mut subdirs = Vec::new();
         for (name, kind) in names {
             // The client gone or its deadline past: stop within an entry.
             crate::cancel::check()?;
@@ -161,7 +163,7 @@ pub(crate) fn walk(
                 Flow::Continue => {}
             }
             if kind == Kind::Dir && job.depth + 1 < opts.max_depth {
-                queue.push_back(DirJob {
+                subdirs.push(DirJob {
                     path,
                     rel,
                     depth: job.depth + 1,
@@ -169,6 +171,8 @@ pub(crate) fn walk(
                 });
             }
         }
+        // Popped last-in first-out: the first name is walked next.
+        stack.extend(subdirs.into_iter().rev());
         if truncated {
             stats.truncated = true;
             break;
@@ -354,6 +358,35 @@ mod tests {
         opts.max_entries = 1000;
         let (seen, stats) = collect(&fx, "", opts);
         assert_eq!((seen, stats.truncated), (vec!["d".to_string()], false));
+    }
+
+    #[test]
+    fn depth_first_in_name_order() {
+        let fx = Fixture::new();
+        for f in ["z", "a/x", "a/b/y", "c/w", "a/b/d/v"] {
+            fx.file(f, "");
+        }
+        let mut order = Vec::new();
+        walk(
+            &fx.ws,
+            &Start {
+                canonical: "",
+                lexical: "",
+            },
+            &agent(false, false),
+            |e| {
+                order.push(e.path.to_string());
+                Ok(Flow::Continue)
+            },
+        )
+        .unwrap();
+        // A directory's entries, then its subdirectories, first name first.
+        assert_eq!(
+            order,
+            [
+                "a", "c", "z", "a/b", "a/x", "a/b/d", "a/b/y", "a/b/d/v", "c/w"
+            ]
+        );
     }
 
     #[test]
