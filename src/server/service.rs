@@ -156,6 +156,31 @@ not_budgeted! {
     RemoveRequest => RemoveResponse
 }
 
+/// Determinism mode for the file tools: listings are in name order
+/// already (ListDir's default, Grep's walk); Glob's default order is
+/// newest first, which depends on when files were written, so a
+/// deterministic agent's Glob without an order is in name order.
+pub trait Deterministic {
+    fn make_deterministic(&mut self) {}
+}
+
+impl Deterministic for GlobRequest {
+    fn make_deterministic(&mut self) {
+        if self.sort == SortOrder::Unspecified as i32 {
+            self.sort = SortOrder::Name as i32;
+        }
+    }
+}
+
+macro_rules! already_deterministic {
+    ($($req:ty),*) => { $(impl Deterministic for $req {})* };
+}
+
+already_deterministic! {
+    ReadFileRequest, WriteFileRequest, EditFileRequest, ListDirRequest, GrepRequest,
+    StatRequest, MakeDirRequest, MoveRequest, RemoveRequest
+}
+
 type FileTool<Req, Resp> = fn(&WorkspacePolicy, &Limits, &Req) -> ToolResult<Outcome<Resp>>;
 
 impl ToolService {
@@ -174,6 +199,7 @@ impl ToolService {
             + super::bounds::WithinLimits
             + Idempotent
             + Budgeted<Resp>
+            + Deterministic
             + prost::Message,
         Resp: WithInfo + AuditOutcome + prost::Message + Default + Send + 'static,
     {
@@ -198,6 +224,7 @@ impl ToolService {
             + super::bounds::WithinLimits
             + Idempotent
             + Budgeted<Resp>
+            + Deterministic
             + prost::Message,
         Resp: WithInfo + AuditOutcome + prost::Message + Default + Send + 'static,
     {
@@ -227,6 +254,10 @@ impl ToolService {
                 .and_then(|()| self.state.limiters.check(agent, method))
             {
                 Ok(()) => {
+                    let mut req = req;
+                    if agent.deterministic {
+                        req.make_deterministic();
+                    }
                     self.run_once(agent, req, tool, &entry, &mut intent, &stop)
                         .await
                 }
@@ -522,7 +553,12 @@ impl ToolSandbox for ToolService {
             gid,
             pid,
             workspaces: super::discovery::workspaces(&agent),
-            capabilities: Some(super::discovery::capabilities(&agent)),
+            capabilities: Some(super::discovery::capabilities(&agent, &self.state.caps)),
+            usage: Some(super::discovery::usage(
+                &agent,
+                &self.state.caps,
+                &self.state.budgets,
+            )),
             info: Some(CallInfo {
                 request_id,
                 agent: agent.name.clone(),
