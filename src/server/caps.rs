@@ -25,12 +25,15 @@ impl Kind {
     }
 }
 
+/// A semaphore and the cap it was made for.
+type Held = (usize, Arc<Semaphore>);
+
 pub struct Caps {
     file_calls: usize,
     commands: usize,
     /// Each agent's semaphore, with the cap it was made for (a changed cap
     /// starts a fresh one: calls running under the old one finish).
-    held: Mutex<HashMap<(String, Kind), (usize, Arc<Semaphore>)>>,
+    held: Mutex<HashMap<(String, Kind), Held>>,
 }
 
 impl Caps {
