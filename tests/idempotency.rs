@@ -145,3 +145,40 @@ async fn a_run_retry_does_not_run_the_command_again() {
     let third = c.run(plain).await.unwrap().into_inner();
     assert_eq!(out(&third).trim(), "2");
 }
+
+#[tokio::test]
+async fn a_replayed_run_still_passes_the_rate_limit() {
+    require_root("commands run in the sandbox");
+    let dirs = Dirs::new();
+    dirs.give_ws_to_sandbox();
+    let policy = format!(
+        "{}\n[agents.rate_limits]\ncommand_per_second = 1\n\n[agents.shell]\nuid = 65534\ngid = \
+         65534\n\n[[agents.shell.commands]]\nprogram = \"sh\"\n",
+        standard_policy(&dirs)
+    );
+    let d = Daemon::start_with(dirs, &policy, "").await;
+    let mut c = d.client().await;
+    let run = ExecRequest {
+        argv: vec!["sh".into(), "-c".into(), "echo ran >> count.txt".into()],
+        idempotency_key: "rate-key".into(),
+        ..Default::default()
+    };
+    // The first run is one call under the rate (not one for the key and
+    // one for the command).
+    c.run(run.clone())
+        .await
+        .unwrap_or_else(|s| panic!("{}", describe(&s)));
+    let s = assert_reason(c.run(run.clone()).await, "RATE_LIMITED");
+    let delay = tonic_types::StatusExt::get_details_retry_info(&s)
+        .and_then(|r| r.retry_delay)
+        .expect("a RetryInfo delay");
+    tokio::time::sleep(delay).await;
+    let again = c
+        .run(run)
+        .await
+        .unwrap_or_else(|s| panic!("{}", describe(&s)))
+        .into_inner();
+    let rule = again.exited.unwrap().info.unwrap().rule;
+    assert!(rule.contains("idempotent replay of request"), "{rule}");
+    assert_eq!(get(&d.dirs.w("count.txt")), "ran\n", "ran once");
+}
