@@ -46,6 +46,10 @@ fn retry_delay(s: &tonic::Status) -> Duration {
 }
 
 async fn start(extra: &str, roles: &str) -> Daemon {
+    start_with_config(extra, roles, "").await
+}
+
+async fn start_with_config(extra: &str, roles: &str, config: &str) -> Daemon {
     let dirs = Dirs::new();
     dirs.give_ws_to_sandbox();
     let policy = standard_policy(&dirs).replacen(
@@ -54,7 +58,20 @@ async fn start(extra: &str, roles: &str) -> Daemon {
         1,
     ) + SHELL
         + extra;
-    Daemon::start_with(dirs, &policy, "").await
+    Daemon::start_with(dirs, &policy, config).await
+}
+
+/// The samples of `name` on the daemon's `/metrics`, as whole lines.
+fn metric_lines(addr: &str, name: &str) -> Vec<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics address");
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .map(String::from)
+        .collect()
 }
 
 fn usage_of<'a>(w: &'a WhoAmIResponse, limit: &str) -> &'a BudgetUsage {
@@ -175,9 +192,16 @@ read_per_second = 100
 
 #[tokio::test]
 async fn role_defaults_apply_the_agents_own_keys_win_and_whoami_shows_both() {
-    let d = start(
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{port}");
+    let d = start_with_config(
         &format!("\n[agents.rate_limits]\nread_per_second = 50\n{ROLE_CI}"),
         r#"["ci"]"#,
+        &format!("metrics_address = \"{metrics}\""),
     )
     .await;
     let mut c = d.client().await;
@@ -235,6 +259,14 @@ async fn role_defaults_apply_the_agents_own_keys_win_and_whoami_shows_both() {
     assert!(s.get_details_retry_info().is_none(), "{}", describe(&s));
     // Reads are not counted.
     ok(c.read_file(read_req("a.txt")).await);
+    // Each refusal is counted by agent and limit.
+    let lines = metric_lines(&metrics, "agentjail_quota_exceeded_total");
+    assert!(
+        lines.iter().any(|l| l.contains("agent=\"tester\"")
+            && l.contains("limit=\"budgets.write_bytes\"")
+            && l.ends_with(" 3")),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test]

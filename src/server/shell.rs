@@ -237,7 +237,7 @@ impl ToolService {
         };
         let started = Instant::now();
         let request_id = self.state().next_request_id();
-        let fingerprint = idempotency::fingerprint(&canonical_exec(request.get_ref()));
+        let fingerprint = exec_fingerprint(request.get_ref());
         let entry = EntryStart::new(
             &request_id,
             caller.as_ref().ok(),
@@ -555,21 +555,12 @@ fn captured(buffer: HeadTail) -> CapturedOutput {
     }
 }
 
-/// The bytes a Run's idempotency fingerprint covers: the request with its
-/// environment in name order (protobuf maps have no order of their own).
-fn canonical_exec(req: &ExecRequest) -> Vec<u8> {
+/// A Run's idempotency fingerprint: the request, its environment in name
+/// order (protobuf maps have no order of their own).
+fn exec_fingerprint(req: &ExecRequest) -> [u8; 32] {
     let mut plain = req.clone();
     plain.env.clear();
-    let mut bytes = plain.encode_to_vec();
-    let mut env: Vec<_> = req.env.iter().collect();
-    env.sort();
-    for (name, value) in env {
-        for part in [name, value] {
-            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
-            bytes.extend_from_slice(part.as_bytes());
-        }
-    }
-    bytes
+    idempotency::fingerprint_with_map(&plain.encode_to_vec(), &req.env)
 }
 
 /// A failed launch as the caller sees it, decided on the typed error (the
