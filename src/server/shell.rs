@@ -126,9 +126,10 @@ impl ToolService {
         ToolError,
     > {
         req.within_limits()?;
+        // Before the workspace survey: an agent out of budget costs nothing.
+        self.state().budgets.check_command(agent)?;
         let index = workspace_index(agent, &req.workspace)?;
         let (spec, prepared) = shell::prepare(agent, index, req, deadline)?;
-        self.state().budgets.check_command(agent)?;
         let slot =
             self.state()
                 .caps
