@@ -142,6 +142,20 @@ async fn the_same_build_twice_in_determinism_mode_is_byte_identical_and_differs_
         "no fixed hash seed: {}",
         plain[0]
     );
+    // The CLI asks for it with --deterministic.
+    let cli = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--shell",
+            "echo $PYTHONHASHSEED $SOURCE_DATE_EPOCH; umask",
+        ];
+        args.splice(1..1, extra.iter().copied());
+        let out = d.cli(&args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(cli(&["--deterministic"]), "0 315532800\n0022\n");
+    assert!(!cli(&[]).starts_with("0 315532800"));
     // And Glob keeps its newest-first default.
     assert_eq!(
         glob_of_aged_files(&d, &mut c).await,
