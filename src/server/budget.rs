@@ -53,10 +53,19 @@ impl Kind {
     }
 }
 
-/// A sum of charges over the last `window`.
+/// Charges made within this fraction of the window share one bucket, so a
+/// sum holds at most about this many buckets whatever the call rate.
+const BUCKETS_PER_WINDOW: u32 = 64;
+
+/// A sum of charges over the last `window`. Charges are kept in buckets of
+/// `window / 64`; a bucket leaves the sum one window after its *end*, so a
+/// charge counts for at least `window` and at most `window + window / 64`
+/// (never less than the policy says).
 #[derive(Debug)]
 pub struct WindowedSum {
     window: Duration,
+    bucket: Duration,
+    /// (bucket start, amount), oldest first.
     charges: VecDeque<(Instant, u64)>,
     total: u64,
 }
@@ -65,14 +74,20 @@ impl WindowedSum {
     pub fn new(window: Duration) -> WindowedSum {
         WindowedSum {
             window,
+            bucket: window / BUCKETS_PER_WINDOW,
             charges: VecDeque::new(),
             total: 0,
         }
     }
 
+    /// When a bucket started at `start` leaves the sum.
+    fn leaves(&self, start: Instant) -> Instant {
+        start + self.bucket + self.window
+    }
+
     fn expire(&mut self, now: Instant) {
-        while let Some(&(at, amount)) = self.charges.front() {
-            if now.saturating_duration_since(at) < self.window {
+        while let Some(&(start, amount)) = self.charges.front() {
+            if now < self.leaves(start) {
                 break;
             }
             self.charges.pop_front();
@@ -80,7 +95,7 @@ impl WindowedSum {
         }
     }
 
-    /// The sum of the charges made in the last `window` before `now`.
+    /// The sum of the charges still in the window at `now`.
     pub fn used(&mut self, now: Instant) -> u64 {
         self.expire(now);
         self.total
@@ -88,23 +103,29 @@ impl WindowedSum {
 
     pub fn charge(&mut self, now: Instant, amount: u64) {
         self.expire(now);
-        if amount > 0 {
-            self.charges.push_back((now, amount));
-            self.total = self.total.saturating_add(amount);
+        if amount == 0 {
+            return;
         }
+        match self.charges.back_mut() {
+            Some((start, sum)) if now.saturating_duration_since(*start) < self.bucket => {
+                *sum = sum.saturating_add(amount);
+            }
+            _ => self.charges.push_back((now, amount)),
+        }
+        self.total = self.total.saturating_add(amount);
     }
 
     /// How long from `now` until the sum is at most `target`.
     pub fn wait_until_at_most(&mut self, now: Instant, target: u64) -> Duration {
         self.expire(now);
         let mut total = self.total;
-        for &(at, amount) in &self.charges {
+        for &(start, amount) in &self.charges {
             if total <= target {
                 break;
             }
             total -= amount;
             if total <= target {
-                return (at + self.window).saturating_duration_since(now);
+                return self.leaves(start).saturating_duration_since(now);
             }
         }
         Duration::ZERO
@@ -242,36 +263,55 @@ impl Budgets {
 mod tests {
     use super::*;
 
+    const WINDOW: Duration = Duration::from_secs(64);
+    /// One bucket of a 64 s window.
+    const BUCKET: Duration = Duration::from_secs(1);
+
     #[test]
-    fn a_charge_leaves_the_sum_when_the_window_passes() {
+    fn a_charge_leaves_the_sum_one_window_after_its_bucket() {
         let t0 = Instant::now();
-        let window = Duration::from_secs(10);
-        let mut sum = WindowedSum::new(window);
+        let mut sum = WindowedSum::new(WINDOW);
         sum.charge(t0, 5);
         sum.charge(t0 + Duration::from_secs(4), 7);
-        assert_eq!(sum.used(t0 + Duration::from_secs(9)), 12);
-        assert_eq!(sum.used(t0 + Duration::from_secs(10)), 7, "the first left");
-        assert_eq!(sum.used(t0 + Duration::from_secs(14)), 0);
+        let first_leaves = t0 + BUCKET + WINDOW;
+        assert_eq!(sum.used(first_leaves - Duration::from_millis(1)), 12);
+        assert_eq!(sum.used(first_leaves), 7, "the first left");
+        assert_eq!(sum.used(first_leaves + Duration::from_secs(4)), 0);
     }
 
     #[test]
     fn the_wait_is_until_enough_charges_have_left() {
         let t0 = Instant::now();
-        let mut sum = WindowedSum::new(Duration::from_secs(10));
+        let mut sum = WindowedSum::new(WINDOW);
         sum.charge(t0, 5);
         sum.charge(t0 + Duration::from_secs(4), 7);
         let now = t0 + Duration::from_secs(6);
         assert_eq!(sum.wait_until_at_most(now, 12), Duration::ZERO);
-        // Down to 7 once the first charge leaves, at t0 + 10.
-        assert_eq!(sum.wait_until_at_most(now, 7), Duration::from_secs(4));
-        // Down to 0 once both have, at t0 + 14.
-        assert_eq!(sum.wait_until_at_most(now, 0), Duration::from_secs(8));
+        // Down to 7 once the first bucket leaves, at t0 + 1 + 64.
+        assert_eq!(sum.wait_until_at_most(now, 7), Duration::from_secs(59));
+        // Down to 0 once both have, at t0 + 4 + 1 + 64.
+        assert_eq!(sum.wait_until_at_most(now, 0), Duration::from_secs(63));
+    }
+
+    #[test]
+    fn charges_close_together_share_a_bucket_so_memory_is_bounded() {
+        let t0 = Instant::now();
+        let mut sum = WindowedSum::new(WINDOW);
+        for i in 0..6_000u64 {
+            sum.charge(t0 + Duration::from_millis(i * 10), 1);
+        }
+        assert_eq!(sum.used(t0 + Duration::from_secs(60)), 6_000);
+        assert!(sum.charges.len() <= 61, "{} buckets", sum.charges.len());
+        // Never less than the window: the last charge still counts just
+        // before a window has passed since it.
+        let last = t0 + Duration::from_millis(59_990);
+        assert!(sum.used(last + WINDOW - Duration::from_millis(1)) > 0);
     }
 
     #[test]
     fn zero_charges_are_not_kept() {
         let t0 = Instant::now();
-        let mut sum = WindowedSum::new(Duration::from_secs(1));
+        let mut sum = WindowedSum::new(WINDOW);
         sum.charge(t0, 0);
         assert!(sum.charges.is_empty());
         assert_eq!(sum.wait_until_at_most(t0, 0), Duration::ZERO);
