@@ -26,6 +26,8 @@ pub enum Reason {
     ToolNotAllowed,
     IdempotencyKeyReused,
     RateLimited,
+    /// A budget (command time, bytes written) of the window is used up.
+    QuotaExceeded,
     UnknownWorkspace,
     NotFound,
     AlreadyExists,
@@ -63,6 +65,7 @@ impl Reason {
             Reason::ToolNotAllowed => "TOOL_NOT_ALLOWED",
             Reason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Reason::RateLimited => "RATE_LIMITED",
+            Reason::QuotaExceeded => "QUOTA_EXCEEDED",
             Reason::UnknownWorkspace => "UNKNOWN_WORKSPACE",
             Reason::NotFound => "NOT_FOUND",
             Reason::AlreadyExists => "ALREADY_EXISTS",
@@ -107,9 +110,10 @@ impl Reason {
             | Reason::MatchNotFound
             | Reason::MatchAmbiguous
             | Reason::IdempotencyKeyReused => Code::FailedPrecondition,
-            Reason::TooLarge | Reason::TooManyConcurrentCalls | Reason::RateLimited => {
-                Code::ResourceExhausted
-            }
+            Reason::TooLarge
+            | Reason::TooManyConcurrentCalls
+            | Reason::RateLimited
+            | Reason::QuotaExceeded => Code::ResourceExhausted,
             Reason::Cancelled => Code::Cancelled,
             Reason::DeadlineExceeded => Code::DeadlineExceeded,
             Reason::Unauthenticated => Code::Unauthenticated,

@@ -58,6 +58,11 @@ fn describe() {
         "agentjail_cap_refusals_total",
         "Calls refused because their agent was at a concurrency cap, by cap and agent"
     );
+    describe_counter!(
+        "agentjail_quota_exceeded_total",
+        "Calls refused because their agent's budget for the window was used up, by agent and \
+         limit (its policy key)"
+    );
     describe_gauge!("agentjail_open_fds", "File descriptors the daemon has open");
     describe_gauge!(
         "agentjail_fd_limit",
@@ -178,6 +183,12 @@ pub fn tls_handshake_refused() {
 }
 
 /// A call refused by a rate limit (`limit`: the policy key).
+/// A call refused by a budget (`limit` is its policy key).
+pub fn quota_exceeded(agent: &str, limit: &'static str) {
+    counter!("agentjail_quota_exceeded_total", "agent" => agent.to_string(), "limit" => limit)
+        .increment(1);
+}
+
 pub fn rate_limited(agent: &str, limit: &'static str) {
     counter!("agentjail_rate_limited_total", "agent" => agent.to_string(), "limit" => limit)
         .increment(1);

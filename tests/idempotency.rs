@@ -145,3 +145,51 @@ async fn a_run_retry_does_not_run_the_command_again() {
     let third = c.run(plain).await.unwrap().into_inner();
     assert_eq!(out(&third).trim(), "2");
 }
+
+#[tokio::test]
+async fn a_replayed_run_still_passes_the_rate_limit() {
+    require_root("commands run in the sandbox");
+    let dirs = Dirs::new();
+    dirs.give_ws_to_sandbox();
+    let policy = format!(
+        "{}\n[agents.rate_limits]\ncommand_per_second = 1\n\n[agents.shell]\nuid = 65534\ngid = \
+         65534\n\n[[agents.shell.commands]]\nprogram = \"sh\"\n",
+        standard_policy(&dirs)
+    );
+    let d = Daemon::start_with(dirs, &policy, "").await;
+    let mut c = d.client().await;
+    let run = ExecRequest {
+        argv: vec!["sh".into(), "-c".into(), "echo ran >> count.txt".into()],
+        idempotency_key: "rate-key".into(),
+        ..Default::default()
+    };
+    c.run(run.clone())
+        .await
+        .unwrap_or_else(|s| panic!("{}", describe(&s)));
+    // A replay does no work but is a call: one passes (whenever the first
+    // run's admission has been refilled), the next one straight after is
+    // over the rate (replays take milliseconds; the rate is 1 per second).
+    let again = loop {
+        match c.run(run.clone()).await {
+            Ok(r) => break r.into_inner(),
+            Err(s) => {
+                assert_eq!(
+                    agentjail::error::reason_of(&s).as_deref(),
+                    Some("RATE_LIMITED"),
+                    "{}",
+                    describe(&s)
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let rule = again.exited.unwrap().info.unwrap().rule;
+    assert!(rule.contains("idempotent replay of request"), "{rule}");
+    let s = assert_reason(c.run(run).await, "RATE_LIMITED");
+    assert!(
+        tonic_types::StatusExt::get_details_retry_info(&s).is_some(),
+        "{}",
+        describe(&s)
+    );
+    assert_eq!(get(&d.dirs.w("count.txt")), "ran\n", "ran once");
+}

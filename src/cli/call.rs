@@ -166,6 +166,10 @@ enum Tool {
         /// Kill the command after this long without output.
         #[arg(long, default_value_t = 0)]
         idle_timeout_ms: u64,
+        /// Determinism mode: fixed environment, SOURCE_DATE_EPOCH,
+        /// PYTHONHASHSEED=0, umask 022 (see the README).
+        #[arg(long)]
+        deterministic: bool,
     },
     /// Remove a file or directory.
     Remove {
@@ -572,6 +576,7 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
             env,
             timeout_ms,
             idle_timeout_ms,
+            deterministic,
         } => {
             let env = env
                 .iter()
@@ -590,6 +595,7 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                 stdin: Vec::new(),
                 timeout_ms,
                 idle_timeout_ms,
+                deterministic,
                 output_budget_bytes: 0,
                 // One-shot CLI calls carry no idempotency key.
                 ..Default::default()

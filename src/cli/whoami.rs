@@ -1,7 +1,7 @@
 //! `agentjail call whoami`: what the daemon says this caller may do, as
 //! text for a person (the JSON-minded read the WhoAmI response itself).
 
-use crate::proto::{CommandCapabilities, WhoAmIResponse};
+use crate::proto::{AgentLimits, CommandCapabilities, Usage, WhoAmIResponse};
 use std::fmt::Write as _;
 
 pub fn describe(r: &WhoAmIResponse) -> String {
@@ -47,7 +47,55 @@ pub fn describe(r: &WhoAmIResponse) -> String {
             );
         }
     }
+    if let Some(l) = &caps.limits {
+        limits(&mut s, l, r.usage.as_ref());
+    }
+    if caps.deterministic {
+        let _ = writeln!(
+            s,
+            "determinism: every call (SOURCE_DATE_EPOCH={})",
+            caps.source_date_epoch
+        );
+    }
     s
+}
+
+fn limits(s: &mut String, l: &AgentLimits, usage: Option<&Usage>) {
+    let per_second = |n: u32| {
+        if n == 0 {
+            "unlimited".to_string()
+        } else {
+            format!("{n}/s")
+        }
+    };
+    let _ = writeln!(
+        s,
+        "limits: reads {}, writes {}, commands {}; at once: {} file calls, {} commands",
+        per_second(l.read_per_second),
+        per_second(l.write_per_second),
+        per_second(l.command_per_second),
+        l.concurrent_file_calls,
+        l.concurrent_commands
+    );
+    let mut sources: Vec<_> = l.sources.iter().collect();
+    sources.sort();
+    for (key, from) in sources {
+        let _ = writeln!(s, "  {key} from {from}");
+    }
+    if let Some(u) = usage {
+        let _ = writeln!(
+            s,
+            "running now: {} file calls, {} commands",
+            u.running_file_calls, u.running_commands
+        );
+        for b in &u.budgets {
+            let _ = writeln!(
+                s,
+                "budget {}: {} of {} {} used in the last {} s",
+                b.limit, b.used, b.max, b.unit, b.window_seconds
+            );
+        }
+    }
 }
 
 fn commands(s: &mut String, c: &CommandCapabilities) {
@@ -123,6 +171,7 @@ mod tests {
                     }],
                     ..Default::default()
                 }),
+                ..Default::default()
             }),
             ..Default::default()
         };

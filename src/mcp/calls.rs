@@ -672,6 +672,7 @@ impl Call<'_> {
                 output_budget_bytes: COMMAND_OUTPUT_BUDGET,
                 idempotency_key: String::new(),
                 session_id: String::new(),
+                deterministic: false,
             })
             .await?
             .into_inner();

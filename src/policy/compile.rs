@@ -61,8 +61,14 @@ pub struct AgentPolicy {
     pub limits: Limits,
     /// None: the agent may run no command.
     pub shell: Option<super::shell::ShellPolicy>,
-    /// Calls per second by kind of tool.
-    pub rate: super::ratelimit::RateLimits,
+    /// Its own limit keys, before its roles' defaults are folded in.
+    pub own_limits: super::effective::LimitSettings,
+    /// Rates, concurrency caps and budgets in force (see `effective`).
+    pub quota: super::effective::EffectiveLimits,
+    /// Determinism mode for every call (else only requests that ask).
+    pub deterministic: bool,
+    /// `SOURCE_DATE_EPOCH` of deterministic commands.
+    pub source_date_epoch: u64,
     /// The tools its roles let it call.
     pub tools: super::roles::ToolGrant,
 }

@@ -87,8 +87,47 @@ pub const POLICY_ONLY_NOTE: &str = "policy only: the path was normalised lexical
      this host; the daemon also checks the path a request resolves to (symlinks), and a deny \
      glob holds for either name";
 
-/// Decides `request` for `agent` (in `workspace`, or the agent's first).
+/// Decides `request` for `agent` (in `workspace`, or the agent's first),
+/// with the agent's limits in force as notes of an allowed request.
 pub fn explain(
+    policy: &CompiledPolicy,
+    agent: &str,
+    workspace: Option<&str>,
+    request: &Request,
+) -> Result<Explanation, ExplainError> {
+    let mut e = decide(policy, agent, workspace, request)?;
+    if let (true, Some(a)) = (e.allowed, policy.agent(agent)) {
+        e.notes.extend(limit_notes(a));
+    }
+    Ok(e)
+}
+
+/// The rate limits, concurrency caps, budgets and determinism the daemon
+/// applies to the agent, each with where it is set (see `effective`).
+fn limit_notes(agent: &AgentPolicy) -> Vec<String> {
+    let q = &agent.quota;
+    let mut notes = Vec::new();
+    if !q.sources.is_empty() {
+        let set: Vec<String> = q
+            .sources
+            .iter()
+            .map(|s| format!("{} = {} ({})", s.key, s.value, s.from))
+            .collect();
+        notes.push(format!(
+            "limits in force (the daemon also refuses over them, with RetryInfo): {}",
+            set.join(", ")
+        ));
+    }
+    if agent.deterministic {
+        notes.push(format!(
+            "determinism mode: every call (SOURCE_DATE_EPOCH={})",
+            agent.source_date_epoch
+        ));
+    }
+    notes
+}
+
+fn decide(
     policy: &CompiledPolicy,
     agent: &str,
     workspace: Option<&str>,
@@ -704,6 +743,42 @@ mod tests {
     fn ancestors_nearest_first() {
         assert_eq!(self_and_ancestors("a/b/c"), vec!["a/b/c", "a/b", "a"]);
         assert!(self_and_ancestors("").is_empty());
+    }
+
+    #[test]
+    fn an_allowed_request_names_the_limits_in_force_and_where_they_are_set() {
+        let text = r#"
+[roles.ci]
+tools = ["*"]
+[roles.ci.budgets]
+write_bytes = 10
+
+[[agents]]
+name = "a"
+roles = ["ci"]
+workspaces = [{ name = "main", path = "/nonexistent/ws" }]
+[agents.rate_limits]
+read_per_second = 5
+[agents.determinism]
+enabled = true
+"#;
+        let opts = crate::policy::LoadOptions {
+            state_dir: "/nonexistent".into(),
+            open_workspaces: false,
+        };
+        let policy =
+            crate::policy::load::compile_sources(&[("p.toml".into(), text.into())], &opts).unwrap();
+        let e = explain(&policy, "a", None, &Request::Write("x".into())).unwrap();
+        let notes = e.notes.join("\n");
+        assert!(
+            notes.contains("budgets.write_bytes = 10 (role \"ci\")"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("rate_limits.read_per_second = 5 (agent)"),
+            "{notes}"
+        );
+        assert!(notes.contains("determinism mode: every call (SOURCE_DATE_EPOCH=315532800)"));
     }
 
     #[test]

@@ -277,6 +277,11 @@ pub fn compile_sources(
         }
         if let Some(policy) = agents.get_mut(&agent).and_then(Arc::get_mut) {
             policy.tools = ToolGrant::from_roles(&agent, &resolved);
+            let role_limits: Vec<(&str, &super::effective::LimitSettings)> = resolved
+                .iter()
+                .map(|(name, role)| (name.as_str(), &role.limits))
+                .collect();
+            policy.quota = super::effective::resolve(&policy.own_limits, &role_limits);
         }
     }
     if diags.is_empty() && agents.is_empty() {
@@ -484,6 +489,11 @@ fn compile_agent(
             rules,
         });
     }
+    let own_limits = super::effective::LimitSettings::from_specs(
+        spec.rate_limits.as_ref(),
+        spec.concurrency.as_ref(),
+        spec.budgets.as_ref(),
+    );
     let shell = spec.shell.map(|shell| compile_shell(&agent, shell, ctx));
     if ctx.diags.len() > errors_before {
         return None;
@@ -495,7 +505,14 @@ fn compile_agent(
         limits,
         shell,
         tools: Default::default(),
-        rate: super::ratelimit::RateLimits::from_spec(spec.rate_limits.as_ref()),
+        own_limits,
+        quota: super::effective::resolve(&own_limits, &[]),
+        deterministic: spec.determinism.as_ref().is_some_and(|d| d.enabled),
+        source_date_epoch: spec
+            .determinism
+            .as_ref()
+            .and_then(|d| d.source_date_epoch)
+            .unwrap_or(super::model::DEFAULT_SOURCE_DATE_EPOCH),
     })
 }
 

@@ -1,9 +1,11 @@
 //! Policy files: the TOML model, loading with `file:line:col` errors,
 //! compilation into matchers, and the decisions made from them.
 
+pub mod budget;
 pub mod cases;
 pub mod compile;
 pub mod decide;
+pub mod effective;
 pub mod explain;
 pub mod lint;
 pub mod load;

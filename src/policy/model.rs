@@ -79,11 +79,35 @@ pub struct AgentSpec {
     pub limits: LimitsSpec,
     /// Shell tool calls; without this table the agent may run no command.
     pub shell: Option<ShellSpec>,
-    /// Calls per second, by kind of tool.
+    /// Calls per second, by kind of tool (these keys win over the roles').
     pub rate_limits: Option<super::ratelimit::RateLimitSpec>,
+    /// Calls running at once (these keys win over the roles').
+    pub concurrency: Option<super::budget::ConcurrencySpec>,
+    /// Command time and bytes written per window (these keys win over the
+    /// roles').
+    pub budgets: Option<super::budget::BudgetSpec>,
+    /// Determinism mode for this agent's commands and file tools.
+    pub determinism: Option<DeterminismSpec>,
     /// Remote callers (TCP + TLS) that are this agent: certificate names
     /// and token hashes.
     pub remote: Option<super::remote::RemoteSpec>,
+}
+
+/// `SOURCE_DATE_EPOCH` when the policy sets none: 1980-01-01T00:00:00Z.
+pub const DEFAULT_SOURCE_DATE_EPOCH: u64 = 315_532_800;
+
+/// `[agents.determinism]`: the same inputs give the same output (see the
+/// README's "Determinism mode" for what is and is not fixed).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeterminismSpec {
+    /// Every call of this agent is deterministic; false: only requests
+    /// with `deterministic = true`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// `SOURCE_DATE_EPOCH` given to deterministic commands (default
+    /// 315532800, 1980-01-01T00:00:00Z, the earliest time a zip can hold).
+    pub source_date_epoch: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

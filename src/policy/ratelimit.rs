@@ -54,15 +54,6 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    pub fn from_spec(spec: Option<&RateLimitSpec>) -> RateLimits {
-        spec.map(|s| RateLimits {
-            read: s.read_per_second,
-            write: s.write_per_second,
-            command: s.command_per_second,
-        })
-        .unwrap_or_default()
-    }
-
     pub fn of(&self, kind: Kind) -> Option<NonZeroU32> {
         match kind {
             Kind::Read => self.read,

@@ -27,7 +27,8 @@ pub const TOOLS: &[&str] = &[
     "Run",
 ];
 
-/// `[roles.NAME]`: the tools this role may call.
+/// `[roles.NAME]`: the tools this role may call, and default limits for
+/// the agents given it (an agent's own key wins).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleSpec {
@@ -36,6 +37,12 @@ pub struct RoleSpec {
     /// or `"*"` for all of them.
     #[schemars(with = "Vec<String>")]
     pub tools: Vec<Spanned<String>>,
+    /// Default calls per second for the role's agents.
+    pub rate_limits: Option<super::ratelimit::RateLimitSpec>,
+    /// Default calls running at once for the role's agents.
+    pub concurrency: Option<super::budget::ConcurrencySpec>,
+    /// Default budgets for the role's agents.
+    pub budgets: Option<super::budget::BudgetSpec>,
 }
 
 /// A compiled role.
@@ -44,6 +51,8 @@ pub struct Role {
     pub tools: BTreeSet<&'static str>,
     /// `file:line` of its definition, for rule names.
     pub location: String,
+    /// Default limits for its agents.
+    pub limits: super::effective::LimitSettings,
 }
 
 impl Role {
@@ -67,7 +76,16 @@ impl Role {
                 ));
             }
         }
-        Ok(Role { tools, location })
+        let limits = super::effective::LimitSettings::from_specs(
+            spec.rate_limits.as_ref(),
+            spec.concurrency.as_ref(),
+            spec.budgets.as_ref(),
+        );
+        Ok(Role {
+            tools,
+            location,
+            limits,
+        })
     }
 }
 

@@ -33,6 +33,8 @@ pub struct ChildPlan {
     /// A pre-made network namespace to enter, if the pool had one.
     pub netns: Option<i32>,
     pub hostname: Vec<u8>,
+    /// The command's umask; None: the daemon's, inherited.
+    pub umask: Option<libc::mode_t>,
     /// [arg_start, arg_end, env_start, env_end] of the daemon (/proc/self/stat).
     pub daemon_argv_env: [usize; 4],
     pub mounts: MountPlan,
@@ -186,6 +188,11 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
     //     thousands) would make every later open fail with EMFILE. Lowering
     //     needs no privilege, so it may follow the credential drop.
     step!(e, Step::Rlimit, p.rlimits.apply());
+    // 5c. The umask the command starts with (deterministic commands),
+    //     after every node of the sandbox's own is made.
+    if let Some(mask) = p.umask {
+        sys::umask(mask);
+    }
     // 8. seccomp last, so the filter need not allow the calls above.
     step!(e, Step::Seccomp, super::seccomp::apply(p.seccomp));
     // 9. The command, as init's only child.

@@ -289,6 +289,7 @@ fn build_plan(
         status_w: ends.status_w.as_raw_fd(),
         netns: ends.netns.as_ref().map(|f| f.as_raw_fd()),
         hostname: spec.hostname.as_bytes().to_vec(),
+        umask: spec.umask,
         daemon_argv_env: daemon_argv_env(),
         mounts: MountPlan::build(spec)?,
         cgroup_procs: ends.cgroup_procs.iter().map(|f| f.as_raw_fd()).collect(),

@@ -92,6 +92,9 @@ pub struct SandboxSpec {
     pub read_only_paths: Vec<PathBuf>,
     pub stdin: Stdin,
     pub hostname: String,
+    /// The command's umask; None: inherited from the daemon.
+    #[serde(default)]
+    pub umask: Option<u32>,
 }
 
 /// A conservative /etc: name resolution, the dynamic loader, CA roots, time
@@ -152,6 +155,7 @@ impl SandboxSpec {
             read_only_paths: Vec::new(),
             stdin: Stdin::Null,
             hostname: "sandbox".into(),
+            umask: None,
         }
     }
 

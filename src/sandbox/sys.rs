@@ -121,6 +121,10 @@ pub fn setsid() -> Result<(), Errno> {
 pub fn prctl(op: c_int, a: c_ulong) -> Result<c_long, Errno> {
     sc!(libc::SYS_prctl, op, a, 0, 0, 0)
 }
+/// Sets the file mode creation mask (it cannot fail).
+pub fn umask(mask: libc::mode_t) {
+    let _ = sc!(libc::SYS_umask, mask);
+}
 pub fn setns(fd: c_int, nstype: c_int) -> Result<(), Errno> {
     sc!(libc::SYS_setns, fd, nstype).map(drop)
 }

@@ -2,9 +2,14 @@
 //! globs, its file limits, and its commands. Built from the compiled policy
 //! in force, so it cannot drift from what the daemon decides.
 
+use super::budget::{Budgets, Kind as BudgetKind};
+use super::caps::{Caps, Kind as CapKind};
 use crate::policy::AgentPolicy;
 use crate::policy::shell::ShellPolicy;
-use crate::proto::{Capabilities, CommandCapabilities, FileLimits, ProgramInfo, WorkspaceInfo};
+use crate::proto::{
+    AgentLimits, BudgetUsage, Capabilities, CommandCapabilities, FileLimits, ProgramInfo, Usage,
+    WorkspaceInfo,
+};
 use crate::shell::WORKSPACE_MOUNT;
 
 pub fn workspaces(agent: &AgentPolicy) -> Vec<WorkspaceInfo> {
@@ -29,8 +34,11 @@ pub fn workspaces(agent: &AgentPolicy) -> Vec<WorkspaceInfo> {
         .collect()
 }
 
-pub fn capabilities(agent: &AgentPolicy) -> Capabilities {
+pub fn capabilities(agent: &AgentPolicy, caps: &Caps) -> Capabilities {
     Capabilities {
+        limits: Some(limits(agent, caps)),
+        deterministic: agent.deterministic,
+        source_date_epoch: agent.source_date_epoch,
         file_limits: Some(FileLimits {
             max_read_bytes: agent.limits.max_read_bytes,
             max_write_bytes: agent.limits.max_write_bytes,
@@ -74,5 +82,50 @@ fn commands(shell: &ShellPolicy) -> CommandCapabilities {
         fsize_bytes: l.fsize_bytes,
         cpu_percent: l.cpu_percent,
         workspace_mount: WORKSPACE_MOUNT.into(),
+    }
+}
+
+/// The limits in force, from the one resolution the daemon enforces.
+fn limits(agent: &AgentPolicy, caps: &Caps) -> AgentLimits {
+    let q = &agent.quota;
+    let rate = |r: Option<std::num::NonZeroU32>| r.map_or(0, |r| r.get());
+    AgentLimits {
+        read_per_second: rate(q.rate.read),
+        write_per_second: rate(q.rate.write),
+        command_per_second: rate(q.rate.command),
+        concurrent_file_calls: caps.max(CapKind::FileCall, q.concurrent_file_calls) as u32,
+        concurrent_commands: caps.max(CapKind::Command, q.concurrent_commands) as u32,
+        budget_window_seconds: q.budgets.window.as_secs(),
+        command_cpu_seconds: q.budgets.command_cpu.map_or(0, |d| d.as_secs()),
+        command_wall_seconds: q.budgets.command_wall.map_or(0, |d| d.as_secs()),
+        write_bytes: q.budgets.write_bytes.unwrap_or(0),
+        sources: q
+            .sources
+            .iter()
+            .map(|s| (s.key.to_string(), s.from.clone()))
+            .collect(),
+    }
+}
+
+/// What the agent is using now.
+pub fn usage(agent: &AgentPolicy, caps: &Caps, budgets: &Budgets) -> Usage {
+    Usage {
+        running_file_calls: caps.running(&agent.name, CapKind::FileCall) as u32,
+        running_commands: caps.running(&agent.name, CapKind::Command) as u32,
+        budgets: budgets
+            .usage(agent)
+            .into_iter()
+            .map(|u| BudgetUsage {
+                limit: u.kind.key().into(),
+                used: u.used,
+                max: u.limit,
+                unit: match u.kind {
+                    BudgetKind::WriteBytes => "bytes",
+                    BudgetKind::CommandCpuMs | BudgetKind::CommandWallMs => "ms",
+                }
+                .into(),
+                window_seconds: agent.quota.budgets.window.as_secs(),
+            })
+            .collect(),
     }
 }

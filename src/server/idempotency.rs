@@ -7,6 +7,14 @@
 //! request it is refused. Only successes are kept: a failed call frees its
 //! key, so a retry runs again. Memory is bounded by `MAX_ENTRIES` and
 //! `MAX_BYTES` (the oldest answers go first).
+//!
+//! A new mutating RPC (e.g. a session's StartProcess) takes part like this:
+//! `fingerprint` its request (`fingerprint_with_map` when it carries a
+//! protobuf map, whose wire order is arbitrary), call
+//! `Idempotency::begin(agent, "StartProcess", key, fp)`: on `Replay`
+//! answer the stored response (after the role and rate checks, as for any
+//! call), on `Run` do the work and `Claim::finish` with the encoded answer
+//! (drop the claim on failure: the key is free again).
 
 use crate::error::{Reason, ToolError};
 use sha2::{Digest, Sha256};
@@ -74,6 +82,26 @@ pub struct Claim {
 
 pub fn fingerprint(encoded_request: &[u8]) -> [u8; 32] {
     Sha256::digest(encoded_request).into()
+}
+
+/// The fingerprint of a request with a map field: `encoded_without_map` is
+/// the request with the map cleared, `map` its entries (taken in name
+/// order, each part length-prefixed).
+pub fn fingerprint_with_map(
+    encoded_without_map: &[u8],
+    map: &std::collections::HashMap<String, String>,
+) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(encoded_without_map);
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort();
+    for (name, value) in entries {
+        for part in [name, value] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+    }
+    hasher.finalize().into()
 }
 
 impl Idempotency {
@@ -202,6 +230,30 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_maps_order_does_not_change_the_fingerprint_but_its_content_does() {
+        let a: std::collections::HashMap<String, String> = (0..20)
+            .map(|i| (format!("K{i}"), format!("v{i}")))
+            .collect();
+        let mut b = std::collections::HashMap::new();
+        for (k, v) in a.iter().collect::<Vec<_>>().into_iter().rev() {
+            b.insert(k.clone(), v.clone());
+        }
+        assert_eq!(
+            fingerprint_with_map(b"req", &a),
+            fingerprint_with_map(b"req", &b)
+        );
+        b.insert("K0".into(), "other".into());
+        assert_ne!(
+            fingerprint_with_map(b"req", &a),
+            fingerprint_with_map(b"req", &b)
+        );
+        // Parts are length-prefixed: moving bytes between name and value shows.
+        let x = std::collections::HashMap::from([("ab".to_string(), "c".to_string())]);
+        let y = std::collections::HashMap::from([("a".to_string(), "bc".to_string())]);
+        assert_ne!(fingerprint_with_map(b"", &x), fingerprint_with_map(b"", &y));
+    }
 
     fn stored(s: &str) -> Stored {
         Stored {

@@ -2,6 +2,7 @@
 
 pub mod authority;
 pub mod bounds;
+pub mod budget;
 mod call;
 mod caps;
 pub mod codec;

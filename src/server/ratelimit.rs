@@ -26,7 +26,7 @@ impl Limiters {
         let Some(kind) = Kind::of(method) else {
             return Ok(());
         };
-        let Some(rate) = agent.rate.of(kind) else {
+        let Some(rate) = agent.quota.rate.of(kind) else {
             return Ok(());
         };
         let limiter = {
@@ -45,7 +45,9 @@ impl Limiters {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 let wait_ms = wait.as_millis().max(1) as u64;
                 crate::metrics::rate_limited(&agent.name, kind.key());
-                let rule = format!("{}: rate_limits.{} = {rate}", agent.name, kind.key());
+                let key = format!("rate_limits.{}", kind.key());
+                let from = agent.quota.source(&key);
+                let rule = format!("{}: {key} = {rate} ({from})", agent.name);
                 Err(ToolError::new(
                     Reason::RateLimited,
                     format!(

@@ -94,6 +94,93 @@ idempotent! {
     plain: ReadFileRequest, ListDirRequest, GlobRequest, GrepRequest, StatRequest
 }
 
+/// What a file call counts against its agent's `budgets.write_bytes`: the
+/// bytes a WriteFile writes and the text an EditFile inserts. MakeDir,
+/// Move and Remove write no content and are not counted.
+pub trait Budgeted<Resp> {
+    /// Bytes that must fit in the budget before the call runs (known up
+    /// front for WriteFile; EditFile's inserted text at least once).
+    fn write_need(&self) -> Option<u64> {
+        None
+    }
+    /// Bytes the call wrote, from its answer.
+    fn written(&self, _response: &Resp) -> u64 {
+        0
+    }
+
+    fn check_budget(
+        &self,
+        budgets: &super::budget::Budgets,
+        agent: &AgentPolicy,
+    ) -> Result<(), ToolError> {
+        match self.write_need() {
+            Some(bytes) => budgets.check_write(agent, bytes),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Budgeted<WriteFileResponse> for WriteFileRequest {
+    fn write_need(&self) -> Option<u64> {
+        Some(self.content.len() as u64)
+    }
+    fn written(&self, response: &WriteFileResponse) -> u64 {
+        response.bytes_written
+    }
+}
+
+impl Budgeted<EditFileResponse> for EditFileRequest {
+    fn write_need(&self) -> Option<u64> {
+        (!self.dry_run).then(|| self.edits.iter().map(|e| e.new.len() as u64).sum())
+    }
+    fn written(&self, response: &EditFileResponse) -> u64 {
+        if !response.applied {
+            return 0;
+        }
+        self.edits
+            .iter()
+            .zip(&response.replacements)
+            .map(|(e, n)| e.new.len() as u64 * u64::from(*n))
+            .sum()
+    }
+}
+
+macro_rules! not_budgeted {
+    ($($req:ty => $resp:ty),*) => { $(impl Budgeted<$resp> for $req {})* };
+}
+
+not_budgeted! {
+    ReadFileRequest => ReadFileResponse, ListDirRequest => ListDirResponse,
+    GlobRequest => GlobResponse, GrepRequest => GrepResponse, StatRequest => StatResponse,
+    MakeDirRequest => MakeDirResponse, MoveRequest => MoveResponse,
+    RemoveRequest => RemoveResponse
+}
+
+/// Determinism mode for the file tools: listings are in name order
+/// already (ListDir's default, Grep's walk); Glob's default order is
+/// newest first, which depends on when files were written, so a
+/// deterministic agent's Glob without an order is in name order.
+pub trait Deterministic {
+    fn make_deterministic(&mut self) {}
+}
+
+impl Deterministic for GlobRequest {
+    fn make_deterministic(&mut self) {
+        if self.sort == SortOrder::Unspecified as i32 {
+            self.sort = SortOrder::Name as i32;
+        }
+    }
+}
+
+macro_rules! already_deterministic {
+    ($($req:ty),*) => { $(impl Deterministic for $req {})* };
+}
+
+already_deterministic! {
+    ReadFileRequest, WriteFileRequest, EditFileRequest, ListDirRequest, GrepRequest,
+    StatRequest, MakeDirRequest, MoveRequest, RemoveRequest
+}
+
 type FileTool<Req, Resp> = fn(&WorkspacePolicy, &Limits, &Req) -> ToolResult<Outcome<Resp>>;
 
 impl ToolService {
@@ -111,6 +198,8 @@ impl ToolService {
             + AuditArgs
             + super::bounds::WithinLimits
             + Idempotent
+            + Budgeted<Resp>
+            + Deterministic
             + prost::Message,
         Resp: WithInfo + AuditOutcome + prost::Message + Default + Send + 'static,
     {
@@ -134,6 +223,8 @@ impl ToolService {
             + AuditArgs
             + super::bounds::WithinLimits
             + Idempotent
+            + Budgeted<Resp>
+            + Deterministic
             + prost::Message,
         Resp: WithInfo + AuditOutcome + prost::Message + Default + Send + 'static,
     {
@@ -163,6 +254,10 @@ impl ToolService {
                 .and_then(|()| self.state.limiters.check(agent, method))
             {
                 Ok(()) => {
+                    let mut req = req;
+                    if agent.deterministic {
+                        req.make_deterministic();
+                    }
                     self.run_once(agent, req, tool, &entry, &mut intent, &stop)
                         .await
                 }
@@ -229,7 +324,11 @@ impl ToolService {
         stop: &Stop,
     ) -> ToolResult<Outcome<Resp>>
     where
-        Req: WorkspaceRequest + super::bounds::WithinLimits + Idempotent + prost::Message,
+        Req: WorkspaceRequest
+            + super::bounds::WithinLimits
+            + Idempotent
+            + Budgeted<Resp>
+            + prost::Message,
         Resp: prost::Message + Default + Send + 'static,
     {
         let key = req.idempotency_key().to_string();
@@ -278,12 +377,17 @@ impl ToolService {
         stop: &Stop,
     ) -> ToolResult<Outcome<Resp>>
     where
-        Req: WorkspaceRequest + super::bounds::WithinLimits,
+        Req: WorkspaceRequest + super::bounds::WithinLimits + Budgeted<Resp>,
         Resp: Send + 'static,
     {
         req.within_limits()?;
         let index = workspace_index(agent, req.workspace())?;
-        let _slot = self.state.caps.admit(&agent.name, Kind::FileCall)?;
+        let _slot = self.state.caps.admit(
+            &agent.name,
+            Kind::FileCall,
+            agent.quota.concurrent_file_calls,
+        )?;
+        req.check_budget(&self.state.budgets, agent)?;
         self.state.audit.admit().await?;
         if req.mutates() {
             let seq = self
@@ -296,21 +400,28 @@ impl ToolService {
         if let Some(reason) = stop.reason() {
             return Err(crate::cancel::stopped_before_work(reason));
         }
-        let agent = agent.clone();
+        let worker = agent.clone();
         let stop = stop.clone();
-        tokio::task::spawn_blocking(move || {
+        let (req, outcome) = tokio::task::spawn_blocking(move || {
             crate::cancel::with_stop(stop, || {
-                let ws = &agent.workspaces[index];
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    tool(ws, &agent.limits, &req)
+                let ws = &worker.workspaces[index];
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    tool(ws, &worker.limits, &req)
                 }))
-                .unwrap_or_else(|panic| Err(tool_panicked(panic)))
+                .unwrap_or_else(|panic| Err(tool_panicked(panic)));
+                (req, outcome)
             })
         })
         .await
         .map_err(|_| {
             ToolError::internal("the tool failed unexpectedly; the daemon is still serving")
-        })?
+        })?;
+        let outcome = outcome?;
+        let written = req.written(&outcome.response);
+        self.state
+            .budgets
+            .charge(agent, super::budget::Kind::WriteBytes, written);
+        Ok(outcome)
     }
 
     /// Writes a call's record; the call may answer only once it is durable.
@@ -442,7 +553,12 @@ impl ToolSandbox for ToolService {
             gid,
             pid,
             workspaces: super::discovery::workspaces(&agent),
-            capabilities: Some(super::discovery::capabilities(&agent)),
+            capabilities: Some(super::discovery::capabilities(&agent, &self.state.caps)),
+            usage: Some(super::discovery::usage(
+                &agent,
+                &self.state.caps,
+                &self.state.budgets,
+            )),
             info: Some(CallInfo {
                 request_id,
                 agent: agent.name.clone(),

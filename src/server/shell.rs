@@ -36,6 +36,8 @@ struct Launched {
     intent: Option<u64>,
     /// The agent's slot under its command cap, held while it runs.
     _slot: OwnedSemaphorePermit,
+    /// Charged the command's CPU and wall time when it ends.
+    agent: Arc<crate::policy::AgentPolicy>,
 }
 
 impl ToolService {
@@ -71,16 +73,16 @@ impl ToolService {
                 .check(&agent.name, method)
                 .and_then(|()| self.state().limiters.check(&agent, method))
             {
-                Ok(()) => {
-                    self.decide_and_spawn(&agent, &req, deadline, &entry, &mut intent, stop)
-                        .await
-                }
+                Ok(()) => self
+                    .decide_and_spawn(&agent, &req, deadline, &entry, &mut intent, stop)
+                    .await
+                    .map(|launched| (launched, agent)),
                 Err(refused) => Err(refused),
             },
             Err(e) => Err(e),
         };
         match launched {
-            Ok((prepared, enforced, child, slot)) => {
+            Ok(((prepared, enforced, child, slot), agent)) => {
                 let info = CallInfo {
                     request_id,
                     agent: agent_name.unwrap_or_default(),
@@ -97,6 +99,7 @@ impl ToolService {
                     started,
                     intent,
                     _slot: slot,
+                    agent,
                 })
             }
             Err(err) => Err(self
@@ -123,9 +126,14 @@ impl ToolService {
         ToolError,
     > {
         req.within_limits()?;
+        // Before the workspace survey: an agent out of budget costs nothing.
+        self.state().budgets.check_command(agent)?;
         let index = workspace_index(agent, &req.workspace)?;
         let (spec, prepared) = shell::prepare(agent, index, req, deadline)?;
-        let slot = self.state().caps.admit(&agent.name, Kind::Command)?;
+        let slot =
+            self.state()
+                .caps
+                .admit(&agent.name, Kind::Command, agent.quota.concurrent_commands)?;
         let enforced = Enforced {
             namespaces: if spec.network {
                 "pid,mount,ipc,uts"
@@ -230,7 +238,7 @@ impl ToolService {
         };
         let started = Instant::now();
         let request_id = self.state().next_request_id();
-        let fingerprint = idempotency::fingerprint(&canonical_exec(request.get_ref()));
+        let fingerprint = exec_fingerprint(request.get_ref());
         let entry = EntryStart::new(
             &request_id,
             caller.as_ref().ok(),
@@ -244,9 +252,18 @@ impl ToolService {
             .idempotency
             .begin(&agent.name, "Run", &key, fingerprint)
             .and_then(|b| match b {
-                Begin::Replay(first) => ExecResult::decode(first.response.as_slice())
-                    .map(|r| Ok((r, first)))
-                    .map_err(|e| ToolError::internal(format!("a stored answer is corrupt: {e}"))),
+                // A replay does no work, but it is a call: it passes the
+                // rate limit (a first run passes it on the command path).
+                Begin::Replay(first) => self
+                    .state()
+                    .limiters
+                    .check(&agent, "Run")
+                    .and_then(|()| {
+                        ExecResult::decode(first.response.as_slice()).map_err(|e| {
+                            ToolError::internal(format!("a stored answer is corrupt: {e}"))
+                        })
+                    })
+                    .map(|r| Ok((r, first))),
                 Begin::Run(claim) => Ok(Err(claim)),
             });
         match begun {
@@ -314,6 +331,7 @@ impl ToolService {
             started,
             intent,
             _slot,
+            agent,
         } = self.launch("Run", request, &stop).await?;
         let _in_flight = crate::metrics::InFlight::start();
         let budget = prepared.deadlines.budget;
@@ -346,6 +364,9 @@ impl ToolService {
             }
         };
         let mut exited = run::exited_event(&finished, budget as u64);
+        self.state()
+            .budgets
+            .charge_command(&agent, exited.cpu_time_ms, exited.wall_time_ms);
         let mut record = command_record(entry, &info, enforced, &exited, &finished, started);
         record.intent = intent;
         if finished.cancelled {
@@ -424,6 +445,7 @@ impl ToolService {
             started,
             intent,
             _slot,
+            agent,
         } = launched;
         let _in_flight = crate::metrics::InFlight::start();
         let budget = prepared.deadlines.budget as u64;
@@ -433,6 +455,11 @@ impl ToolService {
         let event = match result {
             Ok(finished) => {
                 let mut exited = run::exited_event(&finished, budget);
+                self.state().budgets.charge_command(
+                    &agent,
+                    exited.cpu_time_ms,
+                    exited.wall_time_ms,
+                );
                 let mut record =
                     command_record(entry, &info, enforced, &exited, &finished, started);
                 record.intent = intent;
@@ -529,21 +556,12 @@ fn captured(buffer: HeadTail) -> CapturedOutput {
     }
 }
 
-/// The bytes a Run's idempotency fingerprint covers: the request with its
-/// environment in name order (protobuf maps have no order of their own).
-fn canonical_exec(req: &ExecRequest) -> Vec<u8> {
+/// A Run's idempotency fingerprint: the request, its environment in name
+/// order (protobuf maps have no order of their own).
+fn exec_fingerprint(req: &ExecRequest) -> [u8; 32] {
     let mut plain = req.clone();
     plain.env.clear();
-    let mut bytes = plain.encode_to_vec();
-    let mut env: Vec<_> = req.env.iter().collect();
-    env.sort();
-    for (name, value) in env {
-        for part in [name, value] {
-            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
-            bytes.extend_from_slice(part.as_bytes());
-        }
-    }
-    bytes
+    idempotency::fingerprint_with_map(&plain.encode_to_vec(), &req.env)
 }
 
 /// A failed launch as the caller sees it, decided on the typed error (the

@@ -28,6 +28,8 @@ pub struct State {
     pub stopping: tokio_util::sync::CancellationToken,
     /// Call-rate limiters per agent and kind of tool.
     pub limiters: super::ratelimit::Limiters,
+    /// Command time and bytes written per agent, over its window.
+    pub budgets: super::budget::Budgets,
     /// First answers of calls with an idempotency key.
     pub idempotency: super::idempotency::Idempotency,
     /// The TCP listener's TLS files as last loaded (start, reloads).
@@ -58,6 +60,7 @@ impl State {
             stopping: Default::default(),
             tls: ArcSwapOption::empty(),
             idempotency: Default::default(),
+            budgets: Default::default(),
             limiters: Default::default(),
             boot_id: rand::random(),
             next_seq: AtomicU64::new(1),

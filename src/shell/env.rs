@@ -19,13 +19,26 @@ const FIXED: &[(&str, &str)] = &[
     ("TERM", "dumb"),
 ];
 
+/// Variables a deterministic command gets on top of `FIXED`, over any the
+/// request sets; `SOURCE_DATE_EPOCH` comes from the policy.
+const DETERMINISTIC: &[(&str, &str)] = &[
+    ("LANG", "C.UTF-8"),
+    ("LC_ALL", "C.UTF-8"),
+    ("TZ", "UTC"),
+    ("PYTHONHASHSEED", "0"),
+];
+
 /// Builds the environment: the fixed variables, `PATH` from the policy,
 /// `HOME` in the workspace, then the request's variables whose names the
-/// policy allows (any other name refuses the call, naming it).
+/// policy allows (any other name refuses the call, naming it). With
+/// `source_date_epoch` (determinism mode) the deterministic variables are
+/// set last, so a request cannot change them, and the list is in name
+/// order.
 pub fn build(
     shell: &ShellPolicy,
     home: &str,
     requested: &HashMap<String, String>,
+    source_date_epoch: Option<u64>,
 ) -> Result<Vec<(String, String)>, ToolError> {
     let mut names: Vec<&String> = requested.keys().collect();
     names.sort();
@@ -56,6 +69,17 @@ pub fn build(
     for name in names {
         env.retain(|(k, _)| k != name);
         env.push((name.clone(), requested[name].clone()));
+    }
+    if let Some(epoch) = source_date_epoch {
+        let fixed = DETERMINISTIC
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([("SOURCE_DATE_EPOCH".to_string(), epoch.to_string())]);
+        for (name, value) in fixed {
+            env.retain(|(k, _)| *k != name);
+            env.push((name, value));
+        }
+        env.sort();
     }
     Ok(env)
 }

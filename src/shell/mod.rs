@@ -17,6 +17,10 @@ use std::time::Duration;
 
 /// Where the request's workspace appears inside the sandbox.
 pub const WORKSPACE_MOUNT: &str = "/workspace";
+/// Every command's hostname (its own UTS namespace), deterministic or not.
+pub const HOSTNAME: &str = "agentjail";
+/// The umask of deterministic commands (others inherit the daemon's).
+pub const DETERMINISTIC_UMASK: u32 = 0o022;
 /// Largest stdin a request may carry.
 pub const MAX_STDIN_BYTES: usize = 16 * 1024 * 1024;
 
@@ -163,7 +167,14 @@ pub fn prepare(
             Path::new(WORKSPACE_MOUNT).join(rel)
         }
     };
-    let env = env::build(shell, WORKSPACE_MOUNT, &req.env)?;
+    // Determinism mode: the agent's policy, or this request.
+    let deterministic = agent.deterministic || req.deterministic;
+    let env = env::build(
+        shell,
+        WORKSPACE_MOUNT,
+        &req.env,
+        deterministic.then_some(agent.source_date_epoch),
+    )?;
 
     let mut timeout = shell.timeout;
     if req.timeout_ms > 0 {
@@ -229,7 +240,8 @@ pub fn prepare(
         } else {
             Stdin::Pipe
         },
-        hostname: "agentjail".into(),
+        hostname: HOSTNAME.into(),
+        umask: deterministic.then_some(DETERMINISTIC_UMASK),
     };
     Ok((
         spec,

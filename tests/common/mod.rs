@@ -367,7 +367,8 @@ pub fn code_of_reason(reason: &str) -> Code {
         | "PATH_OUTSIDE_WORKSPACE"
         | "IS_A_DIRECTORY"
         | "NOT_A_DIRECTORY"
-        | "NOT_A_REGULAR_FILE" => Code::InvalidArgument,
+        | "NOT_A_REGULAR_FILE"
+        | "LIMIT_EXCEEDED" => Code::InvalidArgument,
         "SYMLINK_ESCAPE"
         | "POLICY_DENIED"
         | "UNKNOWN_CALLER"
@@ -380,7 +381,9 @@ pub fn code_of_reason(reason: &str) -> Code {
         | "MATCH_NOT_FOUND"
         | "MATCH_AMBIGUOUS"
         | "IDEMPOTENCY_KEY_REUSED" => Code::FailedPrecondition,
-        "TOO_LARGE" | "RATE_LIMITED" => Code::ResourceExhausted,
+        "TOO_LARGE" | "RATE_LIMITED" | "QUOTA_EXCEEDED" | "TOO_MANY_CONCURRENT_CALLS" => {
+            Code::ResourceExhausted
+        }
         "UNAUTHENTICATED" => Code::Unauthenticated,
         other => panic!("unknown reason {other}"),
     }

@@ -163,3 +163,42 @@ def test_concurrent_threads_share_one_client(client, uniq):
     for t in threads:
         t.join()
     assert errors == []
+
+
+@pytest.fixture
+def write_budget():
+    """A daemon whose agent may write 10 bytes per 2-second window."""
+    d = make_daemon("ajpy-quota-")
+    policy = d.root / "policies" / "test.toml"
+    policy.write_text(policy.read_text() + "\n[agents.budgets]\nwindow_seconds = 2\nwrite_bytes = 10\n")
+    d.start()
+    try:
+        d.wait_serving()
+        yield d
+    finally:
+        d.stop()
+        shutil.rmtree(d.root, ignore_errors=True)
+
+
+def test_quota_exceeded_is_raised_with_its_delay_when_it_is_long(write_budget):
+    recorder = Recorder()
+    policy = agentjail.RetryPolicy(max_quota_wait=0.0, on_retry=recorder)
+    with agentjail.connect(write_budget.socket, retry=policy) as c:
+        c.files.write("a.txt", "12345678")
+        with pytest.raises(agentjail.QuotaExceeded) as e:
+            c.files.write("b.txt", "12345678")
+    err = e.value
+    assert err.code.name == "RESOURCE_EXHAUSTED" and err.metadata["limit"] == "budgets.write_bytes"
+    assert err.retry_delay is not None and 0 < err.retry_delay.total_seconds() <= 2.1
+    assert recorder.calls == [], "a delay over max_quota_wait is not waited out"
+    assert not (write_budget.ws / "b.txt").exists(), "nothing was written"
+
+
+def test_quota_exceeded_with_a_short_delay_is_waited_out(write_budget):
+    recorder = Recorder()
+    with agentjail.connect(write_budget.socket, retry=agentjail.RetryPolicy(on_retry=recorder)) as c:
+        c.files.write("a.txt", "12345678")
+        r = c.files.write("b.txt", "12345678")
+    assert r.created and (write_budget.ws / "b.txt").read_text() == "12345678"
+    assert [call[1] for call in recorder.calls] == ["QUOTA_EXCEEDED"]
+    assert 0 < recorder.calls[0][3] <= 2.1, "waited the RetryInfo delay"

@@ -8,6 +8,11 @@ A call is retried only where the daemon says a retry is safe:
 - the daemon refused before doing anything because the agent is at a
   concurrency cap or over its call rate (reasons ``TOO_MANY_CONCURRENT_CALLS``,
   ``RATE_LIMITED``: RESOURCE_EXHAUSTED with a RetryInfo delay), for every call;
+- a budget of the window is used up (``QUOTA_EXCEEDED``: RESOURCE_EXHAUSTED
+  with a RetryInfo delay until the window frees enough) only when that delay
+  is at most ``max_quota_wait`` seconds (default 5): a budget that frees in
+  minutes is the caller's to plan for, so the :class:`QuotaExceeded` is
+  raised at once, carrying ``retry_delay``;
 - a transport ``UNAVAILABLE`` without a reason (the daemon is starting, has
   gone, or drains for a restart) only for calls that change nothing
   (``whoami``, reads, listings, searches, ``stat``): a mutating call may have
@@ -51,6 +56,8 @@ class RetryPolicy:
     max_backoff: float = 2.0
     multiplier: float = 2.0
     on_retry: Optional[OnRetry] = None
+    #: Longest RetryInfo delay of a QUOTA_EXCEEDED that is waited out (s).
+    max_quota_wait: float = 5.0
 
     def should_retry(self, method: str, error: AgentjailError, attempt: int) -> bool:
         """Whether attempt ``attempt`` (1-based) that failed with ``error`` is tried again."""
@@ -58,6 +65,9 @@ class RetryPolicy:
             return False
         if error.reason in REFUSED_BEFORE_WORK_AND_RETRYABLE:
             return True
+        if error.reason == "QUOTA_EXCEEDED":
+            delay = error.retry_delay
+            return delay is not None and delay.total_seconds() <= self.max_quota_wait
         if error.code != grpc.StatusCode.UNAVAILABLE:
             return False
         if error.reason == "UNAVAILABLE":

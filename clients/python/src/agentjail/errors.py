@@ -274,6 +274,15 @@ class RateLimited(AgentjailError):
     REASON = "RATE_LIMITED"
 
 
+class QuotaExceeded(AgentjailError):
+    """One of the agent's budgets for the window (command CPU or wall seconds,
+    bytes written) is used up; nothing was done. ``metadata["limit"]`` names
+    the policy key, :attr:`retry_delay` says when the window frees enough.
+    Retried only when that delay is short (``RetryPolicy.max_quota_wait``)."""
+
+    REASON = "QUOTA_EXCEEDED"
+
+
 class UnknownReason(AgentjailError):
     """A reason this client does not know (a newer daemon): see :attr:`reason`."""
 
@@ -339,6 +348,7 @@ REASON_CLASSES: Dict[str, Type[AgentjailError]] = {
         ToolNotAllowed,
         IdempotencyKeyReused,
         RateLimited,
+        QuotaExceeded,
         DeadlineExceeded,
         Cancelled,
     )

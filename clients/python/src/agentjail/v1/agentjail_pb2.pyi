@@ -95,7 +95,7 @@ class WhoAmIRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WhoAmIResponse(_message.Message):
-    __slots__ = ("agent", "identified_by", "uid", "gid", "pid", "workspaces", "info", "capabilities")
+    __slots__ = ("agent", "identified_by", "uid", "gid", "pid", "workspaces", "info", "capabilities", "usage")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     IDENTIFIED_BY_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,7 @@ class WhoAmIResponse(_message.Message):
     WORKSPACES_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     agent: str
     identified_by: str
     uid: int
@@ -112,7 +113,32 @@ class WhoAmIResponse(_message.Message):
     workspaces: _containers.RepeatedCompositeFieldContainer[WorkspaceInfo]
     info: CallInfo
     capabilities: Capabilities
-    def __init__(self, agent: _Optional[str] = ..., identified_by: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., pid: _Optional[int] = ..., workspaces: _Optional[_Iterable[_Union[WorkspaceInfo, _Mapping]]] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ...) -> None: ...
+    usage: Usage
+    def __init__(self, agent: _Optional[str] = ..., identified_by: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., pid: _Optional[int] = ..., workspaces: _Optional[_Iterable[_Union[WorkspaceInfo, _Mapping]]] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("running_file_calls", "running_commands", "budgets")
+    RUNNING_FILE_CALLS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    running_file_calls: int
+    running_commands: int
+    budgets: _containers.RepeatedCompositeFieldContainer[BudgetUsage]
+    def __init__(self, running_file_calls: _Optional[int] = ..., running_commands: _Optional[int] = ..., budgets: _Optional[_Iterable[_Union[BudgetUsage, _Mapping]]] = ...) -> None: ...
+
+class BudgetUsage(_message.Message):
+    __slots__ = ("limit", "used", "max", "unit", "window_seconds")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    limit: str
+    used: int
+    max: int
+    unit: str
+    window_seconds: int
+    def __init__(self, limit: _Optional[str] = ..., used: _Optional[int] = ..., max: _Optional[int] = ..., unit: _Optional[str] = ..., window_seconds: _Optional[int] = ...) -> None: ...
 
 class WorkspaceInfo(_message.Message):
     __slots__ = ("name", "path", "read_only", "sandbox_path", "access", "read", "write", "deny")
@@ -135,12 +161,49 @@ class WorkspaceInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., read_only: _Optional[bool] = ..., sandbox_path: _Optional[str] = ..., access: _Optional[str] = ..., read: _Optional[_Iterable[str]] = ..., write: _Optional[_Iterable[str]] = ..., deny: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Capabilities(_message.Message):
-    __slots__ = ("file_limits", "commands")
+    __slots__ = ("file_limits", "commands", "limits", "deterministic", "source_date_epoch")
     FILE_LIMITS_FIELD_NUMBER: _ClassVar[int]
     COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_DATE_EPOCH_FIELD_NUMBER: _ClassVar[int]
     file_limits: FileLimits
     commands: CommandCapabilities
-    def __init__(self, file_limits: _Optional[_Union[FileLimits, _Mapping]] = ..., commands: _Optional[_Union[CommandCapabilities, _Mapping]] = ...) -> None: ...
+    limits: AgentLimits
+    deterministic: bool
+    source_date_epoch: int
+    def __init__(self, file_limits: _Optional[_Union[FileLimits, _Mapping]] = ..., commands: _Optional[_Union[CommandCapabilities, _Mapping]] = ..., limits: _Optional[_Union[AgentLimits, _Mapping]] = ..., deterministic: _Optional[bool] = ..., source_date_epoch: _Optional[int] = ...) -> None: ...
+
+class AgentLimits(_message.Message):
+    __slots__ = ("read_per_second", "write_per_second", "command_per_second", "concurrent_file_calls", "concurrent_commands", "budget_window_seconds", "command_cpu_seconds", "command_wall_seconds", "write_bytes", "sources")
+    class SourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    READ_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    WRITE_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENT_FILE_CALLS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENT_COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_WALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    read_per_second: int
+    write_per_second: int
+    command_per_second: int
+    concurrent_file_calls: int
+    concurrent_commands: int
+    budget_window_seconds: int
+    command_cpu_seconds: int
+    command_wall_seconds: int
+    write_bytes: int
+    sources: _containers.ScalarMap[str, str]
+    def __init__(self, read_per_second: _Optional[int] = ..., write_per_second: _Optional[int] = ..., command_per_second: _Optional[int] = ..., concurrent_file_calls: _Optional[int] = ..., concurrent_commands: _Optional[int] = ..., budget_window_seconds: _Optional[int] = ..., command_cpu_seconds: _Optional[int] = ..., command_wall_seconds: _Optional[int] = ..., write_bytes: _Optional[int] = ..., sources: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class FileLimits(_message.Message):
     __slots__ = ("max_read_bytes", "max_write_bytes", "max_file_bytes")
@@ -583,7 +646,7 @@ class RemoveResponse(_message.Message):
     def __init__(self, path: _Optional[str] = ..., removed: _Optional[bool] = ..., info: _Optional[_Union[CallInfo, _Mapping]] = ...) -> None: ...
 
 class ExecRequest(_message.Message):
-    __slots__ = ("workspace", "argv", "shell", "cwd", "env", "stdin", "timeout_ms", "idle_timeout_ms", "output_budget_bytes", "session_id", "idempotency_key")
+    __slots__ = ("workspace", "argv", "shell", "cwd", "env", "stdin", "timeout_ms", "idle_timeout_ms", "output_budget_bytes", "session_id", "deterministic", "idempotency_key")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -601,6 +664,7 @@ class ExecRequest(_message.Message):
     IDLE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     workspace: str
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -612,8 +676,9 @@ class ExecRequest(_message.Message):
     idle_timeout_ms: int
     output_budget_bytes: int
     session_id: str
+    deterministic: bool
     idempotency_key: str
-    def __init__(self, workspace: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ..., timeout_ms: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ..., output_budget_bytes: _Optional[int] = ..., session_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    def __init__(self, workspace: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[str] = ..., cwd: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bytes] = ..., timeout_ms: _Optional[int] = ..., idle_timeout_ms: _Optional[int] = ..., output_budget_bytes: _Optional[int] = ..., session_id: _Optional[str] = ..., deterministic: _Optional[bool] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ExecStarted(_message.Message):
     __slots__ = ("exec_id", "pid")
