@@ -141,7 +141,22 @@ pub fn grep(
         Some(kind) => return Err(not_regular(&path, kind)),
         None => return Err(os_error("search", &path, rustix::io::Errno::NOENT)),
     };
+    // A search cut short by a stop answers as stopped, not with part of
+    // its results.
+    crate::cancel::check()?;
     Ok(Outcome::new(state.response, rule))
+}
+
+/// A file read that fails once the call must stop, so a costly pattern
+/// over a large file ends within one buffer of the client going away or
+/// the deadline passing, not at the end of the file.
+struct StopCheckedRead<'a>(&'a std::fs::File);
+
+impl std::io::Read for StopCheckedRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        crate::cancel::check().map_err(|e| std::io::Error::other(e.message))?;
+        std::io::Read::read(&mut self.0, buf)
+    }
 }
 
 struct State {
@@ -176,8 +191,9 @@ fn search_file(
         matches: 0,
         full: false,
     };
-    // An I/O error or an over-long line ends this file's search only.
-    let _ = searcher.search_file(matcher, &file, &mut sink);
+    // An I/O error or an over-long line ends this file's search only; a
+    // stopped call ends it at the next buffer (the walk then stops too).
+    let _ = searcher.search_reader(matcher, StopCheckedRead(&file), &mut sink);
     let (matches, full) = (sink.matches, sink.full);
     if full {
         state.response.truncated = true;
