@@ -23,6 +23,7 @@
 mod cgroup;
 mod cgroup_layout;
 mod child;
+mod clone;
 mod creds;
 pub mod etc;
 mod landlock;
