@@ -39,6 +39,7 @@ mod sched;
 mod seccomp;
 mod spec;
 mod sys;
+mod syscall;
 mod wire;
 
 pub use cgroup::{CgroupStats, finish_removals, sweep_dead as sweep_dead_cgroups};
