@@ -296,3 +296,82 @@ async fn concurrent_calls_each_get_their_own_answer() {
     }
     d.assert_no_leftovers(Duration::from_secs(3)).await;
 }
+
+/// A capability set line (`CapEff`, `CapBnd`, ...) of `/proc/<path>/status`.
+fn cap_set(status_dir: &std::path::Path, field: &str) -> u64 {
+    let status = std::fs::read_to_string(status_dir.join("status")).unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {}", status_dir.display()));
+    u64::from_str_radix(line.trim(), 16).unwrap()
+}
+
+/// After the fork, the gRPC daemon keeps only the capabilities its own work
+/// needs (README, "Privileges"), in every thread and in its bounding set,
+/// while the launcher keeps what builds sandboxes; and the daemon still
+/// does that work: it writes into a workspace owned by the sandbox user
+/// (giving the file to its owner) and ends a command by timeout.
+#[tokio::test]
+async fn the_daemon_drops_what_only_the_launcher_needs() {
+    const CHOWN: u64 = 1 << 0;
+    const DAC_OVERRIDE: u64 = 1 << 1;
+    const FOWNER: u64 = 1 << 3;
+    const KILL: u64 = 1 << 5;
+    const SYS_ADMIN: u64 = 1 << 21;
+    let kept = CHOWN | DAC_OVERRIDE | FOWNER | KILL;
+    let d = ShellDaemon::start().await;
+    // Control: this test runs with every capability, as the daemon started.
+    let ours = cap_set(std::path::Path::new("/proc/self"), "CapEff");
+    assert!(ours & SYS_ADMIN != 0, "the test must run as full root");
+
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{}/task", d.pid))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(tasks.len() > 1, "the daemon's threads are all checked");
+    for t in &tasks {
+        for field in ["CapEff", "CapPrm", "CapBnd"] {
+            assert_eq!(
+                cap_set(t, field),
+                kept,
+                "{field} of daemon thread {}",
+                t.display()
+            );
+        }
+        assert_eq!(cap_set(t, "CapInh"), 0);
+        assert_eq!(cap_set(t, "CapAmb"), 0);
+    }
+    let launcher = std::path::PathBuf::from(format!("/proc/{}", launcher_of(d.pid)));
+    assert!(
+        cap_set(&launcher, "CapEff") & SYS_ADMIN != 0,
+        "the launcher keeps what builds sandboxes"
+    );
+
+    // The daemon's own work still works with what it kept.
+    let mut c = d.client().await;
+    c.write_file(agentjail::proto::WriteFileRequest {
+        path: "by-daemon.txt".into(),
+        content: b"written\n".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .expect("WriteFile into the sandbox user's workspace");
+    let written = d.dirs.w("by-daemon.txt");
+    assert_eq!(std::fs::read(&written).unwrap(), b"written\n");
+    let ws_owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&d.dirs.ws).unwrap());
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&written).unwrap()),
+        ws_owner,
+        "given to the workspace owner (CAP_CHOWN)"
+    );
+    let marker = unique_sleep(30);
+    let mut req = sh_req(&format!("sleep {marker}"));
+    req.timeout_ms = 300;
+    let started = Instant::now();
+    let r = d.run(req).await.expect("a timed-out call still answers");
+    assert!(started.elapsed() < Duration::from_secs(10), "{r:?}");
+    assert_no_process_with(&marker, Duration::from_secs(3)).await;
+    d.assert_no_leftovers(Duration::from_secs(3)).await;
+}

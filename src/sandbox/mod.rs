@@ -46,7 +46,7 @@ pub use cgroup::{CgroupStats, finish_removals, sweep_dead as sweep_dead_cgroups}
 pub use cgroup_layout::prepare as prepare_cgroups;
 pub use landlock::set_daemon_ports;
 pub use launcher::{ExitInfo, Timings};
-pub use probe::{KernelSupport, Requirements, probe};
+pub use probe::{KernelSupport, Requirements, daemon_probe, probe, probe_at_start};
 pub use remote::{LauncherGone, SandboxChild, launch, launcher_alive, request_etc_refresh};
 pub use report::{SetupError, Step, Termination};
 pub use spec::{DEFAULT_ETC, DEFAULT_SYSTEM_DIRS, Limits, SandboxSpec, Stdin, Workspace};
