@@ -12,9 +12,13 @@
 //!   limits, build the mount plan (with the cached /etc snapshot),
 //!   create the Landlock ruleset, fetch the compiled seccomp program, build
 //!   argv/envp as C strings, take a pre-made network namespace;
-//! - `clone(NEWPID|NEWNS|NEWIPC|NEWUTS[|NEWNET])`: the child is pid 1;
-//! - child: reset signals, setsid, pdeathsig, non-dumpable, stdio onto 0-2,
-//!   setns(net), hostname, mounts + pivot_root, join cgroups, rlimits, drop
+//! - `clone3(NEWPID|NEWNS|NEWIPC|NEWUTS[|NEWNET], CLONE_PIDFD,
+//!   CLONE_INTO_CGROUP)` (`clone.rs`; plain `clone` where refused): the
+//!   child is pid 1, born in its cgroup2 group;
+//! - child (`child::setup`, every privileged call through `syscall.rs`):
+//!   reset signals, setsid, pdeathsig, non-dumpable, stdio onto 0-2,
+//!   setns(net), hostname, mounts + pivot_root, join the cgroups it was not
+//!   born in, rlimits, drop
 //!   to uid/gid (caps verified empty), chdir, Landlock (+no_new_privs),
 //!   close inherited fds, seccomp, fork the command, which execs; init reaps
 //!   and reports the command's status on a pipe, then exits (killing any
