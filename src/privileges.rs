@@ -75,3 +75,20 @@ pub fn drop_all_but(keep: CapabilitySet) -> io::Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kept_set_is_the_documented_one() {
+        let base = CapabilitySet::DAC_OVERRIDE
+            | CapabilitySet::CHOWN
+            | CapabilitySet::FOWNER
+            | CapabilitySet::KILL;
+        assert_eq!(kept(&[]), base);
+        assert_eq!(kept(&[8443, 9100]), base, "high ports need nothing");
+        assert_eq!(kept(&[443]), base | CapabilitySet::NET_BIND_SERVICE);
+        assert!(!kept(&[443]).contains(CapabilitySet::SYS_ADMIN));
+    }
+}
