@@ -53,7 +53,8 @@ pub struct Timings {
     pub clone: Duration,
     /// From clone's return to the command's exec (the child's whole setup).
     pub child_setup: Duration,
-    /// After init was reaped: stats and cgroup removal.
+    /// After init was reaped: reading the cgroup figures (the kill and the
+    /// removal follow the answer, off its path).
     pub cleanup: Duration,
 }
 
