@@ -13,6 +13,7 @@ pub mod logging;
 pub mod mcp;
 pub mod metrics;
 pub mod policy;
+pub mod privileges;
 pub mod sandbox;
 pub mod server;
 pub mod shell;

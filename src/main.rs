@@ -160,6 +160,16 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The launcher keeps the privileges that build sandboxes; this process
+    // keeps only what its own work needs (src/privileges.rs), dropped while
+    // it is still single-threaded so that every thread inherits the cut.
+    agentjail::sandbox::probe_at_start();
+    let keep = agentjail::privileges::kept(&config.daemon_tcp_ports());
+    if let Err(e) = agentjail::privileges::drop_all_but(keep) {
+        eprintln!("agentjail: cannot drop the daemon's capabilities: {e}");
+        launcher.stop(std::time::Duration::from_secs(1));
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("agentjail")

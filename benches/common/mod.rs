@@ -49,6 +49,17 @@ impl Daemon {
     /// Like `start`, with `files` as the agent's `[agents.files]` table and
     /// `fill` run on the workspace before the daemon starts.
     pub fn start_with(config: &str, files: &str, fill: impl FnOnce(&Path)) -> Daemon {
+        Self::start_bin(
+            Path::new(env!("CARGO_BIN_EXE_agentjail")),
+            config,
+            files,
+            fill,
+        )
+    }
+
+    /// Like `start_with`, running the daemon binary at `bin` (a baseline
+    /// build to compare against).
+    pub fn start_bin(bin: &Path, config: &str, files: &str, fill: impl FnOnce(&Path)) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let policies = dir.path().join("policies");
         let workspace = dir.path().join("ws");
@@ -72,7 +83,7 @@ impl Daemon {
         let config_path = dir.path().join("agentjail.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_agentjail"))
+        let child = Command::new(bin)
             .arg("serve")
             .arg("--config")
             .arg(&config_path)

@@ -29,6 +29,9 @@ pub struct Cgroup {
     memory: Option<(PathBuf, bool)>, // (dir, is_v2)
     pids: Option<(PathBuf, bool)>,
     kill_file: Option<PathBuf>,
+    /// The cgroup2 group, always `dirs[0]` when present: a child can be
+    /// cloned straight into it (`CLONE_INTO_CGROUP`).
+    v2: Option<PathBuf>,
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> io::Result<()> {
@@ -57,6 +60,7 @@ impl Cgroup {
             memory: None,
             pids: None,
             kill_file: None,
+            v2: None,
         };
         prepare();
         let mut v2_dir = None;
@@ -67,6 +71,7 @@ impl Cgroup {
             if dir.join("cgroup.kill").exists() {
                 cg.kill_file = Some(dir.join("cgroup.kill"));
             }
+            cg.v2 = Some(dir.clone());
             v2_dir = Some(dir);
         }
         let mut group = |controller: &str| -> io::Result<Option<(PathBuf, bool)>> {
@@ -150,6 +155,12 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// The cgroup2 group, if there is one; its `cgroup.procs` is the first
+    /// of [`Cgroup::open_procs`].
+    pub fn v2_dir(&self) -> Option<&Path> {
+        self.v2.as_deref()
     }
 
     /// `cgroup.procs` of every group, opened for the child, which writes "0"

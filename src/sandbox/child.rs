@@ -17,6 +17,7 @@ use super::report::{self, Step};
 use super::rlimits::RlimitPlan;
 use super::sched::SchedPlan;
 use super::sys;
+use super::syscall::{Real, Syscall};
 
 /// Everything the child needs, built by the parent.
 #[derive(Debug)]
@@ -52,20 +53,6 @@ pub struct ChildPlan {
     pub _strings: Vec<CString>,
 }
 
-/// Sends the failure to the parent and exits.
-macro_rules! step {
-    ($fd:expr, $step:expr, $e:expr) => {
-        if let Err(errno) = $e {
-            report::fail($fd, $step, errno)
-        }
-    };
-    ($fd:expr, $e:expr) => {
-        if let Err((step, errno)) = $e {
-            report::fail($fd, step, errno)
-        }
-    };
-}
-
 /// Signal dispositions inherited from the daemon (handlers, SIG_IGN for
 /// SIGPIPE) must not reach init or the command.
 fn reset_signals() {
@@ -79,23 +66,21 @@ fn reset_signals() {
 
 /// Moves the prepared fds onto 0, 1, 2, first lifting any that already sit
 /// in that range so no dup2 clobbers a source still needed.
-fn install_stdio(stdio: [i32; 3]) -> Result<(), sys::Errno> {
+fn install_stdio(s: &impl Syscall, stdio: [i32; 3]) -> Result<(), sys::Errno> {
     let mut src = stdio;
     for fd in src.iter_mut() {
         if *fd < 3 {
-            *fd = sys::check(unsafe {
-                libc::syscall(libc::SYS_fcntl, *fd, libc::F_DUPFD_CLOEXEC, 3)
-            })? as i32;
+            *fd = s.dup_above(*fd, 3)?;
         }
     }
     for (target, fd) in src.iter().enumerate() {
-        sys::dup2(*fd, target as i32)?;
+        s.dup2(*fd, target as i32)?;
     }
     Ok(())
 }
 
 /// Closes every fd except 0, 1, 2 and `keep` (small, unsorted).
-fn close_all_except(keep: [i32; 2]) -> Result<(), sys::Errno> {
+fn close_all_except(s: &impl Syscall, keep: [i32; 2]) -> Result<(), sys::Errno> {
     let (lo, hi) = if keep[0] < keep[1] {
         (keep[0], keep[1])
     } else {
@@ -104,7 +89,7 @@ fn close_all_except(keep: [i32; 2]) -> Result<(), sys::Errno> {
     let ranges = [(3, lo - 1), (lo + 1, hi - 1), (hi + 1, i32::MAX)];
     for (a, b) in ranges {
         if a <= b {
-            sys::close_range(a as u32, b as u32)?;
+            s.close_range(a as u32, b as u32)?;
         }
     }
     Ok(())
@@ -130,72 +115,20 @@ fn scrub_daemon_argv_env(r: [usize; 4]) {
     }
 }
 
-/// Entry point of the cloned child (pid 1 in the sandbox).
+/// Tags an errno with the step it failed at.
+fn at<T>(step: Step, r: Result<T, sys::Errno>) -> Result<T, (Step, sys::Errno)> {
+    r.map_err(|e| (step, e))
+}
+
+/// Entry point of the cloned child (pid 1 in the sandbox): the setup, then
+/// the command as init's only child.
 pub fn run_init(p: &mut ChildPlan) -> ! {
-    let e = p.err_w;
     reset_signals();
-    // 1. No controlling terminal; die with the launching thread; keep the
-    //    copy of the daemon's memory that init carries away from /proc.
-    step!(e, Step::Session, sys::setsid());
-    step!(
-        e,
-        Step::Session,
-        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-    );
-    step!(e, Step::Session, sys::prctl(libc::PR_SET_DUMPABLE, 0));
-    step!(e, Step::Stdio, install_stdio(p.stdio));
-    scrub_daemon_argv_env(p.daemon_argv_env);
-    // 2. Namespaces: pid, mount, ipc, uts (and net) came with clone.
-    if let Some(fd) = p.netns {
-        step!(e, Step::NetNs, sys::setns(fd, libc::CLONE_NEWNET));
+    if let Err((step, errno)) = setup(&Real, p) {
+        report::fail(p.err_w, step, errno);
     }
-    step!(e, Step::Hostname, sys::sethostname(&p.hostname));
-    // Scheduling state (nice, oom_score_adj, policy, ioprio), while the
-    // host's /proc is still mounted and before the privilege drop.
-    step!(e, Step::Sched, p.sched.apply());
-    // 3. Filesystem view.
-    step!(e, p.mounts.apply());
-    if p.stdin_null {
-        let null = match sys::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) {
-            Ok(fd) => fd,
-            Err(errno) => report::fail(e, Step::Stdio, errno),
-        };
-        step!(e, Step::Stdio, sys::dup2(null, 0));
-        sys::close(null);
-    }
-    // 5. cgroups (4, closing fds, and the rlimits follow Landlock: see
-    //    below).
-    for fd in &p.cgroup_procs {
-        step!(e, Step::CgroupJoin, sys::write_all(*fd, b"0"));
-    }
-    // 6. Credentials.
-    step!(e, p.creds.drop_privileges());
-    // A credential change clears both settings: set them again.
-    step!(
-        e,
-        Step::Session,
-        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-    );
-    step!(e, Step::Session, sys::prctl(libc::PR_SET_DUMPABLE, 0));
-    step!(e, Step::Cwd, sys::chdir(p.mounts.cwd().as_ptr()));
-    // 7. Landlock (sets no_new_privs).
-    step!(e, p.landlock.apply());
-    // 4. Only now close inherited fds: the landlock crate owns its ruleset
-    //    fd and does not say which it is.
-    step!(e, Step::CloseFds, close_all_except([p.err_w, p.status_w]));
-    // 5b. rlimits only once the inherited fds are closed: lowering
-    //     RLIMIT_NOFILE below the daemon's open fds (a busy daemon has
-    //     thousands) would make every later open fail with EMFILE. Lowering
-    //     needs no privilege, so it may follow the credential drop.
-    step!(e, Step::Rlimit, p.rlimits.apply());
-    // 5c. The umask the command starts with (deterministic commands),
-    //     after every node of the sandbox's own is made.
-    if let Some(mask) = p.umask {
-        sys::umask(mask);
-    }
-    // 8. seccomp last, so the filter need not allow the calls above.
-    step!(e, Step::Seccomp, super::seccomp::apply(p.seccomp));
     // 9. The command, as init's only child.
+    let e = p.err_w;
     let pid = match sys::fork() {
         Ok(pid) => pid,
         Err(errno) => report::fail(e, Step::ForkCommand, errno),
@@ -207,6 +140,68 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
     }
     sys::close(e);
     reap(pid, p.status_w)
+}
+
+/// The whole setup of a sandbox's init, in order (the one place that
+/// order is written; DESIGN.md explains each step). Every privileged call
+/// goes through `s`, so the order is unit-tested with a recording fake.
+/// Stops at the first failing step and returns it with its errno.
+pub fn setup(s: &impl Syscall, p: &mut ChildPlan) -> Result<(), (Step, sys::Errno)> {
+    let pdeathsig = libc::SIGKILL as libc::c_ulong;
+    // 1. No controlling terminal; die with the launching thread; keep the
+    //    copy of the daemon's memory that init carries away from /proc.
+    at(Step::Session, s.setsid())?;
+    at(Step::Session, s.prctl(libc::PR_SET_PDEATHSIG, pdeathsig))?;
+    at(Step::Session, s.prctl(libc::PR_SET_DUMPABLE, 0))?;
+    at(Step::Stdio, install_stdio(s, p.stdio))?;
+    scrub_daemon_argv_env(p.daemon_argv_env);
+    // 2. Namespaces: pid, mount, ipc, uts (and net) came with clone.
+    if let Some(fd) = p.netns {
+        at(Step::NetNs, s.setns(fd, libc::CLONE_NEWNET))?;
+    }
+    at(Step::Hostname, s.sethostname(&p.hostname))?;
+    // Scheduling state (nice, oom_score_adj, policy, ioprio), while the
+    // host's /proc is still mounted and before the privilege drop.
+    at(Step::Sched, s.sched(&p.sched))?;
+    // 3. Filesystem view.
+    p.mounts.apply(s)?;
+    if p.stdin_null {
+        let null = at(
+            Step::Stdio,
+            s.open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0),
+        )?;
+        at(Step::Stdio, s.dup2(null, 0))?;
+        s.close(null);
+    }
+    // 5. cgroups (4, closing fds, and the rlimits follow Landlock: see
+    //    below). A group the child was cloned into is not in the list.
+    for fd in &p.cgroup_procs {
+        at(Step::CgroupJoin, s.write_all(*fd, b"0"))?;
+    }
+    // 6. Credentials.
+    p.creds.drop_privileges(s)?;
+    // A credential change clears both settings: set them again.
+    at(Step::Session, s.prctl(libc::PR_SET_PDEATHSIG, pdeathsig))?;
+    at(Step::Session, s.prctl(libc::PR_SET_DUMPABLE, 0))?;
+    at(Step::Cwd, s.chdir(p.mounts.cwd().as_ptr()))?;
+    // 7. Landlock (sets no_new_privs).
+    s.landlock(&mut p.landlock)?;
+    // 4. Only now close inherited fds: the landlock crate owns its ruleset
+    //    fd and does not say which it is.
+    at(Step::CloseFds, close_all_except(s, [p.err_w, p.status_w]))?;
+    // 5b. rlimits only once the inherited fds are closed: lowering
+    //     RLIMIT_NOFILE below the daemon's open fds (a busy daemon has
+    //     thousands) would make every later open fail with EMFILE. Lowering
+    //     needs no privilege, so it may follow the credential drop.
+    at(Step::Rlimit, p.rlimits.apply(s))?;
+    // 5c. The umask the command starts with (deterministic commands),
+    //     after every node of the sandbox's own is made.
+    if let Some(mask) = p.umask {
+        s.umask(mask);
+    }
+    // 8. seccomp last, so the filter need not allow the calls above.
+    at(Step::Seccomp, s.seccomp(p.seccomp))?;
+    Ok(())
 }
 
 /// Reaps every process that lands on init until the command exits, then
@@ -223,5 +218,364 @@ fn reap(command: libc::pid_t, status_w: i32) -> ! {
             Ok(_) | Err(libc::EINTR) => {}
             Err(_) => sys::exit(1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The setup order and the plans, checked without root: a recording
+    //! fake stands in for the kernel behind the `Syscall` seam.
+
+    use super::*;
+    use crate::sandbox::landlock::LandlockPlan;
+    use crate::sandbox::mounts::{MountOp, MountPlan};
+    use crate::sandbox::spec::Limits;
+    use std::cell::RefCell;
+    use std::ffi::CStr;
+
+    /// Records each call as text; fails the first call whose text starts
+    /// with `fail` (with EPERM).
+    #[derive(Default)]
+    struct Recorder {
+        calls: RefCell<Vec<String>>,
+        fail: Option<&'static str>,
+    }
+
+    fn text(p: *const c_char) -> String {
+        if p.is_null() {
+            return "-".into();
+        }
+        // SAFETY: the plans pass NUL-terminated strings.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+
+    impl Recorder {
+        fn failing(prefix: &'static str) -> Recorder {
+            Recorder {
+                fail: Some(prefix),
+                ..Recorder::default()
+            }
+        }
+        fn call(&self, c: String) -> Result<(), sys::Errno> {
+            let fails = self.fail.is_some_and(|f| c.starts_with(f));
+            self.calls.borrow_mut().push(c);
+            if fails { Err(libc::EPERM) } else { Ok(()) }
+        }
+        fn calls(&self) -> Vec<String> {
+            self.calls.borrow().clone()
+        }
+        /// Index of the first call starting with `prefix`.
+        fn pos(&self, prefix: &str) -> usize {
+            self.calls
+                .borrow()
+                .iter()
+                .position(|c| c.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no call {prefix:?} in {:#?}", self.calls()))
+        }
+        fn last(&self, prefix: &str) -> usize {
+            self.calls
+                .borrow()
+                .iter()
+                .rposition(|c| c.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no call {prefix:?} in {:#?}", self.calls()))
+        }
+        fn has(&self, prefix: &str) -> bool {
+            self.calls.borrow().iter().any(|c| c.starts_with(prefix))
+        }
+    }
+
+    impl Syscall for Recorder {
+        fn setsid(&self) -> Result<(), sys::Errno> {
+            self.call("setsid".into())
+        }
+        fn prctl(&self, op: libc::c_int, arg: libc::c_ulong) -> Result<(), sys::Errno> {
+            self.call(format!("prctl {op} {arg}"))
+        }
+        fn dup_above(&self, fd: libc::c_int, min: libc::c_int) -> Result<libc::c_int, sys::Errno> {
+            self.call(format!("dup_above {fd} {min}"))
+                .map(|()| 100 + fd)
+        }
+        fn dup2(&self, old: libc::c_int, new: libc::c_int) -> Result<(), sys::Errno> {
+            self.call(format!("dup2 {old} {new}"))
+        }
+        fn open(
+            &self,
+            path: *const c_char,
+            _flags: libc::c_int,
+            _mode: libc::mode_t,
+        ) -> Result<libc::c_int, sys::Errno> {
+            self.call(format!("open {}", text(path))).map(|()| 50)
+        }
+        fn close(&self, fd: libc::c_int) {
+            let _ = self.call(format!("close {fd}"));
+        }
+        fn close_range(&self, first: u32, last: u32) -> Result<(), sys::Errno> {
+            self.call(format!("close_range {first} {last}"))
+        }
+        fn write_all(&self, fd: libc::c_int, buf: &[u8]) -> Result<(), sys::Errno> {
+            self.call(format!("write {fd} {}", String::from_utf8_lossy(buf)))
+        }
+        fn setns(&self, fd: libc::c_int, nstype: libc::c_int) -> Result<(), sys::Errno> {
+            self.call(format!("setns {fd} {nstype:#x}"))
+        }
+        fn sethostname(&self, name: &[u8]) -> Result<(), sys::Errno> {
+            self.call(format!("sethostname {}", String::from_utf8_lossy(name)))
+        }
+        fn mount(
+            &self,
+            src: *const c_char,
+            dst: *const c_char,
+            fstype: *const c_char,
+            flags: libc::c_ulong,
+            _data: *const libc::c_void,
+        ) -> Result<(), sys::Errno> {
+            let kind = if flags & libc::MS_REMOUNT != 0 {
+                "remount"
+            } else if flags & libc::MS_BIND != 0 {
+                "bind"
+            } else if flags & libc::MS_PRIVATE != 0 {
+                "private"
+            } else {
+                "fs"
+            };
+            self.call(format!(
+                "mount {kind} {} {} {}",
+                text(src),
+                text(dst),
+                text(fstype)
+            ))
+        }
+        fn mount_setattr_recursive(
+            &self,
+            path: *const c_char,
+            attr_set: u64,
+        ) -> Result<(), sys::Errno> {
+            self.call(format!("setattr {} {attr_set:#x}", text(path)))
+        }
+        fn mkdir(&self, path: *const c_char, _mode: libc::mode_t) -> Result<(), sys::Errno> {
+            self.call(format!("mkdir {}", text(path)))
+        }
+        fn mknod(
+            &self,
+            path: *const c_char,
+            _mode: libc::mode_t,
+            _dev: u64,
+        ) -> Result<(), sys::Errno> {
+            self.call(format!("mknod {}", text(path)))
+        }
+        fn symlink(&self, target: *const c_char, link: *const c_char) -> Result<(), sys::Errno> {
+            self.call(format!("symlink {} {}", text(target), text(link)))
+        }
+        fn pivot_root(&self, new: *const c_char, old: *const c_char) -> Result<(), sys::Errno> {
+            self.call(format!("pivot_root {} {}", text(new), text(old)))
+        }
+        fn umount2(&self, path: *const c_char, _flags: libc::c_int) -> Result<(), sys::Errno> {
+            self.call(format!("umount2 {}", text(path)))
+        }
+        fn chdir(&self, path: *const c_char) -> Result<(), sys::Errno> {
+            self.call(format!("chdir {}", text(path)))
+        }
+        fn setgroups_empty(&self) -> Result<(), sys::Errno> {
+            self.call("setgroups".into())
+        }
+        fn setresgid(&self, gid: u32) -> Result<(), sys::Errno> {
+            self.call(format!("setresgid {gid}"))
+        }
+        fn setresuid(&self, uid: u32) -> Result<(), sys::Errno> {
+            self.call(format!("setresuid {uid}"))
+        }
+        fn capget_self(&self) -> Result<(u64, u64, u64), sys::Errno> {
+            self.call("capget".into()).map(|()| (0, 0, 0))
+        }
+        fn prlimit_get(&self, resource: libc::c_int) -> Result<(u64, u64), sys::Errno> {
+            self.call(format!("prlimit_get {resource}"))
+                .map(|()| (u64::MAX, u64::MAX))
+        }
+        fn prlimit(&self, resource: libc::c_int, soft: u64, hard: u64) -> Result<(), sys::Errno> {
+            self.call(format!("prlimit {resource} {soft} {hard}"))
+        }
+        fn sched(&self, _plan: &SchedPlan) -> Result<(), sys::Errno> {
+            self.call("sched".into())
+        }
+        fn landlock(&self, _plan: &mut LandlockPlan) -> Result<(), (Step, sys::Errno)> {
+            self.call("landlock".into())
+                .map_err(|e| (Step::LandlockRestrict, e))
+        }
+        fn umask(&self, mask: libc::mode_t) {
+            let _ = self.call(format!("umask {mask:o}"));
+        }
+        fn seccomp(&self, _prog: &[seccompiler::sock_filter]) -> Result<(), sys::Errno> {
+            self.call("seccomp".into())
+        }
+    }
+
+    const STAGING: &str = "/run/agentjail-sandbox/root";
+
+    /// A plan like the real ones: a workspace bind, /tmp, /dev, /proc.
+    fn plan(netns: Option<i32>, cgroup_procs: Vec<i32>, stdin_null: bool) -> ChildPlan {
+        let c = |s: &str| CString::new(s).unwrap();
+        let ops = vec![
+            MountOp::Dir(c(&format!("{STAGING}/workspace"))),
+            MountOp::Bind {
+                src: c("/srv/ws"),
+                dst: c(&format!("{STAGING}/workspace")),
+                attrs: 0x2,
+            },
+            MountOp::Tmpfs {
+                dst: c(&format!("{STAGING}/tmp")),
+                data: c("size=1m"),
+                nodev: true,
+            },
+            MountOp::Mknod {
+                path: c(&format!("{STAGING}/dev/null")),
+                rdev: 0x103,
+            },
+            MountOp::Proc {
+                dst: c(&format!("{STAGING}/proc")),
+            },
+        ];
+        let strings = vec![c("/bin/true")];
+        ChildPlan {
+            stdio: [0, 1, 7],
+            stdin_null,
+            err_w: 8,
+            status_w: 9,
+            netns,
+            hostname: b"sandbox".to_vec(),
+            daemon_argv_env: [0; 4],
+            mounts: MountPlan::for_tests(STAGING, ops, "/workspace"),
+            cgroup_procs,
+            rlimits: RlimitPlan::build(&Limits::default()),
+            sched: SchedPlan::build(),
+            creds: Creds {
+                uid: 65534,
+                gid: 65534,
+                cap_last: 40,
+            },
+            landlock: LandlockPlan::for_tests(),
+            umask: Some(0o022),
+            seccomp: &[],
+            program: c("/bin/true"),
+            argv: vec![strings[0].as_ptr(), std::ptr::null()],
+            envp: vec![std::ptr::null()],
+            _strings: strings,
+        }
+    }
+
+    fn assert_before(r: &Recorder, first: &str, then: &str) {
+        let (a, b) = (r.last(first), r.pos(then));
+        assert!(a < b, "{first:?} (#{a}) must come before {then:?} (#{b})");
+    }
+
+    #[test]
+    fn the_steps_run_in_the_written_order() {
+        let r = Recorder::default();
+        setup(&r, &mut plan(Some(5), vec![11, 12], false)).expect("setup succeeds");
+        let calls = r.calls();
+        assert_eq!(calls[0], "setsid", "{calls:#?}");
+        assert_eq!(calls.last().unwrap(), "seccomp", "seccomp is last");
+        for (first, then) in [
+            ("setsid", "dup2"),
+            ("dup2", "setns"),
+            ("setns", "sethostname"),
+            ("sethostname", "sched"),
+            ("sched", "mount private - / -"),
+            ("mount private", &format!("mount fs tmpfs {STAGING} tmpfs")),
+            (
+                &format!("mount fs tmpfs {STAGING} tmpfs"),
+                &format!("mount bind /srv/ws {STAGING}/workspace"),
+            ),
+            ("mount bind", "pivot_root . ."),
+            (&format!("mount fs proc {STAGING}/proc"), "pivot_root"),
+            ("pivot_root", "umount2 ."),
+            ("umount2 .", "mount remount - / -"),
+            ("mount remount", "write 11 0"),
+            ("write 12 0", &format!("prctl {} 0", libc::PR_CAPBSET_DROP)),
+            ("prctl 24 40", "setgroups"),
+            ("setgroups", "setresgid 65534"),
+            ("setresgid", "setresuid 65534"),
+            ("setresuid", "capget"),
+            ("capget", "chdir /workspace"),
+            ("chdir /workspace", "landlock"),
+            ("landlock", "close_range"),
+            ("close_range", "prlimit"),
+            ("prlimit", "umask 22"),
+            ("umask 22", "seccomp"),
+        ] {
+            assert_before(&r, first, then);
+        }
+        // The bounding set is emptied, every capability.
+        let drops = calls
+            .iter()
+            .filter(|c| c.starts_with(&format!("prctl {} ", libc::PR_CAPBSET_DROP)))
+            .count();
+        assert_eq!(drops, 41, "{calls:#?}");
+        // The death signal and non-dumpable are set again after the uid change.
+        let pdeath = format!("prctl {} {}", libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        assert!(r.last(&pdeath) > r.pos("setresuid"), "{calls:#?}");
+        // The err and status pipes survive the fd sweep.
+        assert!(calls.contains(&"close_range 3 7".to_string()), "{calls:#?}");
+        assert!(
+            calls.contains(&"close_range 10 2147483647".to_string()),
+            "{calls:#?}"
+        );
+    }
+
+    #[test]
+    fn stdio_sources_below_three_are_lifted_before_dup2() {
+        let r = Recorder::default();
+        setup(&r, &mut plan(None, vec![], false)).unwrap();
+        // stdio [0, 1, 7]: 0 and 1 are lifted (to 100, 101) before any dup2.
+        assert_before(&r, "dup_above 1 3", "dup2");
+        let calls = r.calls();
+        for want in ["dup2 100 0", "dup2 101 1", "dup2 7 2"] {
+            assert!(calls.contains(&want.to_string()), "{calls:#?}");
+        }
+    }
+
+    #[test]
+    fn a_plan_without_netns_or_cgroups_to_join_skips_those_steps() {
+        let r = Recorder::default();
+        setup(&r, &mut plan(None, vec![], false)).unwrap();
+        assert!(!r.has("setns"), "no setns without a pooled namespace");
+        assert!(!r.has("write "), "nothing to join (born in its group)");
+        assert!(!r.has("open /dev/null"));
+    }
+
+    #[test]
+    fn stdin_null_reopens_the_sandboxes_dev_null_after_pivot_root() {
+        let r = Recorder::default();
+        setup(&r, &mut plan(None, vec![], true)).unwrap();
+        assert_before(&r, "mount remount", "open /dev/null");
+        assert!(r.calls().contains(&"dup2 50 0".to_string()));
+    }
+
+    #[test]
+    fn a_failed_step_stops_the_setup_and_is_named() {
+        for (fail, step) in [
+            ("setns", Step::NetNs),
+            ("pivot_root", Step::PivotRoot),
+            ("mount bind", Step::MountBind),
+            ("write 11", Step::CgroupJoin),
+            ("setresuid", Step::SetIds),
+            ("landlock", Step::LandlockRestrict),
+            ("seccomp", Step::Seccomp),
+        ] {
+            let r = Recorder::failing(fail);
+            let got = setup(&r, &mut plan(Some(5), vec![11], false));
+            assert_eq!(got, Err((step, libc::EPERM)), "failing {fail:?}");
+            let calls = r.calls();
+            assert!(
+                calls.last().unwrap().starts_with(fail),
+                "nothing runs after the failed {fail:?}: {calls:#?}"
+            );
+            if step != Step::Seccomp {
+                assert!(!r.has("seccomp"), "{calls:#?}");
+            }
+        }
+        // A failed mount means the uid is never changed in a half-built root.
+        let r = Recorder::failing("pivot_root");
+        let _ = setup(&r, &mut plan(None, vec![], false));
+        assert!(!r.has("setresuid") && !r.has("landlock"));
     }
 }

@@ -2,7 +2,8 @@
 //! supplementary group, switch uid/gid, then prove no capability is left.
 
 use super::report::Step;
-use super::sys::{self, Errno};
+use super::sys::Errno;
+use super::syscall::Syscall;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Creds {
@@ -22,21 +23,21 @@ impl Creds {
     }
 
     /// Child side. The bounding set goes first: dropping it needs CAP_SETPCAP.
-    pub fn drop_privileges(&self) -> Result<(), (Step, Errno)> {
+    pub fn drop_privileges(&self, s: &impl Syscall) -> Result<(), (Step, Errno)> {
         for cap in 0..=self.cap_last {
-            sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong)
+            s.prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong)
                 .map_err(|e| (Step::DropCaps, e))?;
         }
-        sys::prctl(
+        s.prctl(
             libc::PR_CAP_AMBIENT,
             libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
         )
         .map_err(|e| (Step::DropCaps, e))?;
-        sys::setgroups_empty().map_err(|e| (Step::SetIds, e))?;
-        sys::setresgid(self.gid).map_err(|e| (Step::SetIds, e))?;
+        s.setgroups_empty().map_err(|e| (Step::SetIds, e))?;
+        s.setresgid(self.gid).map_err(|e| (Step::SetIds, e))?;
         // A uid change from 0 clears the permitted and effective sets.
-        sys::setresuid(self.uid).map_err(|e| (Step::SetIds, e))?;
-        match sys::capget_self() {
+        s.setresuid(self.uid).map_err(|e| (Step::SetIds, e))?;
+        match s.capget_self() {
             Ok((0, 0, 0)) => Ok(()),
             Ok(_) => Err((Step::CapsRemain, libc::EPERM)),
             Err(e) => Err((Step::CapsRemain, e)),

@@ -31,6 +31,20 @@ pub struct LandlockPlan {
     net_guard: Option<i32>,
 }
 
+#[cfg(test)]
+impl LandlockPlan {
+    /// A plan with no ruleset, for the seam's unit tests (the fake never
+    /// applies it).
+    pub fn for_tests() -> LandlockPlan {
+        LandlockPlan {
+            ruleset: None,
+            raw: std::fs::File::open("/dev/null").unwrap().into(),
+            rules: Vec::new(),
+            net_guard: None,
+        }
+    }
+}
+
 /// TCP ports the daemon itself listens on (its gRPC TCP listener, metrics).
 static DAEMON_PORTS: OnceLock<Vec<u16>> = OnceLock::new();
 /// The guard ruleset, built once on first use: TCP connect and bind allowed

@@ -8,7 +8,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +23,7 @@ use super::probe::{self, KernelSupport};
 use super::report::{self, Termination};
 use super::rlimits::RlimitPlan;
 use super::spec::{SandboxSpec, Stdin};
-use super::{netns, seccomp};
+use super::{clone, netns, seccomp};
 
 /// A running sandboxed command, as its parent (the launcher) holds it.
 #[derive(Debug)]
@@ -34,9 +34,13 @@ pub struct Sandbox {
     pub stdout: Option<File>,
     pub stderr: Option<File>,
     status: File,
+    /// Readable once init has exited.
+    pidfd: OwnedFd,
     cgroup: Cgroup,
     started: Instant,
     reaped: bool,
+    /// The cgroups were killed and queued for removal.
+    cleaned: bool,
     timings: Timings,
 }
 
@@ -49,7 +53,8 @@ pub struct Timings {
     pub clone: Duration,
     /// From clone's return to the command's exec (the child's whole setup).
     pub child_setup: Duration,
-    /// After init was reaped: stats and cgroup removal.
+    /// After init was reaped: reading the cgroup figures (the kill and the
+    /// removal follow the answer, off its path).
     pub cleanup: Duration,
 }
 
@@ -136,11 +141,44 @@ struct ChildEnds {
     cgroup_procs: Vec<OwnedFd>,
 }
 
-/// Launches `spec.argv` in a fresh sandbox.
+/// Launches `spec.argv` in a fresh sandbox and waits for its setup.
 ///
 /// Returns once the command has been exec'd, or with the setup step and
-/// errno that failed (nothing runs then, and the cgroup is removed).
+/// errno that failed (nothing runs then, and the cgroup is removed). The
+/// launcher's loop uses [`start`] instead, so that it never waits on a
+/// child's setup. (The one-shot form, for callers outside that loop.)
+#[allow(dead_code)]
 pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandbox> {
+    let pending = start(spec)?;
+    let mut p = libc::pollfd {
+        fd: pending.setup_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    while unsafe { libc::poll(&mut p, 1, -1) } < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    pending.finish()
+}
+
+/// A sandbox whose init was cloned and is still setting up: the parent
+/// polls [`Pending::setup_fd`] and calls [`Pending::finish`] once it is
+/// readable (the command was exec'd, or a step failed).
+#[derive(Debug)]
+pub struct Pending {
+    sandbox: Sandbox,
+    /// Read end of the child's CLOEXEC setup pipe.
+    setup: File,
+    cloned: Instant,
+}
+
+/// Prepares the sandbox in the parent and clones its init; returns without
+/// waiting for the child's setup (see [`Pending`]).
+pub fn start(spec: &SandboxSpec) -> io::Result<Pending> {
     let t0 = Instant::now();
     spec.validate()?;
     let ks = support();
@@ -174,6 +212,24 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandbox> {
         unsafe { libc::fchown(fd.as_raw_fd(), spec.uid, spec.gid) };
     }
     let cgroup = Cgroup::create(&next_id(), &spec.limits)?;
+    // Born in the cgroup2 group where the kernel allows it (clone.rs).
+    let into_v2 = match cgroup.v2_dir().filter(|_| clone::into_cgroup_usable()) {
+        Some(dir) => match File::open(dir) {
+            Ok(f) => Some(OwnedFd::from(f)),
+            Err(e) => {
+                cgroup.remove();
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    let cgroup_procs = match cgroup.open_procs() {
+        Ok(p) => p,
+        Err(e) => {
+            cgroup.remove();
+            return Err(e);
+        }
+    };
     let ends = ChildEnds {
         stdin: stdin_r,
         stdout: stdout_w,
@@ -181,7 +237,7 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandbox> {
         err_w,
         status_w,
         netns: if spec.network { None } else { netns::take() },
-        cgroup_procs: cgroup.open_procs()?,
+        cgroup_procs,
     };
     let mut plan = match build_plan(spec, &program, &ends, ks.landlock_abi) {
         Ok(p) => p,
@@ -190,6 +246,11 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandbox> {
             return Err(e);
         }
     };
+    // The cgroup2 group's procs file comes first: skip it when cloning into it.
+    let all_procs = plan.cgroup_procs.clone();
+    if into_v2.is_some() {
+        plan.cgroup_procs.remove(0);
+    }
 
     let mut flags =
         libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
@@ -197,19 +258,13 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandbox> {
         flags |= libc::CLONE_NEWNET;
     }
     let t1 = Instant::now();
-    // SAFETY: a fork-like clone (no CLONE_VM, no new stack); the child only
-    // runs `run_init`, which never returns.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0,
-            0,
-            0,
-            0,
-        )
+    // SAFETY: the child only runs `run_init`, which never returns.
+    let cloned = unsafe {
+        clone::clone_init(flags, into_v2.as_ref().map(|f| f.as_raw_fd()), || {
+            plan.cgroup_procs = all_procs
+        })
     };
-    if pid == 0 {
+    if let Ok(clone::Cloned::Child) = cloned {
         // Never unwind in the copy: a panic here ends the child at once.
         let _ =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child::run_init(&mut plan)));
@@ -218,37 +273,71 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandbox> {
     let t2 = Instant::now();
     drop(plan);
     drop(ends);
-    if pid < 0 {
-        let e = io::Error::last_os_error();
-        cgroup.remove();
-        return Err(e);
-    }
-    let pid = pid as libc::pid_t;
-    let mut child = Sandbox {
+    drop(into_v2);
+    let (pid, pidfd) = match cloned {
+        Ok(clone::Cloned::Parent { pid, pidfd }) => (pid, pidfd),
+        Ok(clone::Cloned::Child) => unreachable!("the child never gets here"),
+        Err(e) => {
+            cgroup.remove();
+            return Err(e);
+        }
+    };
+    let sandbox = Sandbox {
         pid,
         stdin: stdin_w.map(File::from),
         stdout: Some(stdout_r.into()),
         stderr: Some(stderr_r.into()),
         status: status_r.into(),
+        pidfd,
         cgroup,
         started: t0,
         reaped: false,
+        cleaned: false,
         timings: Timings {
             prepare: t1 - t0,
             clone: t2 - t1,
             ..Timings::default()
         },
     };
-    // Blocks until exec (EOF: the command's copy closed on exec, init's
-    // copy closed after fork) or a failure record.
-    let mut rec = Vec::with_capacity(8);
-    File::from(err_r).read_to_end(&mut rec)?;
-    if let Some(failure) = report::decode_failure(&rec) {
-        let _ = child.wait();
-        return Err(failure.into_io());
+    Ok(Pending {
+        sandbox,
+        setup: err_r.into(),
+        cloned: t2,
+    })
+}
+
+impl Pending {
+    /// Readable once the command was exec'd (EOF: the command's copy closed
+    /// on exec, init's after the fork) or a step failed (its record).
+    pub fn setup_fd(&self) -> RawFd {
+        self.setup.as_raw_fd()
     }
-    child.timings.child_setup = t2.elapsed();
-    Ok(child)
+
+    /// Kills the tree while it is still setting up.
+    pub fn kill_tree(&self) {
+        self.sandbox.kill_tree()
+    }
+
+    /// Call once [`Pending::setup_fd`] is readable: the running sandbox, or
+    /// the typed setup failure (the failed child is reaped; its cgroup
+    /// removed).
+    pub fn finish(mut self) -> io::Result<Sandbox> {
+        // One read: a failure record is 8 bytes written at once (less than
+        // PIPE_BUF, so never split); EOF reads 0.
+        let mut rec = [0u8; 8];
+        let n = loop {
+            match self.setup.read(&mut rec) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => break r?,
+            }
+        };
+        if let Some(failure) = report::decode_failure(&rec[..n]) {
+            let _ = self.sandbox.wait();
+            return Err(failure.into_io());
+        }
+        self.sandbox.timings.child_setup = self.cloned.elapsed();
+        Ok(self.sandbox)
+    }
 }
 
 fn build_plan(
@@ -320,10 +409,20 @@ impl Sandbox {
     /// Waits for the command (init exits right after it), then collects the
     /// figures and removes the cgroup.
     pub fn wait(&mut self) -> io::Result<ExitInfo> {
-        Ok(self.wait_flags(0)?.expect("blocking wait returns a status"))
+        let info = self.reap()?;
+        self.clean_up();
+        Ok(info)
     }
 
-    fn wait_flags(&mut self, flags: libc::c_int) -> io::Result<Option<ExitInfo>> {
+    /// Readable once init has exited: poll it, then [`Sandbox::reap`].
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Reaps init (blocking until it exits) and collects the figures the
+    /// answer needs. The cgroups stay until [`Sandbox::clean_up`], so the
+    /// launcher can answer first and clean up after.
+    pub fn reap(&mut self) -> io::Result<ExitInfo> {
         if self.reaped {
             return Err(io::Error::other("already waited"));
         }
@@ -332,16 +431,13 @@ impl Sandbox {
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         loop {
             // SAFETY: valid out-pointers.
-            let r = unsafe { libc::wait4(self.pid, &mut status, flags, &mut ru) };
-            match r {
-                0 => return Ok(None),
-                r if r == self.pid => break,
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
+            let r = unsafe { libc::wait4(self.pid, &mut status, 0, &mut ru) };
+            if r == self.pid {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
             }
         }
         self.reaped = true;
@@ -356,12 +452,12 @@ impl Sandbox {
                 Termination::Exited(libc::WEXITSTATUS(status))
             });
         let t = Instant::now();
-        self.cgroup.kill();
+        // Init's exit ended its whole pid namespace: the groups hold no
+        // process of this sandbox now, so their figures are final.
         let cg = self.cgroup.stats();
-        self.cgroup.remove_in_background();
         self.timings.cleanup = t.elapsed();
         let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-        Ok(Some(ExitInfo {
+        Ok(ExitInfo {
             termination,
             wall,
             user_cpu: tv(ru.ru_utime),
@@ -370,7 +466,19 @@ impl Sandbox {
             oom_killed: cg.oom_kills > 0,
             cgroup: cg,
             timings: self.timings,
-        }))
+        })
+    }
+
+    /// After [`Sandbox::reap`]: kills anything left in the groups (belt and
+    /// braces: the pid namespace is gone) and removes them on the removal
+    /// thread. Idempotent; Drop calls it too, so no group leaks.
+    pub fn clean_up(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        self.cleaned = true;
+        self.cgroup.kill();
+        self.cgroup.remove_in_background();
     }
 
     pub fn timings(&self) -> Timings {
@@ -388,7 +496,8 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         if !self.reaped {
             self.kill_tree();
-            let _ = self.wait();
+            let _ = self.reap();
         }
+        self.clean_up();
     }
 }

@@ -8,12 +8,14 @@
 //! daemon-port Landlock guard. The cgroup layout is readied by the daemon
 //! just before the fork (so under systemd both processes sit in the leaf).
 //!
-//! One `poll` loop serves three kinds of events (see `wire.rs` for the
-//! messages): a launch request on the control socket (built synchronously
-//! by [`super::launcher::spawn`]; the reply carries the stdio fds and a
-//! pidfd), a Kill or a closed launch socket (the tree is killed), and an
-//! init's pidfd becoming readable (reaped; stats and cgroup cleanup; the
-//! exit record sent). When the daemon goes away (control socket EOF, or the
+//! One `poll` loop serves four kinds of events (see `wire.rs` for the
+//! messages), and never blocks on a child: a launch request on the control
+//! socket (prepared and cloned by [`super::launcher::start`], which returns
+//! at once), a child's setup pipe becoming readable (exec'd: the reply
+//! carries the stdio fds and a pidfd; or a typed setup error), a Kill or a
+//! closed launch socket (the tree is killed), and an init's pidfd becoming
+//! readable (reaped, stats read, the exit record sent; only then the cgroup
+//! kill and removal, off the answer's path). When the daemon goes away (control socket EOF, or the
 //! parent-death signal) every sandbox is killed and the launcher exits.
 //!
 //! Panics abort, in the launcher and in every child cloned from it: a copy
@@ -22,7 +24,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
-use super::launcher::{self, Sandbox};
+use super::launcher::{self, Pending, Sandbox};
 use super::wire::{self, FromLauncher, LaunchError, ToLauncher};
 
 /// The launcher process, as `main` holds it to stop it at the end.
@@ -120,12 +122,36 @@ fn abort_on_panic() {
     }));
 }
 
-/// One running sandbox.
+/// Where a sandbox is in its life, as the loop sees it.
+enum Stage {
+    /// Init was cloned and is setting up; the loop polls its setup pipe.
+    SettingUp(Pending),
+    /// The command was exec'd; the loop polls init's pidfd.
+    Running(Sandbox),
+}
+
+/// One sandbox and the launch socket of its call.
 struct Live {
-    sandbox: Sandbox,
+    stage: Stage,
     /// This launch's socket; `None` once the daemon closed it.
     conn: Option<OwnedFd>,
-    pidfd: OwnedFd,
+}
+
+impl Live {
+    /// The fd whose readiness moves this sandbox on.
+    fn event_fd(&self) -> i32 {
+        match &self.stage {
+            Stage::SettingUp(p) => p.setup_fd(),
+            Stage::Running(s) => s.pidfd().as_raw_fd(),
+        }
+    }
+
+    fn kill_tree(&self) {
+        match &self.stage {
+            Stage::SettingUp(p) => p.kill_tree(),
+            Stage::Running(s) => s.kill_tree(),
+        }
+    }
 }
 
 struct Loop {
@@ -134,12 +160,15 @@ struct Loop {
 }
 
 impl Loop {
+    /// Never waits on a child: each sandbox's setup and exit are events in
+    /// the poll set, so one slow setup (a cgroup join, a large mount plan)
+    /// delays no other call.
     fn serve(&mut self) {
         loop {
             let mut fds = vec![pollfd(self.control.as_raw_fd())];
             for l in &self.live {
                 fds.push(pollfd(l.conn.as_ref().map_or(-1, |c| c.as_raw_fd())));
-                fds.push(pollfd(l.pidfd.as_raw_fd()));
+                fds.push(pollfd(l.event_fd()));
             }
             // SAFETY: `fds` is a valid array of pollfd of that length.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
@@ -156,7 +185,7 @@ impl Loop {
                     self.on_conn(i);
                 }
                 if fds[2 + 2 * i].revents != 0 {
-                    self.on_exit(i);
+                    self.on_event(i);
                 }
             }
             if fds[0].revents != 0 {
@@ -172,38 +201,65 @@ impl Loop {
         }
     }
 
+    /// Prepares and clones; the answer waits for the child's setup event.
     fn launch(&mut self, fds: Vec<OwnedFd>) {
         let Ok::<[OwnedFd; 2], _>([spec, conn]) = fds.try_into() else {
             return;
         };
-        let started = wire::read_spec(spec).and_then(|spec| launcher::spawn(&spec));
-        let mut sandbox = match started {
+        match wire::read_spec(spec).and_then(|spec| launcher::start(&spec)) {
+            Ok(pending) => self.live.push(Live {
+                stage: Stage::SettingUp(pending),
+                conn: Some(conn),
+            }),
+            Err(e) => fail(&conn, &e),
+        }
+    }
+
+    fn on_conn(&mut self, i: usize) {
+        let l = &mut self.live[i];
+        let Some(conn) = &l.conn else { return };
+        match wire::recv::<ToLauncher>(conn.as_fd()) {
+            Ok(Some((ToLauncher::Kill, _))) => l.kill_tree(),
+            Ok(Some((ToLauncher::Launch | ToLauncher::RefreshEtc | ToLauncher::Shutdown, _))) => {}
+            // The daemon dropped the call: end the tree, reap it later.
+            Ok(None) | Err(_) => {
+                l.kill_tree();
+                l.conn = None;
+            }
+        }
+    }
+
+    fn on_event(&mut self, i: usize) {
+        let l = self.live.swap_remove(i);
+        match l.stage {
+            Stage::SettingUp(pending) => self.on_setup_done(pending, l.conn),
+            Stage::Running(sandbox) => on_exit(sandbox, l.conn),
+        }
+    }
+
+    /// The child exec'd the command or reported a failed step.
+    fn on_setup_done(&mut self, pending: Pending, conn: Option<OwnedFd>) {
+        let mut sandbox = match pending.finish() {
             Ok(s) => s,
             Err(e) => {
-                let _ = wire::send(
-                    conn.as_fd(),
-                    &FromLauncher::Failed(LaunchError::from_io(&e)),
-                    &[],
-                );
+                if let Some(conn) = &conn {
+                    fail(conn, &e);
+                }
                 return;
             }
         };
-        let pidfd = match pidfd_open(sandbox.pid) {
-            Ok(fd) => fd,
-            Err(e) => {
-                let _ = wire::send(
-                    conn.as_fd(),
-                    &FromLauncher::Failed(LaunchError::from_io(&e)),
-                    &[],
-                );
-                return; // dropping the sandbox kills and reaps it
-            }
+        let Some(conn) = conn else {
+            // The call is gone (its tree was killed): reap it when it exits.
+            return self.live.push(Live {
+                stage: Stage::Running(sandbox),
+                conn: None,
+            });
         };
         let (stdin, stdout, stderr) = sandbox.take_stdio();
         let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
             return;
         };
-        let mut passed = vec![pidfd.as_fd(), stdout.as_fd(), stderr.as_fd()];
+        let mut passed = vec![sandbox.pidfd(), stdout.as_fd(), stderr.as_fd()];
         if let Some(stdin) = &stdin {
             passed.push(stdin.as_fd());
         }
@@ -212,46 +268,45 @@ impl Loop {
             timings: sandbox.timings(),
             stdin: stdin.is_some(),
         };
-        if wire::send(conn.as_fd(), &reply, &passed).is_err() {
-            return; // the call is gone already: the sandbox dies here
-        }
-        self.live.push(Live {
-            sandbox,
-            conn: Some(conn),
-            pidfd,
-        });
-    }
-
-    fn on_conn(&mut self, i: usize) {
-        let l = &mut self.live[i];
-        let Some(conn) = &l.conn else { return };
-        match wire::recv::<ToLauncher>(conn.as_fd()) {
-            Ok(Some((ToLauncher::Kill, _))) => l.sandbox.kill_tree(),
-            Ok(Some((ToLauncher::Launch | ToLauncher::RefreshEtc | ToLauncher::Shutdown, _))) => {}
-            // The daemon dropped the call: end the tree, reap it later.
-            Ok(None) | Err(_) => {
-                l.sandbox.kill_tree();
-                l.conn = None;
+        let conn = match wire::send(conn.as_fd(), &reply, &passed) {
+            Ok(()) => Some(conn),
+            // The call is gone already: end the sandbox, reap it on exit.
+            Err(_) => {
+                sandbox.kill_tree();
+                None
             }
-        }
-    }
-
-    fn on_exit(&mut self, i: usize) {
-        let mut l = self.live.swap_remove(i);
-        let exit = l.sandbox.wait();
-        if let (Some(conn), Ok(info)) = (&l.conn, exit) {
-            let _ = wire::send(conn.as_fd(), &FromLauncher::Exited(info), &[]);
-        }
+        };
+        self.live.push(Live {
+            stage: Stage::Running(sandbox),
+            conn,
+        });
     }
 
     fn kill_all(&mut self) {
         for l in &self.live {
-            l.sandbox.kill_tree();
+            l.kill_tree();
         }
         // Dropping each reaps it and removes its cgroups.
         self.live.clear();
         super::cgroup::finish_removals(std::time::Duration::from_secs(2));
     }
+}
+
+/// Init exited (its pidfd is readable): reap, answer, then clean up.
+fn on_exit(mut sandbox: Sandbox, conn: Option<OwnedFd>) {
+    let exit = sandbox.reap();
+    if let (Some(conn), Ok(info)) = (&conn, exit) {
+        let _ = wire::send(conn.as_fd(), &FromLauncher::Exited(info), &[]);
+    }
+    sandbox.clean_up();
+}
+
+fn fail(conn: &OwnedFd, e: &io::Error) {
+    let _ = wire::send(
+        conn.as_fd(),
+        &FromLauncher::Failed(LaunchError::from_io(e)),
+        &[],
+    );
 }
 
 fn pollfd(fd: i32) -> libc::pollfd {

@@ -12,9 +12,13 @@
 //!   limits, build the mount plan (with the cached /etc snapshot),
 //!   create the Landlock ruleset, fetch the compiled seccomp program, build
 //!   argv/envp as C strings, take a pre-made network namespace;
-//! - `clone(NEWPID|NEWNS|NEWIPC|NEWUTS[|NEWNET])`: the child is pid 1;
-//! - child: reset signals, setsid, pdeathsig, non-dumpable, stdio onto 0-2,
-//!   setns(net), hostname, mounts + pivot_root, join cgroups, rlimits, drop
+//! - `clone3(NEWPID|NEWNS|NEWIPC|NEWUTS[|NEWNET], CLONE_PIDFD,
+//!   CLONE_INTO_CGROUP)` (`clone.rs`; plain `clone` where refused): the
+//!   child is pid 1, born in its cgroup2 group;
+//! - child (`child::setup`, every privileged call through `syscall.rs`):
+//!   reset signals, setsid, pdeathsig, non-dumpable, stdio onto 0-2,
+//!   setns(net), hostname, mounts + pivot_root, join the cgroups it was not
+//!   born in, rlimits, drop
 //!   to uid/gid (caps verified empty), chdir, Landlock (+no_new_privs),
 //!   close inherited fds, seccomp, fork the command, which execs; init reaps
 //!   and reports the command's status on a pipe, then exits (killing any
@@ -23,6 +27,7 @@
 mod cgroup;
 mod cgroup_layout;
 mod child;
+mod clone;
 mod creds;
 pub mod etc;
 mod landlock;
@@ -38,13 +43,14 @@ mod sched;
 mod seccomp;
 mod spec;
 mod sys;
+mod syscall;
 mod wire;
 
 pub use cgroup::{CgroupStats, finish_removals, sweep_dead as sweep_dead_cgroups};
 pub use cgroup_layout::prepare as prepare_cgroups;
 pub use landlock::set_daemon_ports;
 pub use launcher::{ExitInfo, Timings};
-pub use probe::{KernelSupport, Requirements, probe};
+pub use probe::{KernelSupport, Requirements, daemon_probe, probe, probe_at_start};
 pub use remote::{LauncherGone, SandboxChild, launch, launcher_alive, request_etc_refresh};
 pub use report::{SetupError, Step, Termination};
 pub use spec::{DEFAULT_ETC, DEFAULT_SYSTEM_DIRS, Limits, SandboxSpec, Stdin, Workspace};

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use super::report::Step;
 use super::spec::SandboxSpec;
-use super::sys::{self, Errno};
+use super::sys::Errno;
+use super::syscall::Syscall;
 
 /// Where the new root is assembled. Each child mounts its tmpfs here inside
 /// its own mount namespace, so concurrent launches do not collide.
@@ -325,11 +326,11 @@ impl MountPlan {
 
     /// Child side: builds the new root, pivots into it and detaches the host
     /// root. Runs in a fresh mount namespace.
-    pub fn apply(&self) -> Result<(), (Step, Errno)> {
+    pub fn apply(&self, s: &impl Syscall) -> Result<(), (Step, Errno)> {
         let null = core::ptr::null();
         let on = |step: Step| move |e: Errno| (step, e);
         // Nothing we mount may propagate back to the host (or in from it).
-        sys::mount(
+        s.mount(
             null,
             c"/".as_ptr(),
             null,
@@ -338,7 +339,7 @@ impl MountPlan {
         )
         .map_err(on(Step::MountPrivate))?;
         let st = self.staging.as_ptr();
-        sys::mount(
+        s.mount(
             c"tmpfs".as_ptr(),
             st,
             c"tmpfs".as_ptr(),
@@ -347,18 +348,31 @@ impl MountPlan {
         )
         .map_err(on(Step::MountRoot))?;
         for op in &self.ops {
-            apply_op(op)?;
+            apply_op(s, op)?;
         }
-        sys::chdir(st).map_err(on(Step::PivotRoot))?;
+        s.chdir(st).map_err(on(Step::PivotRoot))?;
         // pivot_root(".", ".") stacks the old root on top of the new one;
         // detaching "." then drops every host mount from this namespace.
-        sys::pivot_root(c".".as_ptr(), c".".as_ptr()).map_err(on(Step::PivotRoot))?;
-        sys::umount2(c".".as_ptr(), libc::MNT_DETACH).map_err(on(Step::PivotRoot))?;
-        sys::chdir(c"/".as_ptr()).map_err(on(Step::PivotRoot))?;
+        s.pivot_root(c".".as_ptr(), c".".as_ptr())
+            .map_err(on(Step::PivotRoot))?;
+        s.umount2(c".".as_ptr(), libc::MNT_DETACH)
+            .map_err(on(Step::PivotRoot))?;
+        s.chdir(c"/".as_ptr()).map_err(on(Step::PivotRoot))?;
         let ro =
             libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
-        sys::mount(null, c"/".as_ptr(), null, ro, null.cast()).map_err(on(Step::RemountRootRo))?;
+        s.mount(null, c"/".as_ptr(), null, ro, null.cast())
+            .map_err(on(Step::RemountRootRo))?;
         Ok(())
+    }
+
+    /// A plan of the given operations, for the seam's unit tests.
+    #[cfg(test)]
+    pub fn for_tests(staging: &str, ops: Vec<MountOp>, cwd: &str) -> MountPlan {
+        MountPlan {
+            staging: CString::new(staging).unwrap(),
+            ops,
+            cwd: CString::new(cwd).unwrap(),
+        }
     }
 
     /// The command's working directory, entered after the privilege drop so
@@ -368,25 +382,28 @@ impl MountPlan {
     }
 }
 
-fn apply_op(op: &MountOp) -> Result<(), (Step, Errno)> {
+fn apply_op(s: &impl Syscall, op: &MountOp) -> Result<(), (Step, Errno)> {
     let null = core::ptr::null();
     match op {
-        MountOp::Dir(p) => sys::mkdir(p.as_ptr(), 0o755).map_err(|e| (Step::MountMkdir, e)),
+        MountOp::Dir(p) => s
+            .mkdir(p.as_ptr(), 0o755)
+            .map_err(|e| (Step::MountMkdir, e)),
         MountOp::File(p) => {
-            let fd = sys::open(
-                p.as_ptr(),
-                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                0o644,
-            )
-            .map_err(|e| (Step::MountMkdir, e))?;
-            sys::close(fd);
+            let fd = s
+                .open(
+                    p.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                )
+                .map_err(|e| (Step::MountMkdir, e))?;
+            s.close(fd);
             Ok(())
         }
-        MountOp::Symlink { target, link } => {
-            sys::symlink(target.as_ptr(), link.as_ptr()).map_err(|e| (Step::MountSymlink, e))
-        }
+        MountOp::Symlink { target, link } => s
+            .symlink(target.as_ptr(), link.as_ptr())
+            .map_err(|e| (Step::MountSymlink, e)),
         MountOp::Bind { src, dst, attrs } => {
-            sys::mount(
+            s.mount(
                 src.as_ptr(),
                 dst.as_ptr(),
                 null,
@@ -394,11 +411,12 @@ fn apply_op(op: &MountOp) -> Result<(), (Step, Errno)> {
                 null.cast(),
             )
             .map_err(|e| (Step::MountBind, e))?;
-            sys::mount_setattr_recursive(dst.as_ptr(), *attrs).map_err(|e| (Step::MountBind, e))
+            s.mount_setattr_recursive(dst.as_ptr(), *attrs)
+                .map_err(|e| (Step::MountBind, e))
         }
         MountOp::Tmpfs { dst, data, nodev } => {
             let flags = libc::MS_NOSUID | if *nodev { libc::MS_NODEV } else { 0 };
-            sys::mount(
+            s.mount(
                 c"tmpfs".as_ptr(),
                 dst.as_ptr(),
                 c"tmpfs".as_ptr(),
@@ -407,14 +425,15 @@ fn apply_op(op: &MountOp) -> Result<(), (Step, Errno)> {
             )
             .map_err(|e| (Step::MountTmp, e))
         }
-        MountOp::Mknod { path, rdev } => sys::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, *rdev)
+        MountOp::Mknod { path, rdev } => s
+            .mknod(path.as_ptr(), libc::S_IFCHR | 0o666, *rdev)
             .map_err(|e| (Step::MountMkdir, e)),
-        MountOp::Attrs { path, attrs } => {
-            sys::mount_setattr_recursive(path.as_ptr(), *attrs).map_err(|e| (Step::MountBind, e))
-        }
+        MountOp::Attrs { path, attrs } => s
+            .mount_setattr_recursive(path.as_ptr(), *attrs)
+            .map_err(|e| (Step::MountBind, e)),
         MountOp::Proc { dst } => {
             let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-            sys::mount(
+            s.mount(
                 c"proc".as_ptr(),
                 dst.as_ptr(),
                 c"proc".as_ptr(),

@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 
 use super::cgroup_layout::Layout;
+use std::sync::OnceLock;
 
 /// Kernel features the sandbox relies on.
 #[derive(Debug, Clone)]
@@ -141,6 +142,30 @@ pub fn probe() -> KernelSupport {
         // SAFETY: geteuid cannot fail.
         root: unsafe { libc::geteuid() } == 0,
     }
+}
+
+/// The probe `serve` takes before the daemon drops the privileges that
+/// only the launcher keeps (src/privileges.rs).
+static AT_START: OnceLock<KernelSupport> = OnceLock::new();
+
+/// `serve`, while it still holds every privilege (right after forking the
+/// launcher, before dropping its capabilities): probes and remembers.
+pub fn probe_at_start() -> KernelSupport {
+    let k = probe();
+    let _ = AT_START.set(k.clone());
+    k
+}
+
+/// The daemon's probe, at start and on every reload: fresh, except for
+/// what only a privileged process can test (namespaces, by a real clone),
+/// which keeps the answer of [`probe_at_start`]: the daemon no longer holds
+/// `CAP_SYS_ADMIN`, its launcher does. Without a start probe, a plain probe.
+pub fn daemon_probe() -> KernelSupport {
+    let mut k = probe();
+    if let Some(start) = AT_START.get() {
+        k.namespaces = start.namespaces;
+    }
+    k
 }
 
 impl KernelSupport {

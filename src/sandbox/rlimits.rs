@@ -19,7 +19,8 @@
 //! | AS, DATA, RSS, NPROC, LOCKS | unlimited | the cgroup's memory and pids limits bound them; AS breaks Go and JVM programs, NPROC counts per uid across sandboxes |
 
 use super::spec::Limits;
-use super::sys::{self, Errno};
+use super::sys::Errno;
+use super::syscall::Syscall;
 
 const UNLIMITED: u64 = libc::RLIM_INFINITY;
 
@@ -58,11 +59,11 @@ impl RlimitPlan {
     /// Child side. A hard limit is never raised above the daemon's own
     /// (that needs CAP_SYS_RESOURCE, which some hosts withhold even from
     /// root): each value is the lower of the table's and the daemon's.
-    pub fn apply(&self) -> Result<(), Errno> {
+    pub fn apply(&self, s: &impl Syscall) -> Result<(), Errno> {
         self.0.iter().try_for_each(|(r, soft, hard)| {
-            let (_, current_hard) = sys::prlimit_get(*r)?;
+            let (_, current_hard) = s.prlimit_get(*r)?;
             let hard = (*hard).min(current_hard);
-            sys::prlimit(*r, (*soft).min(hard), hard)
+            s.prlimit(*r, (*soft).min(hard), hard)
         })
     }
 }

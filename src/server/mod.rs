@@ -154,7 +154,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Whether this host can enforce the policy is decided before anything
     // is created (workspace roots, the socket, the audit log), so a refusal
     // leaves nothing half-made.
-    let support = tokio::task::spawn_blocking(sandbox::probe)
+    let support = tokio::task::spawn_blocking(sandbox::daemon_probe)
         .await
         .context("the kernel probe failed")?;
     refuse_unenforceable(
@@ -462,7 +462,7 @@ async fn try_reload(config: &Config, state: &Arc<State>) -> bool {
     // Probing clones processes: off the async threads, with the loading.
     let loaded = tokio::task::spawn_blocking(move || {
         load_policy(&cfg).map(|policy| {
-            let unmet = host::unmet(&policy, &sandbox::probe());
+            let unmet = host::unmet(&policy, &sandbox::daemon_probe());
             (policy, unmet)
         })
     })
