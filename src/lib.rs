@@ -16,6 +16,7 @@ pub mod policy;
 pub mod privileges;
 pub mod sandbox;
 pub mod server;
+pub mod session;
 pub mod shell;
 
 pub mod proto {

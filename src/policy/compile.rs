@@ -69,6 +69,8 @@ pub struct AgentPolicy {
     pub deterministic: bool,
     /// `SOURCE_DATE_EPOCH` of deterministic commands.
     pub source_date_epoch: u64,
+    /// `[agents.sessions]`.
+    pub sessions: super::sessions::SessionPolicy,
     /// The tools its roles let it call.
     pub tools: super::roles::ToolGrant,
 }

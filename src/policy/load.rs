@@ -513,6 +513,7 @@ fn compile_agent(
             .as_ref()
             .and_then(|d| d.source_date_epoch)
             .unwrap_or(super::model::DEFAULT_SOURCE_DATE_EPOCH),
+        sessions: super::sessions::SessionPolicy::from_spec(spec.sessions.as_ref()),
     })
 }
 

@@ -88,6 +88,8 @@ pub struct AgentSpec {
     pub budgets: Option<super::budget::BudgetSpec>,
     /// Determinism mode for this agent's commands and file tools.
     pub determinism: Option<DeterminismSpec>,
+    /// Sessions (sandboxes that live across calls) and their limits.
+    pub sessions: Option<super::sessions::SessionSpec>,
     /// Remote callers (TCP + TLS) that are this agent: certificate names
     /// and token hashes.
     pub remote: Option<super::remote::RemoteSpec>,

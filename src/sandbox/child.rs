@@ -51,6 +51,9 @@ pub struct ChildPlan {
     pub argv: Vec<*const c_char>,
     pub envp: Vec<*const c_char>,
     pub _strings: Vec<CString>,
+    /// A session sandbox: init's end of the supervisor socket; init serves
+    /// it (`session_init.rs`) instead of running `argv`.
+    pub session: Option<i32>,
 }
 
 /// Signal dispositions inherited from the daemon (handlers, SIG_IGN for
@@ -79,20 +82,21 @@ fn install_stdio(s: &impl Syscall, stdio: [i32; 3]) -> Result<(), sys::Errno> {
     Ok(())
 }
 
-/// Closes every fd except 0, 1, 2 and `keep` (small, unsorted).
-fn close_all_except(s: &impl Syscall, keep: [i32; 2]) -> Result<(), sys::Errno> {
-    let (lo, hi) = if keep[0] < keep[1] {
-        (keep[0], keep[1])
-    } else {
-        (keep[1], keep[0])
-    };
-    let ranges = [(3, lo - 1), (lo + 1, hi - 1), (hi + 1, i32::MAX)];
-    for (a, b) in ranges {
-        if a <= b {
-            s.close_range(a as u32, b as u32)?;
+/// Closes every fd except 0, 1, 2 and `keep` (small, unsorted; -1 = none).
+fn close_all_except(s: &impl Syscall, keep: [i32; 3]) -> Result<(), sys::Errno> {
+    let mut keep = keep;
+    keep.sort_unstable();
+    let mut next = 3;
+    for fd in keep {
+        if fd < next {
+            continue;
         }
+        if fd > next {
+            s.close_range(next as u32, (fd - 1) as u32)?;
+        }
+        next = fd + 1;
     }
-    Ok(())
+    s.close_range(next as u32, i32::MAX as u32)
 }
 
 /// Overwrites, in init's copy of the daemon's memory, the argv and environ
@@ -127,6 +131,13 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
     if let Err((step, errno)) = setup(&Real, p) {
         report::fail(p.err_w, step, errno);
     }
+    // 9s. A session: init stays, confined like a command, and serves the
+    //     daemon's requests; closing the error pipe tells the launcher it
+    //     is ready (as an exec would).
+    if let Some(sock) = p.session {
+        sys::close(p.err_w);
+        super::session_init::serve(sock, p.status_w)
+    }
     // 9. The command, as init's only child.
     let e = p.err_w;
     let pid = match sys::fork() {
@@ -160,6 +171,10 @@ pub fn setup(s: &impl Syscall, p: &mut ChildPlan) -> Result<(), (Step, sys::Errn
         at(Step::NetNs, s.setns(fd, libc::CLONE_NEWNET))?;
     }
     at(Step::Hostname, s.sethostname(&p.hostname))?;
+    // A session's servers listen on its loopback, down in a new namespace.
+    if p.session.is_some() && p.netns.is_none() {
+        at(Step::NetNs, s.loopback_up())?;
+    }
     // Scheduling state (nice, oom_score_adj, policy, ioprio), while the
     // host's /proc is still mounted and before the privilege drop.
     at(Step::Sched, s.sched(&p.sched))?;
@@ -188,7 +203,11 @@ pub fn setup(s: &impl Syscall, p: &mut ChildPlan) -> Result<(), (Step, sys::Errn
     s.landlock(&mut p.landlock)?;
     // 4. Only now close inherited fds: the landlock crate owns its ruleset
     //    fd and does not say which it is.
-    at(Step::CloseFds, close_all_except(s, [p.err_w, p.status_w]))?;
+    let session = p.session.unwrap_or(-1);
+    at(
+        Step::CloseFds,
+        close_all_except(s, [p.err_w, p.status_w, session]),
+    )?;
     // 5b. rlimits only once the inherited fds are closed: lowering
     //     RLIMIT_NOFILE below the daemon's open fds (a busy daemon has
     //     thousands) would make every later open fail with EMFILE. Lowering
@@ -404,6 +423,9 @@ mod tests {
         fn umask(&self, mask: libc::mode_t) {
             let _ = self.call(format!("umask {mask:o}"));
         }
+        fn loopback_up(&self) -> Result<(), sys::Errno> {
+            self.call("loopback_up".into())
+        }
         fn seccomp(&self, _prog: &[seccompiler::sock_filter]) -> Result<(), sys::Errno> {
             self.call("seccomp".into())
         }
@@ -454,6 +476,7 @@ mod tests {
             },
             landlock: LandlockPlan::for_tests(),
             umask: Some(0o022),
+            session: None,
             seccomp: &[],
             program: c("/bin/true"),
             argv: vec![strings[0].as_ptr(), std::ptr::null()],

@@ -116,7 +116,9 @@ impl LandlockPlan {
             .handle_access(all)
             .map_err(ll_err)?;
         let net = AccessNet::from_all(abi);
-        if !spec.network && !net.is_empty() {
+        // A session's own network namespace holds only its loopback: TCP
+        // there reaches nothing outside (its servers, OpenPort's relay).
+        if !spec.network && !spec.session && !net.is_empty() {
             // No rule follows: every TCP bind/connect is denied. UDP is not
             // covered before ABI 8; the empty network namespace cuts it.
             rs = rs.handle_access(net).map_err(ll_err)?;
@@ -147,6 +149,10 @@ impl LandlockPlan {
         rules.push((cpath("/proc")?, bits(read)));
         for n in DEV_NODES {
             rules.push((cpath(Path::new("/dev").join(n))?, bits(dev)));
+        }
+        if spec.session {
+            // The session's own devpts instance (its terminals).
+            rules.push((cpath("/dev/pts")?, bits(dev)));
         }
         let net_guard = if spec.network { net_guard(abi)? } else { None };
         Ok(LandlockPlan {

@@ -41,6 +41,7 @@ mod report;
 mod rlimits;
 mod sched;
 mod seccomp;
+pub mod session_init;
 mod spec;
 mod sys;
 mod syscall;
@@ -54,3 +55,4 @@ pub use probe::{KernelSupport, Requirements, daemon_probe, probe, probe_at_start
 pub use remote::{LauncherGone, SandboxChild, launch, launcher_alive, request_etc_refresh};
 pub use report::{SetupError, Step, Termination};
 pub use spec::{DEFAULT_ETC, DEFAULT_SYSTEM_DIRS, Limits, SandboxSpec, Stdin, Workspace};
+pub use wire::{recv as session_recv, send as session_send};

@@ -95,6 +95,10 @@ pub struct SandboxSpec {
     /// The command's umask; None: inherited from the daemon.
     #[serde(default)]
     pub umask: Option<u32>,
+    /// A session sandbox: init runs the session supervisor
+    /// (`session_init.rs`) instead of `argv`, until the daemon closes it.
+    #[serde(default)]
+    pub session: bool,
 }
 
 /// A conservative /etc: name resolution, the dynamic loader, CA roots, time
@@ -156,6 +160,7 @@ impl SandboxSpec {
             stdin: Stdin::Null,
             hostname: "sandbox".into(),
             umask: None,
+            session: false,
         }
     }
 

@@ -57,6 +57,8 @@ pub trait Syscall {
     /// Adds the path rules and enforces the ruleset (sets no_new_privs).
     fn landlock(&self, plan: &mut LandlockPlan) -> Result<(), (Step, Errno)>;
     fn umask(&self, mask: libc::mode_t);
+    /// Brings up `lo` in the current network namespace.
+    fn loopback_up(&self) -> Result<(), Errno>;
     fn seccomp(&self, prog: &[seccompiler::sock_filter]) -> Result<(), Errno>;
 }
 
@@ -153,6 +155,9 @@ impl Syscall for Real {
     }
     fn umask(&self, mask: libc::mode_t) {
         sys::umask(mask)
+    }
+    fn loopback_up(&self) -> Result<(), Errno> {
+        sys::loopback_up()
     }
     fn seccomp(&self, prog: &[seccompiler::sock_filter]) -> Result<(), Errno> {
         super::seccomp::apply(prog)

@@ -15,6 +15,7 @@ pub mod listener;
 pub mod ratelimit;
 pub mod record;
 pub mod service;
+pub mod sessions;
 pub mod shell;
 pub mod state;
 pub mod systemd;
@@ -211,6 +212,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(address) = config.metrics_address {
         crate::metrics::install(address)?;
     }
+    crate::session::ports::set_dir(&config.socket_path());
     let state = Arc::new(
         State::new(policy, tcp_agent, launcher, audit, support.landlock_abi)
             .with_caps(&config.limits),
