@@ -7,7 +7,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 /// The HTTP/2 receive window of a client's stream: a 16 MiB response (the
 /// most a policy usually lets ReadFile return) without flow-control stalls.
-const CLIENT_WINDOW_BYTES: u32 = 16 << 20;
+pub const CLIENT_WINDOW_BYTES: u32 = 16 << 20;
 
 /// A channel to the daemon's Unix socket.
 pub async fn unix_channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {

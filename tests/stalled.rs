@@ -185,12 +185,15 @@ async fn wait_for_outcomes(d: &ShellDaemon, marker: &str, count: usize) -> Vec<s
 /// command ends by itself.
 #[tokio::test]
 async fn a_stalled_client_holds_its_command_on_its_pipe_without_idling_it() {
+    // More than the client's HTTP/2 window takes in (and within the
+    // budget): the rest can only wait on the command's pipe.
+    let window = u64::from(agentjail::client::CLIENT_WINDOW_BYTES);
     let d = ShellDaemon::start_with(Policy {
-        output_budget_bytes: 16 << 20,
+        output_budget_bytes: 4 * window,
         ..Policy::default()
     })
     .await;
-    let total = 8_000_000u64;
+    let total = 3 * window;
     let mut req = sh_req(&format!("head -c {total} /dev/zero; echo done >&2"));
     req.idle_timeout_ms = 400;
     req.timeout_ms = 30_000;

@@ -302,6 +302,10 @@ fn on_exit(mut sandbox: Sandbox, conn: Option<OwnedFd>) {
     let exit = sandbox.reap();
     if let (Some(conn), Ok(info)) = (&conn, exit) {
         let _ = wire::send(conn.as_fd(), &FromLauncher::Exited(info), &[]);
+        // A Kill the daemon sent as the command ended is still queued:
+        // closing over it would make the daemon's read of the exit record
+        // fail with ECONNRESET.
+        wire::discard_pending(conn.as_fd());
     }
     sandbox.clean_up();
 }

@@ -163,8 +163,7 @@ impl SandboxChild {
         if self.ended {
             return Err(io::Error::other("already waited"));
         }
-        let reply =
-            wire::recv::<FromLauncher>(self.conn.as_fd()).map_err(|_| LauncherGone::io())?;
+        let reply = recv_exit(self.conn.as_fd())?;
         self.ended = true;
         match reply {
             Some((FromLauncher::Exited(info), _)) => Ok(info),
@@ -182,6 +181,19 @@ impl SandboxChild {
     /// Takes the stdio pipes (the daemon streams them).
     pub fn take_stdio(&mut self) -> (Option<File>, Option<File>, Option<File>) {
         (self.stdin.take(), self.stdout.take(), self.stderr.take())
+    }
+}
+
+/// The launcher's exit record. A Kill that crossed it may still have been
+/// unread when the launcher closed its end: the kernel then reports
+/// ECONNRESET once, ahead of the record that is queued, so read again.
+fn recv_exit(conn: BorrowedFd<'_>) -> io::Result<Option<(FromLauncher, Vec<OwnedFd>)>> {
+    let mut resets = 0;
+    loop {
+        match wire::recv::<FromLauncher>(conn) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && resets < 2 => resets += 1,
+            r => return r.map_err(|_| LauncherGone::io()),
+        }
     }
 }
 

@@ -211,6 +211,42 @@ pub fn recv<T: for<'de> Deserialize<'de>>(
     Ok(Some((msg, fds)))
 }
 
+/// Reads and drops whatever the peer sent that is still queued (a Kill
+/// that crossed the exit record), without blocking. Call it before closing
+/// a socket the peer may still read: closing a Unix socket with unread
+/// messages makes the peer's next read fail with ECONNRESET instead of
+/// returning what was sent to it.
+pub fn discard_pending(sock: BorrowedFd<'_>) {
+    let mut body = [0u8; 256];
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+    loop {
+        let mut iov = [IoSliceMut::new(&mut body)];
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) if m.bytes > 0 => {
+                // Passed descriptors are closed here, not leaked.
+                if let Ok(cmsgs) = m.cmsgs() {
+                    for c in cmsgs {
+                        if let ControlMessageOwned::ScmRights(raw) = c {
+                            // SAFETY: the kernel just installed these fds for us.
+                            drop(
+                                raw.into_iter()
+                                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                            );
+                        }
+                    }
+                }
+            }
+            Err(Errno::EINTR) => {}
+            _ => return,
+        }
+    }
+}
+
 /// The spec, written into a memfd sealed against further change.
 pub fn spec_memfd(spec: &SandboxSpec) -> io::Result<OwnedFd> {
     let body = serde_json::to_vec(spec)?;
