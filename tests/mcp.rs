@@ -172,6 +172,66 @@ async fn python_sdk_over_stdio_with_the_readme_claude_code_config() {
     d.assert_serving().await;
 }
 
+/// The agent's open sessions, as the daemon lists them.
+async fn open_sessions(d: &ShellDaemon) -> Vec<String> {
+    let listed = d
+        .client()
+        .await
+        .list_sessions(agentjail::proto::ListSessionsRequest {})
+        .await
+        .unwrap_or_else(|s| panic!("ListSessions: {s:?}"))
+        .into_inner();
+    listed.sessions.into_iter().map(|s| s.session_id).collect()
+}
+
+/// Waits (up to 10 s) until the agent has no open session: the MCP server
+/// closed the one it opened when its MCP session ended.
+async fn assert_sessions_closed(d: &ShellDaemon) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = open_sessions(d).await;
+        if open.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "sessions still open after the MCP server ended: {open:?}\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Needs the daemon's sessions (issue 13): without them every session
+/// tool answers UNIMPLEMENTED and this fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_sdk_drives_the_session_tools_over_stdio() {
+    if !python_sdk_present() {
+        return;
+    }
+    let mut d = ShellDaemon::start().await;
+    let before = d.dirs.outside_snapshot();
+    let server = &readme_claude_config()["mcpServers"]["agentjail"];
+    let mut cfg = suite_config(
+        &d,
+        json!({
+            "transport": "stdio",
+            "command": server["command"],
+            "args": server["args"],
+            "env": {"PATH": path_with_agentjail(), "AGENTJAIL_SOCKET": d.dirs.socket},
+        }),
+    );
+    cfg["suite"] = json!("sessions");
+    run_python_suite(&d, &cfg);
+    assert_sessions_closed(&d).await;
+    assert_eq!(
+        d.dirs.outside_snapshot(),
+        before,
+        "files outside the workspace changed"
+    );
+    d.assert_serving().await;
+}
+
 /// `agentjail mcp --http 127.0.0.1:0`, killed on drop.
 struct HttpServer {
     child: Child,
@@ -416,6 +476,59 @@ async fn the_mcp_inspector_cli_lists_and_calls_the_tools() {
     let text = refused["content"][0]["text"].as_str().unwrap_or_default();
     assert!(text.starts_with("PATH_OUTSIDE_WORKSPACE"), "{refused}");
     assert!(!refused.to_string().contains(SECRET));
+}
+
+/// Needs the daemon's sessions (issue 13), as the Python session suite.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mcp_inspector_cli_runs_exec_command_in_a_session() {
+    let Some(bin) = inspector_cli() else {
+        return;
+    };
+    let d = ShellDaemon::start().await;
+    let config = d.dirs.root.join(".mcp.json");
+    std::fs::write(&config, readme_claude_config().to_string()).unwrap();
+    let socket = &d.dirs.socket;
+    let listed = inspector(&bin, &config, socket, &["--method", "tools/list"]);
+    let names: Vec<&str> = listed["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "exec_command",
+        "write_stdin",
+        "start_process",
+        "read_process_output",
+        "kill_process",
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+    let ran = inspector(
+        &bin,
+        &config,
+        socket,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "exec_command",
+            "--tool-arg",
+            "cmd=echo from the inspector > made.txt; cat made.txt",
+        ],
+    );
+    assert_ne!(ran["isError"], true, "{ran}");
+    let text = ran["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("Process exited with code 0") && text.contains("Output:\nfrom the inspector"),
+        "{ran}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.dirs.ws.join("made.txt")).unwrap(),
+        "from the inspector\n"
+    );
+    // The Inspector's server ended with its one call, and so did its session.
+    assert_sessions_closed(&d).await;
 }
 
 /// A policy directory with one agent with commands and one without.
