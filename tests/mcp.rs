@@ -631,6 +631,20 @@ fn tools_prints_the_definitions_for_each_format_from_the_policy() {
         description.contains("Programs allowed: python3, make."),
         "{description}"
     );
+    let builder_names: Vec<&str> = builder
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        builder_names.contains(&"start_process") && builder_names.contains(&"write_stdin"),
+        "an agent with commands gets the session tools: {builder_names:?}"
+    );
+    assert!(
+        !builder_names.contains(&"exec_command"),
+        "exec_command takes a shell string; this agent has no shell: {builder_names:?}"
+    );
     let params = &run["function"]["parameters"];
     assert_eq!(params["type"], "object");
     assert!(params["properties"]["argv"].is_object());

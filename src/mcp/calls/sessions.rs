@@ -172,7 +172,14 @@ impl Call<'_> {
             None => (String::new(), String::new()),
             Some(dir) => {
                 let t = self.target(dir);
-                (t.workspace, t.path)
+                // The default workspace by name is the default's session too.
+                let default = self.grants.workspaces.first().map(|w| w.name.as_str());
+                let workspace = if default == Some(t.workspace.as_str()) {
+                    String::new()
+                } else {
+                    t.workspace
+                };
+                (workspace, t.path)
             }
         }
     }
