@@ -65,8 +65,10 @@ impl Call<'_> {
 
     pub(super) async fn write_stdin(&self, a: WriteStdinArgs) -> Outcome {
         let t = self.tracked(a.session_id)?;
+        let mut refused = None;
         if !a.chars.is_empty() {
-            self.daemon
+            let written = self
+                .daemon
                 .client()
                 .write_stdin(WriteStdinRequest {
                     session_id: t.session_id.clone(),
@@ -74,13 +76,33 @@ impl Call<'_> {
                     data: a.chars.into_bytes(),
                     close: false,
                 })
-                .await?;
+                .await;
+            match written {
+                Ok(_) => {}
+                // The process closed its stdin or ended: what it printed
+                // and how it ended are still the answer the model needs.
+                Err(s) if s.code() == Code::NotFound => refused = Some(s),
+                Err(s) => return Err(s.into()),
+            }
         }
-        let yield_ms = a.yield_time_ms.unwrap_or(WRITE_YIELD_MS).min(MAX_YIELD_MS);
+        let yield_ms = match refused {
+            Some(_) => 0,
+            None => a.yield_time_ms.unwrap_or(WRITE_YIELD_MS).min(MAX_YIELD_MS),
+        };
         let collected = self
             .collect(a.session_id, yield_ms, budget(a.max_output_tokens))
-            .await?;
-        Ok(render::text(exec_report(a.session_id, &collected)))
+            .await;
+        let (collected, refused) = match (collected, refused) {
+            (Ok(c), refused) => (c, refused),
+            // The session itself is gone: the write's refusal says so.
+            (Err(_), Some(s)) => return Err(s.into()),
+            (Err(e), None) => return Err(e),
+        };
+        let mut text = exec_report(a.session_id, &collected);
+        if let Some(s) = refused {
+            text = format!("[nothing was written: {}]\n{text}", s.message());
+        }
+        Ok(render::text(text))
     }
 
     pub(super) async fn start_process(&self, a: StartProcessArgs) -> Outcome {
