@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod policy;
 pub mod sandbox;
 pub mod server;
+pub mod session;
 pub mod shell;
 
 pub mod proto {

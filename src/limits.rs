@@ -60,6 +60,23 @@ pub const MAX_STATUS_VALUE_BYTES: usize = 512;
 /// `[limits]`).
 pub const DEFAULT_CONCURRENT_FILE_CALLS_PER_AGENT: usize = 16;
 pub const DEFAULT_CONCURRENT_COMMANDS_PER_AGENT: usize = 1024;
+/// Sessions (issue 13): how many one agent may hold open, how long one
+/// may idle or live (a request may ask for less, up to the maximum), how
+/// many background processes one may run, and the output kept per stream.
+pub const DEFAULT_SESSIONS_PER_AGENT: usize = 8;
+pub const DEFAULT_SESSION_IDLE_TIMEOUT_MS: u64 = 30 * 60_000;
+pub const MAX_SESSION_IDLE_TIMEOUT_MS: u64 = 24 * 3_600_000;
+pub const DEFAULT_SESSION_LIFETIME_MS: u64 = 8 * 3_600_000;
+pub const MAX_SESSION_LIFETIME_MS: u64 = 24 * 3_600_000;
+pub const DEFAULT_SESSION_PROCESSES: usize = 16;
+pub const DEFAULT_PROCESS_BUFFER_BYTES: usize = 1 << 20;
+pub const MAX_PROCESS_BUFFER_BYTES: usize = 16 << 20;
+/// ReadOutput: bytes per answer, and the longest wait for more (also
+/// WaitProcess's).
+pub const DEFAULT_READ_OUTPUT_BYTES: usize = 64 << 10;
+pub const MAX_READ_OUTPUT_BYTES: usize = 1 << 20;
+pub const MAX_SESSION_WAIT_MS: u64 = 30_000;
+
 /// The retry hint sent with a refusal for being at a cap.
 pub const BUSY_RETRY_AFTER_MS: u64 = 200;
 

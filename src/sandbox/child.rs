@@ -48,6 +48,9 @@ pub struct ChildPlan {
     pub argv: Vec<*const c_char>,
     pub envp: Vec<*const c_char>,
     pub _strings: Vec<CString>,
+    /// A session sandbox: init's end of the supervisor socket; init serves
+    /// it (`session_init.rs`) instead of running `argv`.
+    pub session: Option<i32>,
 }
 
 /// Sends the failure to the parent and exits.
@@ -92,20 +95,21 @@ fn install_stdio(stdio: [i32; 3]) -> Result<(), sys::Errno> {
     Ok(())
 }
 
-/// Closes every fd except 0, 1, 2 and `keep` (small, unsorted).
-fn close_all_except(keep: [i32; 2]) -> Result<(), sys::Errno> {
-    let (lo, hi) = if keep[0] < keep[1] {
-        (keep[0], keep[1])
-    } else {
-        (keep[1], keep[0])
-    };
-    let ranges = [(3, lo - 1), (lo + 1, hi - 1), (hi + 1, i32::MAX)];
-    for (a, b) in ranges {
-        if a <= b {
-            sys::close_range(a as u32, b as u32)?;
+/// Closes every fd except 0, 1, 2 and `keep` (small, unsorted; -1 = none).
+fn close_all_except(keep: [i32; 3]) -> Result<(), sys::Errno> {
+    let mut keep = keep;
+    keep.sort_unstable();
+    let mut next = 3;
+    for fd in keep {
+        if fd < next {
+            continue;
         }
+        if fd > next {
+            sys::close_range(next as u32, (fd - 1) as u32)?;
+        }
+        next = fd + 1;
     }
-    Ok(())
+    sys::close_range(next as u32, i32::MAX as u32)
 }
 
 /// Overwrites, in init's copy of the daemon's memory, the argv and environ
@@ -148,6 +152,10 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
         step!(e, Step::NetNs, sys::setns(fd, libc::CLONE_NEWNET));
     }
     step!(e, Step::Hostname, sys::sethostname(&p.hostname));
+    // A session's servers listen on its loopback, down in a new namespace.
+    if p.session.is_some() && p.netns.is_none() {
+        step!(e, Step::NetNs, sys::loopback_up());
+    }
     // Scheduling state (nice, oom_score_adj, policy, ioprio), while the
     // host's /proc is still mounted and before the privilege drop.
     step!(e, Step::Sched, p.sched.apply());
@@ -180,7 +188,11 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
     step!(e, p.landlock.apply());
     // 4. Only now close inherited fds: the landlock crate owns its ruleset
     //    fd and does not say which it is.
-    step!(e, Step::CloseFds, close_all_except([p.err_w, p.status_w]));
+    step!(
+        e,
+        Step::CloseFds,
+        close_all_except([p.err_w, p.status_w, p.session.unwrap_or(-1)])
+    );
     // 5b. rlimits only once the inherited fds are closed: lowering
     //     RLIMIT_NOFILE below the daemon's open fds (a busy daemon has
     //     thousands) would make every later open fail with EMFILE. Lowering
@@ -188,6 +200,12 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
     step!(e, Step::Rlimit, p.rlimits.apply());
     // 8. seccomp last, so the filter need not allow the calls above.
     step!(e, Step::Seccomp, super::seccomp::apply(p.seccomp));
+    // 9s. A session: init stays, confined like a command, and serves the
+    //     daemon's requests; closing `e` tells the launcher it is ready.
+    if let Some(sock) = p.session {
+        sys::close(e);
+        super::session_init::serve(sock, p.status_w)
+    }
     // 9. The command, as init's only child.
     let pid = match sys::fork() {
         Ok(pid) => pid,

@@ -102,7 +102,9 @@ impl LandlockPlan {
             .handle_access(all)
             .map_err(ll_err)?;
         let net = AccessNet::from_all(abi);
-        if !spec.network && !net.is_empty() {
+        // A session's own network namespace holds only its loopback: TCP
+        // there reaches nothing outside (its servers, OpenPort's relay).
+        if !spec.network && !spec.session && !net.is_empty() {
             // No rule follows: every TCP bind/connect is denied. UDP is not
             // covered before ABI 8; the empty network namespace cuts it.
             rs = rs.handle_access(net).map_err(ll_err)?;

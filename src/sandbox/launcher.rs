@@ -33,6 +33,8 @@ pub struct Sandbox {
     pub stdin: Option<File>,
     pub stdout: Option<File>,
     pub stderr: Option<File>,
+    /// A session sandbox: the daemon's end of the supervisor socket.
+    pub session: Option<OwnedFd>,
     status: File,
     cgroup: Cgroup,
     started: Instant,
@@ -134,6 +136,7 @@ struct ChildEnds {
     status_w: OwnedFd,
     netns: Option<OwnedFd>,
     cgroup_procs: Vec<OwnedFd>,
+    session: Option<OwnedFd>,
 }
 
 /// Launches `spec.argv` in a fresh sandbox.
@@ -145,7 +148,12 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandbox> {
     spec.validate()?;
     let ks = support();
     ks.require_for_launch()?;
-    let program = spec.resolve_program()?;
+    // A session runs no program of its own (its supervisor is init).
+    let program = if spec.session {
+        std::path::PathBuf::from("/")
+    } else {
+        spec.resolve_program()?
+    };
     MountPlan::ensure_staging_dir()?;
 
     let (stdin_r, stdin_w) = match spec.stdin {
@@ -174,14 +182,28 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandbox> {
         unsafe { libc::fchown(fd.as_raw_fd(), spec.uid, spec.gid) };
     }
     let cgroup = Cgroup::create(&next_id(), &spec.limits)?;
+    let (session_daemon, session_init) = if spec.session {
+        let (d, i) = super::wire::pair()?;
+        (Some(d), Some(i))
+    } else {
+        (None, None)
+    };
     let ends = ChildEnds {
         stdin: stdin_r,
         stdout: stdout_w,
         stderr: stderr_w,
         err_w,
         status_w,
-        netns: if spec.network { None } else { netns::take() },
+        // A session makes its own namespace: the pool's refill thread is
+        // then less likely to hold the allocator's lock at the clone, which
+        // the long-lived supervisor would inherit.
+        netns: if spec.network || spec.session {
+            None
+        } else {
+            netns::take()
+        },
         cgroup_procs: cgroup.open_procs()?,
+        session: session_init,
     };
     let mut plan = match build_plan(spec, &program, &ends, ks.landlock_abi) {
         Ok(p) => p,
@@ -229,6 +251,7 @@ pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandbox> {
         stdin: stdin_w.map(File::from),
         stdout: Some(stdout_r.into()),
         stderr: Some(stderr_r.into()),
+        session: session_daemon,
         status: status_r.into(),
         cgroup,
         started: t0,
@@ -302,6 +325,7 @@ fn build_plan(
         argv: argv_ptrs,
         envp: envp_ptrs,
         _strings: strings,
+        session: ends.session.as_ref().map(|f| f.as_raw_fd()),
     })
 }
 

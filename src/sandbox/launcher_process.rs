@@ -203,14 +203,19 @@ impl Loop {
         let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
             return;
         };
+        let session = sandbox.session.take();
         let mut passed = vec![pidfd.as_fd(), stdout.as_fd(), stderr.as_fd()];
         if let Some(stdin) = &stdin {
             passed.push(stdin.as_fd());
+        }
+        if let Some(session) = &session {
+            passed.push(session.as_fd());
         }
         let reply = FromLauncher::Started {
             pid: sandbox.pid,
             timings: sandbox.timings(),
             stdin: stdin.is_some(),
+            session: session.is_some(),
         };
         if wire::send(conn.as_fd(), &reply, &passed).is_err() {
             return; // the call is gone already: the sandbox dies here

@@ -54,6 +54,10 @@ pub enum MountOp {
     Proc {
         dst: CString,
     },
+    /// A devpts instance of the sandbox's own (sessions: terminals).
+    Devpts {
+        dst: CString,
+    },
 }
 
 /// The whole filesystem setup for one launch.
@@ -299,6 +303,17 @@ impl MountPlan {
                 link: cstr(root.join("dev").join(link))?,
             });
         }
+        if spec.session {
+            // A new devpts instance: its ptys are the session's alone, and
+            // `tty` names a real /dev/pts/N inside.
+            let pts = root.join("dev").join("pts");
+            b.ops.push(MountOp::Dir(cstr(&pts)?));
+            b.ops.push(MountOp::Devpts { dst: cstr(&pts)? });
+            b.ops.push(MountOp::Symlink {
+                target: cstr("pts/ptmx")?,
+                link: cstr(root.join("dev").join("ptmx"))?,
+            });
+        }
         b.ops.push(MountOp::Attrs {
             path: dev,
             attrs: ATTR_RDONLY | ATTR_NOSUID | ATTR_NOEXEC,
@@ -423,5 +438,13 @@ fn apply_op(op: &MountOp) -> Result<(), (Step, Errno)> {
             )
             .map_err(|e| (Step::MountProc, e))
         }
+        MountOp::Devpts { dst } => sys::mount(
+            c"devpts".as_ptr(),
+            dst.as_ptr(),
+            c"devpts".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            c"newinstance,ptmxmode=0666,mode=0620".as_ptr().cast(),
+        )
+        .map_err(|e| (Step::MountTmp, e)),
     }
 }

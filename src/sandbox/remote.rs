@@ -75,6 +75,7 @@ pub fn launch(control: BorrowedFd<'_>, spec: &SandboxSpec) -> io::Result<Sandbox
                 pid,
                 timings,
                 stdin,
+                session,
             },
             fds,
         )) => {
@@ -90,11 +91,13 @@ pub fn launch(control: BorrowedFd<'_>, spec: &SandboxSpec) -> io::Result<Sandbox
             } else {
                 None
             };
+            let session = if session { fds.next() } else { None };
             Ok(SandboxChild {
                 pid,
                 stdin,
                 stdout: Some(stdout.into()),
                 stderr: Some(stderr.into()),
+                session,
                 pidfd,
                 conn,
                 timings,
@@ -119,6 +122,8 @@ pub struct SandboxChild {
     pub stdin: Option<File>,
     pub stdout: Option<File>,
     pub stderr: Option<File>,
+    /// A session sandbox: the supervisor's socket (`session_init.rs`).
+    pub session: Option<OwnedFd>,
     pidfd: OwnedFd,
     conn: OwnedFd,
     timings: Timings,

@@ -92,6 +92,10 @@ pub struct SandboxSpec {
     pub read_only_paths: Vec<PathBuf>,
     pub stdin: Stdin,
     pub hostname: String,
+    /// A session sandbox: init runs the session supervisor
+    /// (`session_init.rs`) instead of `argv`, until the daemon closes it.
+    #[serde(default)]
+    pub session: bool,
 }
 
 /// A conservative /etc: name resolution, the dynamic loader, CA roots, time
@@ -152,6 +156,7 @@ impl SandboxSpec {
             read_only_paths: Vec::new(),
             stdin: Stdin::Null,
             hostname: "sandbox".into(),
+            session: false,
         }
     }
 

@@ -278,3 +278,36 @@ pub fn capget_self() -> Result<(u64, u64, u64), Errno> {
         join(data[0].inheritable, data[1].inheritable),
     ))
 }
+
+/// Brings up `lo` in the current network namespace (SIOCSIFFLAGS).
+pub fn loopback_up() -> Result<(), Errno> {
+    let fd = sc!(
+        libc::SYS_socket,
+        libc::AF_INET,
+        libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+        0
+    )? as c_int;
+    // SAFETY: ifreq is plain data; the name is NUL-padded.
+    let mut ifr: libc::ifreq = unsafe { core::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo") {
+        *d = *s as c_char;
+    }
+    let r = sc!(
+        libc::SYS_ioctl,
+        fd,
+        libc::SIOCGIFFLAGS,
+        &mut ifr as *mut libc::ifreq
+    )
+    .and_then(|_| {
+        // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+        unsafe { ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as i16 };
+        sc!(
+            libc::SYS_ioctl,
+            fd,
+            libc::SIOCSIFFLAGS,
+            &ifr as *const libc::ifreq
+        )
+    });
+    close(fd);
+    r.map(drop)
+}

@@ -29,7 +29,7 @@ use super::report::SetupError;
 use super::spec::SandboxSpec;
 
 /// The most descriptors one message carries.
-pub const MAX_FDS: usize = 4;
+pub const MAX_FDS: usize = 6;
 /// Replies are small (an exit record, an error message).
 const MAX_BODY: usize = 64 << 10;
 
@@ -49,11 +49,14 @@ pub enum ToLauncher {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromLauncher {
-    /// The command was exec'd. fds: [pidfd of init, stdout, stderr, stdin?].
+    /// The command was exec'd. fds: [pidfd of init, stdout, stderr, stdin?,
+    /// session?] (session: the supervisor's socket, for a session sandbox).
     Started {
         pid: i32,
         timings: Timings,
         stdin: bool,
+        #[serde(default)]
+        session: bool,
     },
     /// Nothing runs.
     Failed(LaunchError),

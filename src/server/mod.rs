@@ -14,6 +14,7 @@ pub mod listener;
 pub mod ratelimit;
 pub mod record;
 pub mod service;
+pub mod sessions;
 pub mod shell;
 pub mod state;
 pub mod systemd;

@@ -23,7 +23,12 @@ pub trait AuditOutcome {
     fn audit_outcome(&self, _outcome: &mut Outcome) {}
 }
 
-fn text(args: &mut Map<String, Value>, key: &str, value: &str, redact: &Redactor) -> bool {
+pub(super) fn text(
+    args: &mut Map<String, Value>,
+    key: &str,
+    value: &str,
+    redact: &Redactor,
+) -> bool {
     if value.is_empty() {
         return false;
     }
@@ -52,7 +57,7 @@ fn bounded(value: &str, redact: &Redactor) -> (Value, bool) {
 /// argv as the record keeps it: the first `AUDIT_ARGV_ENTRIES` entries,
 /// each cut to `AUDIT_ARG_HEAD_BYTES`; when anything was left out, the
 /// count, total bytes and sha256 (of the entries joined by NUL) of it all.
-fn argv(args: &mut Map<String, Value>, argv: &[String], redact: &Redactor) -> bool {
+pub(super) fn argv(args: &mut Map<String, Value>, argv: &[String], redact: &Redactor) -> bool {
     let listed = &argv[..argv.len().min(AUDIT_ARGV_ENTRIES)];
     let (mut kept, hit) = redact.argv(listed);
     let mut cut = argv.len() > listed.len();
@@ -155,6 +160,7 @@ audit_args! {
         }
         hit |= text(a, "shell", &r.shell, red);
         hit |= text(a, "cwd", &r.cwd, red);
+        hit |= super::sessions::session_arg(a, &r.session_id, red);
         let mut names: Vec<&String> = r.env.keys().collect();
         names.sort();
         if !names.is_empty() {

@@ -523,72 +523,72 @@ impl ToolSandbox for ToolService {
     }
     async fn open_session(
         &self,
-        _r: Request<OpenSessionRequest>,
+        r: Request<OpenSessionRequest>,
     ) -> Result<Response<OpenSessionResponse>, Status> {
-        Err(sessions_not_built())
+        self.open_session_call(r).await
     }
 
     async fn close_session(
         &self,
-        _r: Request<CloseSessionRequest>,
+        r: Request<CloseSessionRequest>,
     ) -> Result<Response<CloseSessionResponse>, Status> {
-        Err(sessions_not_built())
+        self.close_session_call(r).await
     }
 
     async fn list_sessions(
         &self,
-        _r: Request<ListSessionsRequest>,
+        r: Request<ListSessionsRequest>,
     ) -> Result<Response<ListSessionsResponse>, Status> {
-        Err(sessions_not_built())
+        self.list_sessions_call(r).await
     }
 
     async fn start_process(
         &self,
-        _r: Request<StartProcessRequest>,
+        r: Request<StartProcessRequest>,
     ) -> Result<Response<StartProcessResponse>, Status> {
-        Err(sessions_not_built())
+        self.start_process_call(r).await
     }
 
     async fn read_output(
         &self,
-        _r: Request<ReadOutputRequest>,
+        r: Request<ReadOutputRequest>,
     ) -> Result<Response<ReadOutputResponse>, Status> {
-        Err(sessions_not_built())
+        self.read_output_call(r).await
     }
 
     async fn write_stdin(
         &self,
-        _r: Request<WriteStdinRequest>,
+        r: Request<WriteStdinRequest>,
     ) -> Result<Response<WriteStdinResponse>, Status> {
-        Err(sessions_not_built())
+        self.write_stdin_call(r).await
     }
 
     async fn signal_process(
         &self,
-        _r: Request<SignalProcessRequest>,
+        r: Request<SignalProcessRequest>,
     ) -> Result<Response<SignalProcessResponse>, Status> {
-        Err(sessions_not_built())
+        self.signal_process_call(r).await
     }
 
     async fn wait_process(
         &self,
-        _r: Request<WaitProcessRequest>,
+        r: Request<WaitProcessRequest>,
     ) -> Result<Response<WaitProcessResponse>, Status> {
-        Err(sessions_not_built())
+        self.wait_process_call(r).await
     }
 
     async fn list_processes(
         &self,
-        _r: Request<ListProcessesRequest>,
+        r: Request<ListProcessesRequest>,
     ) -> Result<Response<ListProcessesResponse>, Status> {
-        Err(sessions_not_built())
+        self.list_processes_call(r).await
     }
 
     async fn resize_terminal(
         &self,
-        _r: Request<ResizeTerminalRequest>,
+        r: Request<ResizeTerminalRequest>,
     ) -> Result<Response<ResizeTerminalResponse>, Status> {
-        Err(sessions_not_built())
+        self.resize_terminal_call(r).await
     }
 
     async fn open_port(

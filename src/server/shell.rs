@@ -16,7 +16,7 @@ use crate::proto::{
     exec_event,
 };
 use crate::shell::output::HeadTail;
-use crate::shell::run::{self, Finished, Sink};
+use crate::shell::run::{self, Finished, Running, Sink};
 use crate::shell::{self, Prepared};
 use prost::Message;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use tonic::{Request, Status};
 /// An allowed command, launched.
 struct Launched {
     prepared: Prepared,
-    child: crate::sandbox::SandboxChild,
+    child: Running,
     info: CallInfo,
     entry: EntryStart,
     enforced: Enforced,
@@ -113,16 +113,13 @@ impl ToolService {
         entry: &EntryStart,
         intent: &mut Option<u64>,
         stop: &Stop,
-    ) -> Result<
-        (
-            Prepared,
-            Enforced,
-            crate::sandbox::SandboxChild,
-            OwnedSemaphorePermit,
-        ),
-        ToolError,
-    > {
+    ) -> Result<(Prepared, Enforced, Running, OwnedSemaphorePermit), ToolError> {
         req.within_limits()?;
+        if !req.session_id.is_empty() {
+            return self
+                .session_command(agent, req, deadline, entry, intent, stop)
+                .await;
+        }
         let index = workspace_index(agent, &req.workspace)?;
         let (spec, prepared) = shell::prepare(agent, index, req, deadline)?;
         let slot = self.state().caps.admit(&agent.name, Kind::Command)?;
@@ -168,7 +165,7 @@ impl ToolService {
             child_setup_us = t.child_setup.as_micros() as u64,
             "sandbox started"
         );
-        Ok((prepared, enforced, child, slot))
+        Ok((prepared, enforced, Running::Sandbox(child), slot))
     }
 
     async fn refuse(
@@ -388,7 +385,7 @@ impl ToolService {
                     let _ = ready_tx.send(Err(status));
                 }
                 Ok(launched) => {
-                    let pid = launched.child.pid as u32;
+                    let pid = launched.child.pid();
                     let started_event = ExecEvent {
                         event: Some(exec_event::Event::Started(ExecStarted {
                             exec_id: launched.info.request_id.clone(),
@@ -548,7 +545,7 @@ fn canonical_exec(req: &ExecRequest) -> Vec<u8> {
 
 /// A failed launch as the caller sees it, decided on the typed error (the
 /// setup step and errno, or the launcher gone), never on its text.
-fn launch_error(e: std::io::Error) -> ToolError {
+pub(super) fn launch_error(e: std::io::Error) -> ToolError {
     use crate::sandbox::{LauncherGone, SetupError, Step};
     if LauncherGone::of(&e) {
         return ToolError::new(Reason::Unavailable, e.to_string());

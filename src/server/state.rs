@@ -30,6 +30,8 @@ pub struct State {
     pub limiters: super::ratelimit::Limiters,
     /// First answers of calls with an idempotency key.
     pub idempotency: super::idempotency::Idempotency,
+    /// Open sessions (issue 13).
+    pub sessions: crate::session::Registry,
     /// The TCP listener's TLS files as last loaded (start, reloads).
     tls: ArcSwapOption<TlsMaterial>,
     boot_id: u32,
@@ -58,6 +60,7 @@ impl State {
             stopping: Default::default(),
             tls: ArcSwapOption::empty(),
             idempotency: Default::default(),
+            sessions: Default::default(),
             limiters: Default::default(),
             boot_id: rand::random(),
             next_seq: AtomicU64::new(1),

@@ -65,7 +65,7 @@ impl GitSweep {
     }
 }
 
-fn shell_policy(agent: &AgentPolicy) -> Result<&ShellPolicy, ToolError> {
+pub fn shell_policy(agent: &AgentPolicy) -> Result<&ShellPolicy, ToolError> {
     agent.shell.as_ref().ok_or_else(|| {
         ToolError::denied(
             &format!("{}: no [agents.shell] table", agent.name),
@@ -121,14 +121,60 @@ pub fn prepare(
 ) -> Result<(SandboxSpec, Prepared), ToolError> {
     let ws: &WorkspacePolicy = &agent.workspaces[workspace];
     let shell = shell_policy(agent)?;
-    let allowed = match (req.argv.is_empty(), req.shell.is_empty()) {
+    let allowed = allowed_command(shell, req, || crate::fs::resolve_dir(ws, &req.cwd))?;
+    check_stdin(req)?;
+    let cwd_rel = crate::fs::resolve_dir(ws, &req.cwd)?;
+    let env = env::build(shell, WORKSPACE_MOUNT, &req.env)?;
+    let stdin = if req.stdin.is_empty() {
+        Stdin::Null
+    } else {
+        Stdin::Pipe
+    };
+    let (spec, git_sweep) = sandbox_spec(
+        agent,
+        workspace,
+        allowed.argv.clone(),
+        env,
+        inside(&cwd_rel),
+        stdin,
+    )?;
+    Ok((
+        spec,
+        Prepared {
+            argv: allowed.argv,
+            cwd: cwd_rel,
+            stdin: req.stdin.clone(),
+            deadlines: deadlines(shell, req, call_deadline),
+            rule: allowed.rule,
+            git_sweep,
+        },
+    ))
+}
+
+/// A path relative to the workspace, as the sandbox sees it.
+pub fn inside(rel: &str) -> PathBuf {
+    if rel.is_empty() {
+        PathBuf::from(WORKSPACE_MOUNT)
+    } else {
+        Path::new(WORKSPACE_MOUNT).join(rel)
+    }
+}
+
+/// The policy's decision on the command of `req` (argv or shell); `cwd_rel`
+/// gives the directory a workspace program is looked up from.
+pub fn allowed_command(
+    shell: &ShellPolicy,
+    req: &ExecRequest,
+    cwd_rel: impl FnOnce() -> Result<String, ToolError>,
+) -> Result<crate::policy::shell::AllowedCommand, ToolError> {
+    match (req.argv.is_empty(), req.shell.is_empty()) {
         (false, true) => {
             if req.argv.iter().any(|a| a.contains('\0')) {
                 return Err(ToolError::invalid("argv contains a NUL byte"));
             }
             // A program inside the workspace is looked up there, not on PATH.
             if crate::policy::shell::workspace_program(&req.argv[0], "").is_some() {
-                let cwd = crate::fs::resolve_dir(ws, &req.cwd)?;
+                let cwd = cwd_rel()?;
                 shell
                     .check_workspace_argv(&req.argv, &cwd)
                     .expect("a workspace program")
@@ -148,23 +194,26 @@ pub fn prepare(
             ));
         }
     }
-    .map_err(|decision| refused_command(shell, &decision.rule))?;
+    .map_err(|decision| refused_command(shell, &decision.rule))
+}
+
+/// Refuses a stdin larger than a request may carry.
+pub fn check_stdin(req: &ExecRequest) -> Result<(), ToolError> {
     if req.stdin.len() > MAX_STDIN_BYTES {
         return Err(ToolError::new(
             Reason::TooLarge,
             format!("stdin is larger than {MAX_STDIN_BYTES} bytes; write it to a file instead"),
         ));
     }
-    let cwd_rel = crate::fs::resolve_dir(ws, &req.cwd)?;
-    let inside = |rel: &str| -> PathBuf {
-        if rel.is_empty() {
-            PathBuf::from(WORKSPACE_MOUNT)
-        } else {
-            Path::new(WORKSPACE_MOUNT).join(rel)
-        }
-    };
-    let env = env::build(shell, WORKSPACE_MOUNT, &req.env)?;
+    Ok(())
+}
 
+/// The command's timeout, idle timeout and output budget within the policy.
+pub fn deadlines(
+    shell: &ShellPolicy,
+    req: &ExecRequest,
+    call_deadline: Option<Duration>,
+) -> run::Deadlines {
     let mut timeout = shell.timeout;
     if req.timeout_ms > 0 {
         timeout = Duration::from_millis(req.timeout_ms).min(shell.max_timeout);
@@ -176,6 +225,25 @@ pub fn prepare(
         0 => shell.output_budget_bytes,
         n => n.min(shell.output_budget_bytes),
     };
+    run::Deadlines {
+        timeout,
+        idle: (req.idle_timeout_ms > 0).then(|| Duration::from_millis(req.idle_timeout_ms)),
+        budget: budget as usize,
+    }
+}
+
+/// The agent's sandbox for `argv` in workspace `workspace` (a Run's, or a
+/// session's), and what to sweep after it while git metadata is read-only.
+pub fn sandbox_spec(
+    agent: &Arc<AgentPolicy>,
+    workspace: usize,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    stdin: Stdin,
+) -> Result<(SandboxSpec, Option<GitSweep>), ToolError> {
+    let ws: &WorkspacePolicy = &agent.workspaces[workspace];
+    let shell = shell_policy(agent)?;
     let limits = &shell.limits;
     // What to pin: every denied entry (wildcard globs included) and, while
     // git metadata is read-only, every repository's metadata.
@@ -196,9 +264,9 @@ pub fn prepare(
         uid: shell.uid,
     });
     let spec = SandboxSpec {
-        argv: allowed.argv.clone(),
+        argv,
         env,
-        cwd: inside(&cwd_rel),
+        cwd,
         workspace: sandbox::Workspace {
             host: ws.path.clone(),
             inside: PathBuf::from(WORKSPACE_MOUNT),
@@ -224,26 +292,9 @@ pub fn prepare(
         } else {
             Vec::new()
         },
-        stdin: if req.stdin.is_empty() {
-            Stdin::Null
-        } else {
-            Stdin::Pipe
-        },
+        stdin,
         hostname: "agentjail".into(),
+        session: false,
     };
-    Ok((
-        spec,
-        Prepared {
-            argv: allowed.argv,
-            cwd: cwd_rel,
-            stdin: req.stdin.clone(),
-            deadlines: run::Deadlines {
-                timeout,
-                idle: (req.idle_timeout_ms > 0).then(|| Duration::from_millis(req.idle_timeout_ms)),
-                budget: budget as usize,
-            },
-            rule: allowed.rule,
-            git_sweep,
-        },
-    ))
+    Ok((spec, git_sweep))
 }

@@ -204,22 +204,103 @@ impl PastBudgetDrain {
     }
 }
 
+/// What `drive` drives: a command in a sandbox of its own, or one started
+/// in a session by its supervisor.
+pub enum Running {
+    Sandbox(SandboxChild),
+    Session(crate::session::Command),
+}
+
+impl Running {
+    /// Host pid (the sandbox's init, or the session's process).
+    pub fn pid(&self) -> u32 {
+        match self {
+            Running::Sandbox(c) => c.pid as u32,
+            Running::Session(c) => c.host_pid,
+        }
+    }
+
+    fn take_stdio(
+        &mut self,
+    ) -> (
+        Option<std::fs::File>,
+        Option<std::fs::File>,
+        Option<std::fs::File>,
+    ) {
+        match self {
+            Running::Sandbox(c) => c.take_stdio(),
+            Running::Session(c) => c.take_stdio(),
+        }
+    }
+
+    fn kill_tree(&self) {
+        match self {
+            Running::Sandbox(c) => c.kill_tree(),
+            Running::Session(c) => c.kill_tree(),
+        }
+    }
+
+    fn ended(&self) -> io::Result<Ended> {
+        match self {
+            Running::Sandbox(c) => {
+                let pidfd = c.pidfd().try_clone_to_owned()?;
+                // SAFETY: the AsyncFd owns the OwnedFd, which stays open and
+                // the same until the AsyncFd is dropped.
+                let fd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                Ok(Ended::Pidfd(fd))
+            }
+            Running::Session(c) => Ok(Ended::Notice(c.exit_watch())),
+        }
+    }
+
+    async fn finish(self) -> io::Result<ExitInfo> {
+        match self {
+            Running::Sandbox(mut child) => tokio::task::spawn_blocking(move || {
+                let info = child.wait();
+                drop(child);
+                info
+            })
+            .await
+            .map_err(io::Error::other)?,
+            Running::Session(c) => c.finish().await,
+        }
+    }
+}
+
+/// Becomes ready once the command has ended.
+enum Ended {
+    Pidfd(AsyncFd<std::os::fd::OwnedFd>),
+    Notice(tokio::sync::watch::Receiver<Option<crate::session::supervisor::Exit>>),
+}
+
+impl Ended {
+    async fn ready(&mut self) {
+        match self {
+            Ended::Pidfd(fd) => {
+                if let Ok(mut guard) = fd.readable().await {
+                    guard.retain_ready();
+                }
+            }
+            Ended::Notice(rx) => {
+                let _ = rx.wait_for(Option::is_some).await;
+            }
+        }
+    }
+}
+
 /// Drives `child` to its end. Cancelling `cancel` (the client went away)
 /// kills the tree and ends as `cancelled`. Dropping the future kills the
 /// whole tree too (the child's Drop), so nothing is left behind.
 pub async fn drive(
-    mut child: SandboxChild,
+    mut child: Running,
     stdin: Vec<u8>,
     limits: Deadlines,
     mut sink: Sink,
     cancel: tokio_util::sync::CancellationToken,
 ) -> io::Result<Finished> {
     let (stdin_pipe, stdout, stderr) = child.take_stdio();
-    let pidfd = child.pidfd().try_clone_to_owned()?;
-    // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the same
-    // until the AsyncFd is dropped.
-    let exited_fd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
-        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut ended = child.ended()?;
     let mut out = receiver(stdout)?;
     let mut err = receiver(stderr)?;
     if let Some(file) = stdin_pipe {
@@ -280,10 +361,7 @@ pub async fn drive(
                     }
                 }
             }
-            guard = exited_fd.readable(), if drain_deadline.is_none() => {
-                if let Ok(mut guard) = guard {
-                    guard.retain_ready();
-                }
+            _ = ended.ready(), if drain_deadline.is_none() => {
                 drain_deadline = Some(Instant::now() + DRAIN_GRACE);
             }
             _ = sleep_until(deadline), if !killed => {
@@ -343,13 +421,7 @@ pub async fn drive(
             }
         }
     }
-    let exit = tokio::task::spawn_blocking(move || {
-        let info = child.wait();
-        drop(child);
-        info
-    })
-    .await
-    .map_err(io::Error::other)??;
+    let exit = child.finish().await?;
     Ok(Finished {
         exit,
         timed_out,
