@@ -224,19 +224,6 @@ class SessionChecks(Checks):
         assert t.startswith("Wall time: "), t
         print("ok: exec_command answers a finished command with its exit code and output")
 
-        # A REPL on a terminal: the prompt comes back, then each answer.
-        t = text_of(await self.ok("exec_command", {"cmd": "python3 -i -q", "tty": True, "yield_time_ms": 3000}))
-        repl = session_id_in(t)
-        assert ">>> " in t, t
-        t = text_of(await self.ok("write_stdin", {"session_id": repl, "chars": "print(6 * 7)\n", "yield_time_ms": 3000}))
-        assert "42" in t and session_id_in(t) == repl, t
-        t = text_of(await self.ok(
-            "write_stdin", {"session_id": repl, "chars": "import sys; print(sys.stdin.isatty())\n", "yield_time_ms": 3000}))
-        assert "True" in t, t
-        t = text_of(await self.ok("write_stdin", {"session_id": repl, "chars": "exit()\n", "yield_time_ms": 10000}))
-        assert "Process exited with code 0" in t, t
-        print("ok: exec_command with tty drives python3 -i through write_stdin until it exits")
-
         # Pipes: cat echoes what write_stdin gives it; kill_process ends it.
         t = text_of(await self.ok("exec_command", {"cmd": "cat", "yield_time_ms": 500}))
         cat = session_id_in(t)
@@ -291,6 +278,19 @@ class SessionChecks(Checks):
         await self.refused("kill_process", {"process_id": bg, "signal": "BOGUS"}, "INVALID_ARGUMENT")
         await self.refused("exec_command", {"cmd": "echo", "shell": "/bin/bash"}, "INVALID_ARGUMENT")
         print("ok: unknown ids, signals and arguments are refused with INVALID_ARGUMENT")
+
+        # A REPL on a terminal: the prompt comes back, then each answer.
+        t = text_of(await self.ok("exec_command", {"cmd": "python3 -i -q", "tty": True, "yield_time_ms": 3000}))
+        repl = session_id_in(t)
+        assert ">>> " in t, t
+        t = text_of(await self.ok("write_stdin", {"session_id": repl, "chars": "print(6 * 7)\n", "yield_time_ms": 3000}))
+        assert "42" in t and session_id_in(t) == repl, t
+        t = text_of(await self.ok(
+            "write_stdin", {"session_id": repl, "chars": "import sys; print(sys.stdin.isatty())\n", "yield_time_ms": 3000}))
+        assert "True" in t, t
+        t = text_of(await self.ok("write_stdin", {"session_id": repl, "chars": "exit()\n", "yield_time_ms": 10000}))
+        assert "Process exited with code 0" in t, t
+        print("ok: exec_command with tty drives python3 -i through write_stdin until it exits")
 
 
 def sleepers(marker):
