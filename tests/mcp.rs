@@ -232,6 +232,23 @@ async fn python_sdk_drives_the_session_tools_over_stdio() {
     d.assert_serving().await;
 }
 
+/// The session tools over streamable HTTP: each MCP session gets its own
+/// daemon session, closed when the client ends its MCP session while the
+/// server keeps serving. Needs the daemon's sessions (issue 13).
+#[tokio::test(flavor = "multi_thread")]
+async fn python_sdk_drives_the_session_tools_over_streamable_http() {
+    if !python_sdk_present() {
+        return;
+    }
+    let mut d = ShellDaemon::start().await;
+    let server = HttpServer::start(&d.dirs.socket);
+    let mut cfg = suite_config(&d, json!({"transport": "http", "url": server.url}));
+    cfg["suite"] = json!("sessions");
+    run_python_suite(&d, &cfg);
+    assert_sessions_closed(&d).await;
+    d.assert_serving().await;
+}
+
 /// `agentjail mcp --http 127.0.0.1:0`, killed on drop.
 struct HttpServer {
     child: Child,
