@@ -355,3 +355,373 @@ async fn stdin_round_trip_and_exit_status() {
     let exits = records_with(&d, "ProcessExited", &id);
     assert_eq!(exits.len(), 1, "{exits:?}");
 }
+
+async fn wait_for_http(d: &ShellDaemon, id: &str, port: u16) {
+    let probe =
+        format!("import urllib.request as u; print(u.urlopen('http://127.0.0.1:{port}/').status)");
+    for _ in 0..100 {
+        if argv_in(d, id, &["python3", "-c", &probe])
+            .await
+            .stdout
+            .trim()
+            == "200"
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the session's server on {port} never answered\n{}", d.log());
+}
+
+#[tokio::test]
+async fn a_background_server_answers_the_session_and_the_host_through_its_port_socket() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = ShellDaemon::start().await;
+    let id = open_default(&d).await;
+    std::fs::write(d.dirs.ws.join("index.html"), "SERVED-FROM-SESSION\n").unwrap();
+    let mut c = d.client().await;
+    let server = start(
+        &mut c,
+        &id,
+        StartProcessRequest {
+            argv: vec![
+                "python3".into(),
+                "-m".into(),
+                "http.server".into(),
+                "8766".into(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    // Another command of the same session reaches it.
+    wait_for_http(&d, &id, 8766).await;
+    // The host reaches it through the port's Unix socket.
+    let path = c
+        .open_port(OpenPortRequest {
+            session_id: id.clone(),
+            port: 8766,
+        })
+        .await
+        .unwrap_or_else(|s| panic!("OpenPort: {}", describe(&s)))
+        .into_inner()
+        .socket_path;
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{path}");
+    assert_eq!(meta.uid(), 0, "owned by the caller's uid");
+    let dir = std::path::Path::new(&path).parent().unwrap();
+    assert_eq!(
+        std::fs::metadata(dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let body = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || {
+            let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        }
+    })
+    .await
+    .unwrap();
+    assert!(body.starts_with("HTTP/1.0 200"), "{body}");
+    assert!(body.contains("SERVED-FROM-SESSION"), "{body}");
+    // Its log is readable.
+    let log = read_until(&mut c, &id, &server.process_id, "GET /index.html").await;
+    let err = c
+        .read_output(ReadOutputRequest {
+            session_id: id.clone(),
+            process_id: server.process_id.clone(),
+            stream: OutputStream::Stderr as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let all = format!("{log}{}", String::from_utf8_lossy(&err.data));
+    assert!(all.contains("GET /index.html"), "{all}");
+    // Closing the session removes the socket.
+    c.close_session(CloseSessionRequest {
+        session_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(!std::path::Path::new(&path).exists());
+}
+
+#[tokio::test]
+async fn a_terminal_process_has_a_tty_and_a_repl_prompt_is_answered() {
+    let d = ShellDaemon::start().await;
+    let id = open_default(&d).await;
+    let mut c = d.client().await;
+    let tty = start(
+        &mut c,
+        &id,
+        StartProcessRequest {
+            shell: "tty; stty size".into(),
+            tty: true,
+            rows: 33,
+            cols: 101,
+            ..Default::default()
+        },
+    )
+    .await;
+    let out = read_until(&mut c, &id, &tty.process_id, "101").await;
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    assert!(out.contains("33 101"), "{out:?}");
+    // Without a terminal, `tty` says so (the control).
+    let r = sh_in(&d, &id, "tty").await;
+    assert_ne!(r.code(), Some(0), "{r:?}");
+
+    let repl = start(
+        &mut c,
+        &id,
+        StartProcessRequest {
+            argv: vec!["python3".into(), "-i".into(), "-q".into()],
+            tty: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let prompt = read_until(&mut c, &id, &repl.process_id, ">>> ").await;
+    assert!(prompt.contains(">>> "), "{prompt:?}");
+    c.write_stdin(WriteStdinRequest {
+        session_id: id.clone(),
+        process_id: repl.process_id.clone(),
+        data: b"print(6 * 7)\n".to_vec(),
+        close: false,
+    })
+    .await
+    .unwrap();
+    let answer = read_until(&mut c, &id, &repl.process_id, "42").await;
+    assert!(answer.contains("42"), "{answer:?}");
+
+    // The sandbox's seccomp rules hold on the session's terminal: TIOCSTI
+    // (typing into the terminal's input) is refused.
+    let sti = start(
+        &mut c,
+        &id,
+        StartProcessRequest {
+            argv: vec![
+                "python3".into(),
+                "-c".into(),
+                "import fcntl, termios\ntry:\n    fcntl.ioctl(0, termios.TIOCSTI, b'X')\n    print('INJECTED')\nexcept OSError as e:\n    print('REFUSED', e.errno)\n".into(),
+            ],
+            tty: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let out = read_until(&mut c, &id, &sti.process_id, "\n").await;
+    assert!(out.contains("REFUSED 1"), "{out:?}");
+    assert!(!out.contains("INJECTED"), "{out:?}");
+}
+
+async fn wait_session_gone(d: &ShellDaemon, id: &str, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        let listed = d
+            .client()
+            .await
+            .list_sessions(ListSessionsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if !listed.sessions.iter().any(|s| s.session_id == id) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn ended_reason(d: &ShellDaemon, id: &str) -> Option<String> {
+    records_with(d, "SessionEnded", id)
+        .first()
+        .and_then(|r| r["outcome"]["reason"].as_str().map(String::from))
+}
+
+#[tokio::test]
+async fn an_idle_session_ends_with_its_processes_and_is_recorded() {
+    let d = ShellDaemon::start().await;
+    let id = open(
+        &d,
+        OpenSessionRequest {
+            idle_timeout_ms: 1500,
+            ..Default::default()
+        },
+    )
+    .await
+    .session_id;
+    let marker = unique_sleep(120);
+    let mut c = d.client().await;
+    start(
+        &mut c,
+        &id,
+        StartProcessRequest {
+            shell: format!("sleep {marker}"),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(5), || !host_pids_with(&marker)
+            .is_empty())
+        .await,
+        "the background process runs"
+    );
+    assert!(wait_session_gone(&d, &id, Duration::from_secs(10)).await);
+    assert_no_process_with(&marker, Duration::from_secs(5)).await;
+    assert!(
+        wait_until(Duration::from_secs(5), || ended_reason(&d, &id).is_some()).await,
+        "an end record"
+    );
+    assert_eq!(ended_reason(&d, &id).as_deref(), Some("IDLE"));
+    let mut req = sh_req("true");
+    req.session_id = id.clone();
+    assert_eq!(d.run(req).await.unwrap_err().code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_lifetime_even_while_in_use() {
+    let d = ShellDaemon::start().await;
+    let id = open(
+        &d,
+        OpenSessionRequest {
+            max_lifetime_ms: 2500,
+            ..Default::default()
+        },
+    )
+    .await
+    .session_id;
+    let marker = unique_sleep(120);
+    let mut c = d.client().await;
+    start(
+        &mut c,
+        &id,
+        StartProcessRequest {
+            shell: format!("sleep {marker}"),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(5), || !host_pids_with(&marker)
+            .is_empty())
+        .await
+    );
+    // Calls keep it from idling; the lifetime ends it anyway.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut ended = false;
+    while std::time::Instant::now() < deadline {
+        let r = c
+            .list_processes(ListProcessesRequest {
+                session_id: id.clone(),
+            })
+            .await;
+        if r.is_err() {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ended, "the session ended");
+    assert_no_process_with(&marker, Duration::from_secs(5)).await;
+    assert!(wait_until(Duration::from_secs(5), || ended_reason(&d, &id).is_some()).await);
+    assert_eq!(ended_reason(&d, &id).as_deref(), Some("LIFETIME"));
+}
+
+#[tokio::test]
+async fn stopping_the_daemon_ends_every_session_with_records() {
+    let mut d = ShellDaemon::start().await;
+    let a = open_default(&d).await;
+    let b = open_default(&d).await;
+    let marker = unique_sleep(120);
+    let mut c = d.client().await;
+    for id in [&a, &b] {
+        start(
+            &mut c,
+            id,
+            StartProcessRequest {
+                shell: format!("sleep {marker}"),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || host_pids_with(&marker).len()
+            >= 2)
+        .await,
+        "both sessions' processes run"
+    );
+    drop(c);
+    let status = d
+        .kill_with(rustix::process::Signal::TERM, Duration::from_secs(20))
+        .await;
+    assert!(status.success(), "{status:?}\n{}", d.log());
+    assert_no_process_with(&marker, Duration::from_secs(5)).await;
+    for id in [&a, &b] {
+        assert_eq!(ended_reason(&d, id).as_deref(), Some("SHUTDOWN"), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_fork_bomb_starves_only_its_own_session() {
+    let d = ShellDaemon::start().await;
+    let bombed = open(
+        &d,
+        OpenSessionRequest {
+            limits: Some(SessionLimits {
+                memory_bytes: 0,
+                pids: 48,
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(bombed.limits.unwrap().pids, 48);
+    let calm = open_default(&d).await;
+    let marker = format!("bomb-{}", std::process::id());
+    let mut c = d.client().await;
+    start(
+        &mut c,
+        &bombed.session_id,
+        StartProcessRequest {
+            argv: vec![
+                "python3".into(),
+                "-c".into(),
+                format!(
+                    "import os, time\n# {marker}\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)\n"
+                ),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(10), || host_pids_with(&marker).len()
+            >= 40)
+        .await,
+        "the bomb forks up to its session's limit"
+    );
+    // The other session runs at once, and the bomb stays under its limit.
+    let t = std::time::Instant::now();
+    assert_eq!(sh_in(&d, &calm, "echo fine").await.ok().trim(), "fine");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let count = host_pids_with(&marker).len();
+    assert!(count <= 48, "{count} processes of the bomb");
+    // Closing its session ends the bomb.
+    c.close_session(CloseSessionRequest {
+        session_id: bombed.session_id.clone(),
+    })
+    .await
+    .unwrap();
+    assert_no_process_with(&marker, Duration::from_secs(10)).await;
+}

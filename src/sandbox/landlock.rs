@@ -136,6 +136,10 @@ impl LandlockPlan {
         for n in DEV_NODES {
             rules.push((cpath(Path::new("/dev").join(n))?, bits(dev)));
         }
+        if spec.session {
+            // The session's own devpts instance (its terminals).
+            rules.push((cpath("/dev/pts")?, bits(dev)));
+        }
         let net_guard = if spec.network { net_guard(abi)? } else { None };
         Ok(LandlockPlan {
             ruleset: Some(created),

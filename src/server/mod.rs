@@ -211,6 +211,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(address) = config.metrics_address {
         crate::metrics::install(address)?;
     }
+    crate::session::ports::set_dir(&config.socket_path());
     let state = Arc::new(
         State::new(policy, tcp_agent, launcher, audit, support.landlock_abi)
             .with_caps(&config.limits),

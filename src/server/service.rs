@@ -593,13 +593,8 @@ impl ToolSandbox for ToolService {
 
     async fn open_port(
         &self,
-        _r: Request<OpenPortRequest>,
+        r: Request<OpenPortRequest>,
     ) -> Result<Response<OpenPortResponse>, Status> {
-        Err(sessions_not_built())
+        self.open_port_call(r).await
     }
-}
-
-// Placeholder until sessions land (issue 13).
-fn sessions_not_built() -> Status {
-    Status::unimplemented("sessions are not built in this daemon yet")
 }

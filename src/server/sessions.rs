@@ -277,12 +277,16 @@ impl ToolService {
     where
         Req: AuditArgs,
         Resp: WithInfo,
-        F: FnOnce(ToolService, Arc<AgentPolicy>, Req) -> Fut,
+        F: FnOnce(ToolService, Arc<AgentPolicy>, Req, Option<(u32, u32)>) -> Fut,
         Fut: std::future::Future<Output = Work<Resp>>,
     {
         let started = Instant::now();
         let request_id = self.state().next_request_id();
         let caller = Caller::from_request(&request);
+        let peer = match &caller {
+            Ok(Caller::Unix { uid, gid, .. }) => Some((*uid, *gid)),
+            _ => None,
+        };
         let req = request.into_inner();
         let policy = self.state().policy();
         let entry = EntryStart::new(
@@ -303,7 +307,9 @@ impl ToolService {
             {
                 Ok(()) => {
                     let rule = session_rule(&agent);
-                    work(self.clone(), agent, req).await.map(|r| (r, rule))
+                    work(self.clone(), agent, req, peer)
+                        .await
+                        .map(|r| (r, rule))
                 }
                 Err(e) => Err(e),
             },
@@ -810,7 +816,7 @@ impl ToolService {
         &self,
         r: Request<OpenSessionRequest>,
     ) -> Result<Response<OpenSessionResponse>, Status> {
-        self.session_call("OpenSession", r, |s, a, req| s.open_session_work(a, req))
+        self.session_call("OpenSession", r, |s, a, req, _| s.open_session_work(a, req))
             .await
     }
 
@@ -818,15 +824,17 @@ impl ToolService {
         &self,
         r: Request<CloseSessionRequest>,
     ) -> Result<Response<CloseSessionResponse>, Status> {
-        self.session_call("CloseSession", r, |s, a, req| s.close_session_work(a, req))
-            .await
+        self.session_call("CloseSession", r, |s, a, req, _| {
+            s.close_session_work(a, req)
+        })
+        .await
     }
 
     pub(super) async fn list_sessions_call(
         &self,
         r: Request<ListSessionsRequest>,
     ) -> Result<Response<ListSessionsResponse>, Status> {
-        self.session_call("ListSessions", r, |s, a, _req| async move {
+        self.session_call("ListSessions", r, |s, a, _req, _| async move {
             let sessions = s.state().sessions.of_agent(&a.name);
             Ok((
                 ListSessionsResponse {
@@ -843,15 +851,17 @@ impl ToolService {
         &self,
         r: Request<StartProcessRequest>,
     ) -> Result<Response<StartProcessResponse>, Status> {
-        self.session_call("StartProcess", r, |s, a, req| s.start_process_work(a, req))
-            .await
+        self.session_call("StartProcess", r, |s, a, req, _| {
+            s.start_process_work(a, req)
+        })
+        .await
     }
 
     pub(super) async fn read_output_call(
         &self,
         r: Request<ReadOutputRequest>,
     ) -> Result<Response<ReadOutputResponse>, Status> {
-        self.session_call("ReadOutput", r, |s, a, req| async move {
+        self.session_call("ReadOutput", r, |s, a, req, _| async move {
             let session = s.session(&a, &req.session_id)?;
             let p = session.process(&req.process_id)?;
             let stream = match req.stream() {
@@ -889,7 +899,7 @@ impl ToolService {
         &self,
         r: Request<WriteStdinRequest>,
     ) -> Result<Response<WriteStdinResponse>, Status> {
-        self.session_call("WriteStdin", r, |s, a, req| async move {
+        self.session_call("WriteStdin", r, |s, a, req, _| async move {
             if req.data.len() > shell::MAX_STDIN_BYTES {
                 return Err(ToolError::new(
                     Reason::TooLarge,
@@ -928,7 +938,7 @@ impl ToolService {
         &self,
         r: Request<SignalProcessRequest>,
     ) -> Result<Response<SignalProcessResponse>, Status> {
-        self.session_call("SignalProcess", r, |s, a, req| async move {
+        self.session_call("SignalProcess", r, |s, a, req, _| async move {
             let session = s.session(&a, &req.session_id)?;
             let p = session.process(&req.process_id)?;
             let signal = if req.signal == 0 {
@@ -962,7 +972,7 @@ impl ToolService {
         &self,
         r: Request<WaitProcessRequest>,
     ) -> Result<Response<WaitProcessResponse>, Status> {
-        self.session_call("WaitProcess", r, |s, a, req| async move {
+        self.session_call("WaitProcess", r, |s, a, req, _| async move {
             let session = s.session(&a, &req.session_id)?;
             let p = session.process(&req.process_id)?;
             p.wait(Duration::from_millis(
@@ -984,7 +994,7 @@ impl ToolService {
         &self,
         r: Request<ListProcessesRequest>,
     ) -> Result<Response<ListProcessesResponse>, Status> {
-        self.session_call("ListProcesses", r, |s, a, req| async move {
+        self.session_call("ListProcesses", r, |s, a, req, _| async move {
             let session = s.session(&a, &req.session_id)?;
             let processes = session
                 .processes()
@@ -1006,7 +1016,7 @@ impl ToolService {
         &self,
         r: Request<ResizeTerminalRequest>,
     ) -> Result<Response<ResizeTerminalResponse>, Status> {
-        self.session_call("ResizeTerminal", r, |s, a, req| async move {
+        self.session_call("ResizeTerminal", r, |s, a, req, _| async move {
             let session = s.session(&a, &req.session_id)?;
             let p = session.process(&req.process_id)?;
             if req.rows == 0 || req.cols == 0 || req.rows > 1000 || req.cols > 1000 {
@@ -1017,6 +1027,45 @@ impl ToolService {
             Ok((
                 ResizeTerminalResponse { info: None },
                 audit::Outcome::default(),
+            ))
+        })
+        .await
+    }
+}
+
+impl ToolService {
+    pub(super) async fn open_port_call(
+        &self,
+        r: Request<OpenPortRequest>,
+    ) -> Result<Response<OpenPortResponse>, Status> {
+        self.session_call("OpenPort", r, |s, a, req, peer| async move {
+            let session = s.session(&a, &req.session_id)?;
+            let port = u16::try_from(req.port)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| {
+                    ToolError::invalid(format!("port {} is not a TCP port (1-65535)", req.port))
+                })?;
+            let Some((uid, gid)) = peer else {
+                return Err(ToolError::new(
+                    Reason::InvalidArgument,
+                    "OpenPort makes a Unix socket for a local caller's uid; call it over the \
+                     daemon's Unix socket",
+                ));
+            };
+            let path = session::ports::open(session, port, uid, gid).map_err(|e| {
+                ToolError::internal(format!("could not make the port's socket: {e}"))
+            })?;
+            let path = path.to_string_lossy().into_owned();
+            Ok((
+                OpenPortResponse {
+                    socket_path: path.clone(),
+                    info: None,
+                },
+                audit::Outcome {
+                    resolved_path: Some(path),
+                    ..Default::default()
+                },
             ))
         })
         .await

@@ -15,6 +15,7 @@
 //! - background processes and their bounded output (`output.rs`).
 
 pub mod output;
+pub mod ports;
 pub mod process;
 pub mod supervisor;
 
@@ -156,6 +157,7 @@ impl Session {
             s.ended = Some(why);
         }
         self.sup.kill();
+        ports::remove(self);
         true
     }
 
