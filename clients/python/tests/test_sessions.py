@@ -6,7 +6,10 @@ daemon without them each fails with UNIMPLEMENTED, never skips."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import socket
+import stat
 import time
 
 import pytest
@@ -157,3 +160,32 @@ def test_the_asyncio_client_drives_a_session(daemon, uniq):
             assert s.id not in [i.session_id for i in await c.sessions.list()]
 
     asyncio.run(main())
+
+
+def test_a_server_in_the_session_answers_the_session_and_the_host_through_its_port(client, daemon, uniq):
+    client.files.write(f"{uniq}/index.html", "served from the session\n")
+    with client.sessions.open(cwd=uniq) as s:
+        server = s.start(["python3", "-m", "http.server", "8000", "--bind", "127.0.0.1"])
+        probe = (
+            "import time, urllib.request\n"
+            "for _ in range(100):\n"
+            "    try:\n"
+            "        print(urllib.request.urlopen('http://127.0.0.1:8000/index.html').read().decode(), end=''); break\n"
+            "    except OSError:\n"
+            "        time.sleep(0.1)\n"
+        )
+        r = s.run(["python3", "-c", probe], timeout=30)
+        assert r.stdout == "served from the session\n", r.summary()
+        path = s.open_port(8000)
+        st = os.stat(path)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.getuid()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.settimeout(LIMIT)
+            c.connect(path)
+            c.sendall(b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            reply = b""
+            while chunk := c.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.0 200") and reply.endswith(b"served from the session\n"), reply
+        assert "GET /index.html" in read_until(server, "GET /index.html", stream="stderr")
+    assert not os.path.exists(path), "the port's socket goes with the session"
