@@ -143,20 +143,40 @@ async fn cwd_and_exported_variables_carry_over_and_argv_commands_see_them() {
     let err = d.run(req).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{}", describe(&err));
     // The story is in the audit log.
-    let opened: Vec<_> = d
-        .audit_records()
-        .into_iter()
-        .filter(|r| r["method"] == "OpenSession")
-        .collect();
-    assert_eq!(opened.len(), 1);
-    assert!(
-        opened[0]["outcome"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&id)
-    );
+    assert_eq!(records_with(&d, "OpenSession", &id).len(), 1);
     assert!(records_with(&d, "Run", &id).len() >= 5);
     assert_eq!(records_with(&d, "CloseSession", &id).len(), 1);
+    // `audit show --session` tells that story, and only it.
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "show", "--json", "--session", &id])
+        .arg(d.dirs.state_dir.join("audit.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let story: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let methods: Vec<&str> = story
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods.first(), Some(&"OpenSession"), "{methods:?}");
+    assert!(methods.contains(&"CloseSession"), "{methods:?}");
+    // The Run after the close was refused, and that is recorded too.
+    let last = story.last().unwrap();
+    assert_eq!(last["method"], "Run");
+    assert_eq!(last["outcome"]["status"], "NOT_FOUND", "{last}");
+    assert!(
+        methods.iter().filter(|m| **m == "Run").count() >= 5,
+        "{methods:?}"
+    );
+    // The Run without a session is not part of it.
+    assert!(story.iter().all(|r| r["args"]["session_id"] == id.as_str()));
 }
 
 #[tokio::test]

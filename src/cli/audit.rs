@@ -40,6 +40,10 @@ pub struct ShowArgs {
     /// Method name, e.g. ReadFile, Exec (case-insensitive).
     #[arg(long)]
     method: Option<String>,
+    /// One session's story: its opening, every call and command in it,
+    /// its processes' exits and its end.
+    #[arg(long)]
+    session: Option<String>,
     /// The decision recorded: allow, deny or error.
     #[arg(long, value_parser = ["allow", "deny", "error"])]
     decision: Option<String>,
@@ -247,6 +251,10 @@ fn show(args: ShowArgs) -> ExitCode {
                     .as_deref()
                     .is_some_and(|m| !m.eq_ignore_ascii_case(s("method")))
                 || args.decision.as_deref().is_some_and(|d| d != s("decision"))
+                || args
+                    .session
+                    .as_deref()
+                    .is_some_and(|id| record["args"]["session_id"].as_str() != Some(id))
             {
                 continue;
             }

@@ -157,6 +157,37 @@ macro_rules! with_info {
     )*};
 }
 
+/// The session a response names when its request could not (OpenSession),
+/// so its record carries the id like every later one.
+trait Opened {
+    fn opened(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Opened for OpenSessionResponse {
+    fn opened(&self) -> Option<&str> {
+        self.session.as_ref().map(|s| s.session_id.as_str())
+    }
+}
+
+macro_rules! not_opened {
+    ($($resp:ty),*) => {$( impl Opened for $resp {} )*};
+}
+
+not_opened!(
+    CloseSessionResponse,
+    ListSessionsResponse,
+    StartProcessResponse,
+    ReadOutputResponse,
+    WriteStdinResponse,
+    SignalProcessResponse,
+    WaitProcessResponse,
+    ListProcessesResponse,
+    ResizeTerminalResponse,
+    OpenPortResponse
+);
+
 with_info!(
     OpenSessionResponse,
     CloseSessionResponse,
@@ -276,7 +307,7 @@ impl ToolService {
     ) -> Result<Response<Resp>, Status>
     where
         Req: AuditArgs,
-        Resp: WithInfo,
+        Resp: WithInfo + Opened,
         F: FnOnce(ToolService, Arc<AgentPolicy>, Req, Option<(u32, u32)>) -> Fut,
         Fut: std::future::Future<Output = Work<Resp>>,
     {
@@ -321,6 +352,10 @@ impl ToolService {
                 outcome.status = "OK".into();
                 outcome.duration_us = elapsed_us;
                 let name = agent_name.unwrap_or_default();
+                let mut entry = entry;
+                if let Some(id) = resp.opened() {
+                    entry.args.insert("session_id".into(), json!(id));
+                }
                 let record = entry.allowed(&name, &rule, outcome);
                 let audit_seq = self.audited(record, &request_id).await?;
                 resp.set_info(CallInfo {
