@@ -18,7 +18,9 @@ use std::sync::{Arc, RwLock};
 const INSTRUCTIONS: &str = "File and shell tools run by the agentjail daemon under this agent's \
 policy. Paths are relative to the default workspace, /workspace/… (as commands see it), or host \
 paths under a workspace root (list_allowed_directories). A refusal comes back as an error result \
-naming the reason, the rule and what to do instead.";
+naming the reason, the rule and what to do instead. exec_command, write_stdin and the process \
+tools run in one sandbox that lasts for this conversation: files, background processes and \
+terminals stay between calls.";
 
 #[derive(Clone)]
 pub struct AgentjailMcp {
