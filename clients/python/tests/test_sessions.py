@@ -56,6 +56,13 @@ def test_cwd_and_exports_carry_over_and_close_ends_it(client, daemon, uniq):
         assert r.stdout == "/workspace\nunset\n", r.summary()
         # argv commands run in the session's directory too.
         assert s.run(["cat", "f.txt"]).stdout == "made\n"
+        # A streamed command runs in the session as well, and its cd carries over.
+        with s.stream("pwd; cd ..") as events:
+            printed = b"".join(e.data for e in events if isinstance(e, agentjail.Stdout))
+        assert printed == f"/workspace/{uniq}/sub\n".encode()
+        assert s.run("pwd").stdout == f"/workspace/{uniq}\n"
+        seen = []
+        assert s.run("echo streamed", on_stdout=seen.append).stdout == "streamed\n" and seen == ["streamed\n"]
     assert s.closed and s.info.ended == "closed"
     assert s.id not in [i.session_id for i in client.sessions.list()]
     with pytest.raises(agentjail.NotFound):
