@@ -196,3 +196,19 @@ def test_a_server_in_the_session_answers_the_session_and_the_host_through_its_po
         assert reply.startswith(b"HTTP/1.0 200") and reply.endswith(b"served from the session\n"), reply
         assert "GET /index.html" in read_until(server, "GET /index.html", stream="stderr")
     assert not os.path.exists(path), "the port's socket goes with the session"
+
+
+def test_an_idle_session_ends_by_itself_and_its_block_still_exits_cleanly(client):
+    m = marker()
+    with client.sessions.open(idle_timeout=1.0) as s:
+        assert s.info.idle_timeout_ms == 1000
+        p = s.start(["sleep", m])
+        assert pid_alive(p.pid)
+        end = time.monotonic() + LIMIT
+        while s.id in [i.session_id for i in client.sessions.list()]:
+            assert time.monotonic() < end, "the idle session never ended"
+            time.sleep(0.2)
+        assert wait_gone(p.pid), "the idle timeout killed the session's process"
+        with pytest.raises(agentjail.NotFound):
+            s.run("true")
+    assert s.closed, "leaving the block of a session that already ended is no error"
