@@ -249,6 +249,118 @@ async fn python_sdk_drives_the_session_tools_over_streamable_http() {
     d.assert_serving().await;
 }
 
+/// `agentjail mcp` on stdio driven by hand, one JSON-RPC line at a time.
+struct StdioServer {
+    child: Child,
+    out: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    next_id: u64,
+}
+
+impl StdioServer {
+    fn start(socket: &Path) -> StdioServer {
+        let mut child = Command::new(BIN)
+            .args(["mcp", "--socket"])
+            .arg(socket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut s = StdioServer {
+            child,
+            out,
+            next_id: 0,
+        };
+        s.request(
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "by-hand", "version": "0"}}),
+        );
+        s.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        s
+    }
+
+    fn send(&mut self, message: Value) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{message}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Sends a request and returns its result (skipping notifications).
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let line = self.out.next().expect("the server answered").unwrap();
+            let message: Value = serde_json::from_str(&line).unwrap();
+            if message["id"] == id {
+                return message["result"].clone();
+            }
+        }
+    }
+
+    /// A tool call's text, asserting it was no error.
+    fn call_ok(&mut self, tool: &str, args: Value) -> String {
+        let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
+        assert_ne!(r["isError"], true, "{tool}: {r}");
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+impl Drop for StdioServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A session the daemon ended under the MCP server (here closed from
+/// outside; an idle timeout or a daemon restart does the same) is opened
+/// again by the next exec_command. Needs the daemon's sessions (issue 13).
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_command_opens_a_new_session_when_the_daemon_ended_the_old_one() {
+    let d = ShellDaemon::start().await;
+    let mut server = StdioServer::start(&d.dirs.socket);
+    let text = server.call_ok("exec_command", json!({"cmd": "echo first"}));
+    assert!(text.contains("Output:\nfirst\n"), "{text}");
+    let first = open_sessions(&d).await;
+    assert_eq!(
+        first.len(),
+        1,
+        "one session for the conversation: {first:?}"
+    );
+    d.client()
+        .await
+        .close_session(agentjail::proto::CloseSessionRequest {
+            session_id: first[0].clone(),
+        })
+        .await
+        .unwrap();
+    assert!(open_sessions(&d).await.is_empty());
+    let text = server.call_ok("exec_command", json!({"cmd": "echo second"}));
+    assert!(
+        text.contains("Process exited with code 0") && text.contains("Output:\nsecond\n"),
+        "{text}"
+    );
+    let second = open_sessions(&d).await;
+    assert!(
+        second.len() == 1 && second != first,
+        "a new session: {first:?} then {second:?}"
+    );
+    // Ending the MCP session (stdin closed) closes the new one too.
+    drop(server.child.stdin.take());
+    assert!(
+        server.child.wait().unwrap().success(),
+        "the server exits cleanly"
+    );
+    assert_sessions_closed(&d).await;
+}
+
 /// `agentjail mcp --http 127.0.0.1:0`, killed on drop.
 struct HttpServer {
     child: Child,
