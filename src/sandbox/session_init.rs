@@ -54,15 +54,16 @@ pub struct SpawnRequest {
     pub stdin: bool,
     /// Run on a new pseudo-terminal of this size (rows, cols).
     pub tty: Option<(u16, u16)>,
-    /// An extra pipe on fd 3 (the shell wrapper's state report).
-    pub state_fd: bool,
+    /// A file the process writes its state report to (the shell wrapper,
+    /// `session/mod.rs`); read, removed and returned with its exit notice.
+    pub state_file: Option<String>,
 }
 
 /// The supervisor's answers and notices.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromSupervisor {
     /// fds: [pidfd, stdout (or the pty master), stderr (no tty), stdin
-    /// (piped, no tty), state (if asked)].
+    /// (piped, no tty)].
     Spawned { id: u64, pid: i32 },
     /// Nothing runs. `step` names what failed.
     SpawnFailed { id: u64, step: String, errno: i32 },
@@ -74,15 +75,23 @@ pub enum FromSupervisor {
         user_us: u64,
         system_us: u64,
         max_rss_kb: u64,
+        /// The state file's content (base64), when one was asked for and
+        /// left as a regular file of at most `MAX_STATE_BYTES`.
+        state: Option<String>,
     },
     /// fds: [the connected socket] unless `errno` is set.
     Connected { port: u16, errno: Option<i32> },
 }
 
+/// Most bytes of a state report returned (the exit notice must fit one
+/// datagram, base64 included).
+pub const MAX_STATE_BYTES: usize = 40 << 10;
+
 struct Live {
     id: u64,
     pid: libc::pid_t,
     pidfd: OwnedFd,
+    state_file: Option<String>,
 }
 
 /// Serves the daemon until it closes the socket. Never returns.
@@ -111,7 +120,12 @@ pub fn serve(sock: i32, status_w: i32) -> ! {
                         let passed: Vec<BorrowedFd<'_>> = ends.iter().map(|f| f.as_fd()).collect();
                         let _ =
                             wire::send(sock.as_fd(), &FromSupervisor::Spawned { id, pid }, &passed);
-                        live.push(Live { id, pid, pidfd });
+                        live.push(Live {
+                            id,
+                            pid,
+                            pidfd,
+                            state_file: req.state_file.clone(),
+                        });
                     }
                     Err((step, errno)) => {
                         let msg = FromSupervisor::SpawnFailed {
@@ -182,10 +196,33 @@ fn reap(live: &mut Vec<Live>, sock: BorrowedFd<'_>) {
                 user_us: us(ru.ru_utime),
                 system_us: us(ru.ru_stime),
                 max_rss_kb: ru.ru_maxrss as u64,
+                state: l.state_file.as_deref().and_then(take_state),
             };
             let _ = wire::send(sock, &msg, &[]);
         }
     }
+}
+
+/// Reads and removes a state file: a regular file only (never follows a
+/// link, never blocks on a FIFO), at most `MAX_STATE_BYTES`.
+fn take_state(path: &str) -> Option<String> {
+    use base64::Engine;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let _ = std::fs::remove_file(path);
+    let file = file.ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut body = Vec::new();
+    file.take(MAX_STATE_BYTES as u64 + 1)
+        .read_to_end(&mut body)
+        .ok()?;
+    (body.len() <= MAX_STATE_BYTES).then(|| base64::engine::general_purpose::STANDARD.encode(&body))
 }
 
 type Failure = (&'static str, i32);
@@ -267,7 +304,7 @@ fn spawn(req: &SpawnRequest) -> Result<(libc::pid_t, OwnedFd, Vec<OwnedFd>), Fai
     };
     let (argv_p, env_p) = (ptrs(&argv), ptrs(&env));
 
-    // The child's fds [0, 1, 2, 3?] and the daemon's ends.
+    // The child's fds [0, 1, 2] and the daemon's ends.
     let mut theirs: Vec<OwnedFd> = Vec::new();
     let mut mine: Vec<OwnedFd> = Vec::new();
     let mut master: Option<i32> = None;
@@ -310,11 +347,6 @@ fn spawn(req: &SpawnRequest) -> Result<(libc::pid_t, OwnedFd, Vec<OwnedFd>), Fai
         mine.push(out_w);
         mine.push(err_w);
     }
-    if req.state_fd {
-        let (r, w) = pipe()?;
-        theirs.push(r);
-        mine.push(w);
-    }
     let (fail_r, fail_w) = pipe()?;
     let mine_raw: Vec<i32> = mine.iter().map(|f| f.as_raw_fd()).collect();
 
@@ -323,7 +355,6 @@ fn spawn(req: &SpawnRequest) -> Result<(libc::pid_t, OwnedFd, Vec<OwnedFd>), Fai
         child(
             master,
             &mine_raw,
-            req.state_fd,
             fail_w.as_raw_fd(),
             &cwd,
             &program,
@@ -377,7 +408,6 @@ fn spawn(req: &SpawnRequest) -> Result<(libc::pid_t, OwnedFd, Vec<OwnedFd>), Fai
 fn child(
     master: Option<i32>,
     mine: &[i32],
-    state_fd: bool,
     fail_w: i32,
     cwd: &CString,
     program: &CString,
@@ -397,7 +427,7 @@ fn child(
         fail(3, e);
     }
     // Sources first lifted above the targets, so no dup2 clobbers one.
-    let mut src = [-1i32; 4];
+    let mut src = [-1i32; 3];
     let mut n = 0;
     if let Some(m) = master {
         // SAFETY: ioctl on the master we own.
@@ -417,12 +447,8 @@ fn child(
         }
         src[..3].copy_from_slice(&[slave, slave, slave]);
         n = 3;
-        if state_fd {
-            src[3] = mine[0];
-            n = 4;
-        }
     } else {
-        for (i, fd) in mine.iter().enumerate().take(4) {
+        for (i, fd) in mine.iter().enumerate().take(3) {
             src[i] = *fd;
             n = i + 1;
         }

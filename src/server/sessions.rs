@@ -632,23 +632,10 @@ impl ToolService {
             env.push((k.clone(), v.clone()));
         }
         let is_shell = !req.shell.is_empty();
-        let (program, argv) = if is_shell {
-            let sh = allowed.argv[0].clone();
-            (
-                sh.clone(),
-                vec![
-                    sh,
-                    "-c".into(),
-                    session::SHELL_WRAPPER.into(),
-                    "agentjail-session".into(),
-                    req.shell.clone(),
-                ],
-            )
+        let program = if is_shell {
+            allowed.argv[0].clone()
         } else {
-            (
-                session.resolve_program(&allowed.argv, &env)?,
-                allowed.argv.clone(),
-            )
+            session.resolve_program(&allowed.argv, &env)?
         };
         let slot = self.state().caps.admit(&agent.name, Kind::Command)?;
         self.state().audit.admit().await?;
@@ -664,11 +651,11 @@ impl ToolService {
         let command = Command::start(
             session.clone(),
             program,
-            argv,
+            allowed.argv.clone(),
+            is_shell.then(|| req.shell.clone()),
             env,
             cwd.clone(),
             !req.stdin.is_empty(),
-            is_shell,
         )
         .await?;
         let enforced = session_enforced(self, &session);
@@ -765,7 +752,7 @@ impl ToolService {
                 cwd,
                 stdin: true,
                 tty,
-                state_fd: false,
+                state_file: None,
             })
             .await?;
         let process = Arc::new(

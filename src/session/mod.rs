@@ -30,18 +30,17 @@ use std::time::{Duration, Instant, SystemTime};
 use supervisor::{Exit, SpawnError, Spawned, Supervisor};
 use tokio::sync::watch;
 
-/// Runs a session's `shell` command (`$1`) and, however it ends, reports
-/// its final directory and exported environment on fd 3, NUL-separated,
-/// ending with `AJ-END`. The command's own exit status is kept.
-pub const SHELL_WRAPPER: &str = "__aj_cmd=$1; shift; \
-__aj_report() { __aj_rc=$?; { printf '%s\\0' \"$PWD\"; /usr/bin/env -0; printf 'AJ-END\\0'; } >&3 2>/dev/null; exec 3>&-; return $__aj_rc; }; \
+/// Runs a session's `shell` command (`$2`) and, however it ends, writes its
+/// final directory and exported environment to the file `$1` (in the
+/// session's private /tmp; the supervisor reads and removes it when the
+/// shell is reaped), NUL-separated, ending with `AJ-END`. The command's
+/// exit status is kept, and it sees no descriptor beyond 0, 1 and 2.
+pub const SHELL_WRAPPER: &str = "__aj_state=$1; __aj_cmd=$2; shift 2; \
+__aj_report() { __aj_rc=$?; ( umask 077; { printf '%s\\0' \"$PWD\"; /usr/bin/env -0; printf 'AJ-END\\0'; } > \"$__aj_state\" ) 2>/dev/null; return $__aj_rc; }; \
 trap __aj_report EXIT; eval \"$__aj_cmd\"";
 
 /// Variables the wrapper's report carries that are not the session's.
-const NOT_CARRIED: &[&str] = &["PWD", "OLDPWD", "SHLVL", "_", "__aj_cmd", "__aj_rc"];
-
-/// Most bytes of a state report (beyond: the state is left as it was).
-const MAX_STATE_BYTES: usize = 512 << 10;
+const NOT_CARRIED: &[&str] = &["PWD", "OLDPWD", "SHLVL", "_"];
 
 /// What a session's next command starts from.
 #[derive(Debug, Clone)]
@@ -227,6 +226,33 @@ impl Session {
             .map_err(|e| ToolError::new(Reason::NotFound, format!("{e}; nothing ran")))
     }
 
+    /// OOM kills in the session's cgroup so far (0 when unreadable).
+    pub fn oom_kills(&self) -> u64 {
+        let pid = self.sup.init_pid();
+        let Ok(cg) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            return 0;
+        };
+        // cgroup v1's memory controller where the host has it, else v2.
+        let v1 = cg
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p));
+        let file = match v1 {
+            Some(path) => format!("/sys/fs/cgroup/memory{path}/memory.oom_control"),
+            None => match cg.lines().find_map(|l| l.strip_prefix("0::")) {
+                Some(path) => format!("/sys/fs/cgroup{path}/memory.events"),
+                None => return 0,
+            },
+        };
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|e| {
+                e.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill "))
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     /// Starts a process in the session.
     pub async fn spawn(&self, req: SpawnRequest) -> Result<Spawned, ToolError> {
         if self.ended().is_some() {
@@ -377,23 +403,44 @@ pub struct Command {
     stdout: Option<File>,
     stderr: Option<File>,
     exit: watch::Receiver<Option<Exit>>,
-    report: Option<tokio::task::JoinHandle<Vec<u8>>>,
+    /// A shell command: its exit notice carries the new state.
+    report: bool,
+    /// The session's OOM kills when it started (one of its processes
+    /// killed by the memory limit since is reported as OOM).
+    oom_before: u64,
     started: Instant,
 }
 
 impl Command {
-    /// Starts `program` in `session`; `report` when it runs the shell
-    /// wrapper (its fd 3 is read for the new state).
+    /// Starts `argv` in `session`; a `shell` command runs in the wrapper,
+    /// and its report becomes the session's state at its end.
     pub async fn start(
         session: Arc<Session>,
         program: String,
         argv: Vec<String>,
+        shell: Option<String>,
         env: Vec<(String, String)>,
         cwd: String,
         stdin: bool,
-        report: bool,
     ) -> Result<Command, ToolError> {
         let started = Instant::now();
+        let (argv, state_file) = match shell {
+            Some(command) => {
+                let file = format!("/tmp/.agentjail-state-{:016x}", rand::random::<u64>());
+                let argv = vec![
+                    program.clone(),
+                    "-c".into(),
+                    SHELL_WRAPPER.into(),
+                    "agentjail-session".into(),
+                    file.clone(),
+                    command,
+                ];
+                (argv, Some(file))
+            }
+            None => (argv, None),
+        };
+        let report = state_file.is_some();
+        let oom_before = session.oom_kills();
         let spawned = session
             .spawn(SpawnRequest {
                 id: 0,
@@ -403,7 +450,7 @@ impl Command {
                 cwd,
                 stdin,
                 tty: None,
-                state_fd: report,
+                state_file,
             })
             .await?;
         let mut fds = spawned.fds.into_iter();
@@ -418,11 +465,6 @@ impl Command {
         } else {
             None
         };
-        let report = if report {
-            fds.next().map(|fd| tokio::spawn(read_report(fd)))
-        } else {
-            None
-        };
         Ok(Command {
             session,
             id: spawned.id,
@@ -432,6 +474,7 @@ impl Command {
             stderr: Some(err.into()),
             exit: spawned.exit,
             report,
+            oom_before,
             started,
         })
     }
@@ -450,27 +493,22 @@ impl Command {
     }
 
     /// Waits for the exit notice, takes a shell command's new state.
-    pub async fn finish(mut self) -> io::Result<ExitInfo> {
-        let exit = match self.exit.wait_for(Option::is_some).await {
-            Ok(e) => e.unwrap_or_else(|| unreachable!()),
-            Err(_) => Exit {
-                status: None,
-                user_us: 0,
-                system_us: 0,
-                max_rss_kb: 0,
-            },
+    pub async fn finish(self) -> io::Result<ExitInfo> {
+        let mut rx = self.exit.clone();
+        let exit = match rx.wait_for(Option::is_some).await {
+            Ok(e) => e.clone().unwrap_or_else(Exit::lost),
+            Err(_) => Exit::lost(),
         };
         let wall = self.started.elapsed();
-        if let Some(report) = self.report.take() {
-            // The report was written before the shell exited; a background
-            // child still holding fd 3 must not hold the call up.
-            if let Ok(Ok(bytes)) = tokio::time::timeout(Duration::from_millis(500), report).await
-                && exit.status.is_some()
-            {
-                self.session.apply_report(&bytes);
-            }
+        if self.report
+            && let Some(state) = &exit.state
+        {
+            self.session.apply_report(state);
         }
-        Ok(exit_info(&exit, wall))
+        let mut info = exit_info(&exit, wall);
+        info.oom_killed = matches!(info.termination, Termination::Signaled(libc::SIGKILL))
+            && self.session.oom_kills() > self.oom_before;
+        Ok(info)
     }
 }
 
@@ -492,31 +530,6 @@ pub fn exit_info(exit: &Exit, wall: Duration) -> ExitInfo {
         oom_killed: false,
         timings: Default::default(),
     }
-}
-
-/// Reads a state report up to its end marker (a background child may hold
-/// fd 3 open long after), keeping at most `MAX_STATE_BYTES`.
-async fn read_report(fd: std::os::fd::OwnedFd) -> Vec<u8> {
-    use tokio::io::AsyncReadExt;
-    let mut out = Vec::new();
-    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_file(File::from(fd)) else {
-        return out;
-    };
-    let mut buf = vec![0u8; 16 << 10];
-    loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-        if out.len() > MAX_STATE_BYTES {
-            out.clear();
-            break;
-        }
-        if out.ends_with(b"AJ-END\0") {
-            break;
-        }
-    }
-    out
 }
 
 #[cfg(test)]

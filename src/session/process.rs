@@ -118,7 +118,7 @@ impl Process {
     }
 
     pub fn exit(&self) -> Option<Exit> {
-        let e = *self.exit.borrow();
+        let e = self.exit.borrow().clone();
         if e.is_some()
             && let Ok(mut ended) = self.ended.lock()
             && ended.is_none()

@@ -18,7 +18,7 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How a process of the session ended.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Exit {
     /// The raw wait status; `None` when the session ended first (the
     /// process died with it).
@@ -26,15 +26,18 @@ pub struct Exit {
     pub user_us: u64,
     pub system_us: u64,
     pub max_rss_kb: u64,
+    /// A shell command's state report (see `session::SHELL_WRAPPER`).
+    pub state: Option<Vec<u8>>,
 }
 
 impl Exit {
-    fn lost() -> Exit {
+    pub fn lost() -> Exit {
         Exit {
             status: None,
             user_us: 0,
             system_us: 0,
             max_rss_kb: 0,
+            state: None,
         }
     }
 }
@@ -161,13 +164,18 @@ impl Supervisor {
                 user_us,
                 system_us,
                 max_rss_kb,
+                state,
             } => {
+                use base64::Engine;
+                let state =
+                    state.and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
                 if let Some(tx) = self.exits.lock().ok().and_then(|mut m| m.remove(&id)) {
                     let _ = tx.send(Some(Exit {
                         status: Some(status),
                         user_us,
                         system_us,
                         max_rss_kb,
+                        state,
                     }));
                 }
             }

@@ -365,6 +365,19 @@ pub struct ShellDaemon {
     server: Server,
     pub dirs: ShellDirs,
     pub pid: u32,
+    /// The sessions commands run in (by workspace), under
+    /// [`commands_in_session`].
+    sessions: tokio::sync::Mutex<BTreeMap<String, String>>,
+}
+
+/// True in the test binary `escape_shell_in_session` (the escape cases of
+/// `escape_shell.rs` again): every Run and Exec the harness sends without
+/// a session id then runs in a session of its daemon, opened on first use.
+pub fn commands_in_session() -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|n| n.starts_with("escape_shell_in_session"))
 }
 
 /// Writes the policy and an (almost empty) config file.
@@ -391,6 +404,7 @@ impl ShellDaemon {
             pid: server.pid,
             server,
             dirs,
+            sessions: Default::default(),
         }
     }
 
@@ -407,6 +421,7 @@ impl ShellDaemon {
             pid: server.pid,
             server,
             dirs,
+            sessions: Default::default(),
         }
     }
 
@@ -423,6 +438,7 @@ impl ShellDaemon {
             pid: server.pid,
             server,
             dirs,
+            sessions: Default::default(),
         }
     }
 
@@ -438,7 +454,45 @@ impl ShellDaemon {
     }
 
     pub async fn run(&self, req: ExecRequest) -> Result<ExecResult, Status> {
+        let req = self.in_session(req).await;
         self.client().await.run(req).await.map(|r| r.into_inner())
+    }
+
+    /// Closes the sessions [`commands_in_session`] opened.
+    pub async fn close_sessions(&self) {
+        let ids: Vec<String> = std::mem::take(&mut *self.sessions.lock().await)
+            .into_values()
+            .collect();
+        for session_id in ids {
+            let _ = self
+                .client()
+                .await
+                .close_session(CloseSessionRequest { session_id })
+                .await;
+        }
+    }
+
+    /// `req` in this daemon's session, under [`commands_in_session`].
+    pub async fn in_session(&self, mut req: ExecRequest) -> ExecRequest {
+        if commands_in_session() && req.session_id.is_empty() {
+            let mut sessions = self.sessions.lock().await;
+            if !sessions.contains_key(&req.workspace) {
+                let opened = self
+                    .client()
+                    .await
+                    .open_session(OpenSessionRequest {
+                        workspace: req.workspace.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_or_else(|s| panic!("OpenSession: {}", describe(&s)));
+                let id = opened.into_inner().session.expect("a session").session_id;
+                sessions.insert(req.workspace.clone(), id);
+            }
+            let id = &sessions[&req.workspace];
+            req.session_id = id.clone();
+        }
+        req
     }
 
     /// Runs `req`; panics on an RPC error (a non-zero exit is not one).
@@ -475,6 +529,7 @@ impl ShellDaemon {
 
     /// Every event of an Exec call, in order, until the stream ends.
     pub async fn exec_events(&self, req: ExecRequest) -> Result<Vec<ExecEvent>, Status> {
+        let req = self.in_session(req).await;
         let mut stream = self.client().await.exec(req).await?.into_inner();
         let mut events = Vec::new();
         while let Some(e) = stream.message().await? {
@@ -563,6 +618,8 @@ impl ShellDaemon {
     /// orphan, no zombie) and that its per-launch cgroups are gone, allowing
     /// `grace` for the teardown to finish.
     pub async fn assert_no_leftovers(&self, grace: Duration) {
+        // A session outlives its commands by design: it ends here.
+        self.close_sessions().await;
         let deadline = Instant::now() + grace;
         loop {
             let procs = self.descendants();
