@@ -224,6 +224,14 @@ class SessionChecks(Checks):
         assert t.startswith("Wall time: "), t
         print("ok: exec_command answers a finished command with its exit code and output")
 
+        await self.ok("create_directory", {"path": "work/sub"})
+        t = text_of(await self.ok("exec_command", {"cmd": "pwd", "workdir": "/workspace/work/sub"}))
+        assert "Output:\n/workspace/work/sub\n" in t, t
+        t = text_of(await self.ok("exec_command", {"cmd": "seq 1 100000", "max_output_tokens": 100}))
+        assert "Process exited with code 0" in t and "bytes cut here" in t, t[-300:]
+        assert "\n1\n2\n" in t and t.rstrip().endswith("100000") and len(t) < 1000, t
+        print("ok: exec_command runs in workdir; max_output_tokens keeps the head and tail")
+
         # Pipes: cat echoes what write_stdin gives it; kill_process ends it.
         t = text_of(await self.ok("exec_command", {"cmd": "cat", "yield_time_ms": 500}))
         cat = session_id_in(t)
