@@ -745,3 +745,53 @@ async fn a_fork_bomb_starves_only_its_own_session() {
     .unwrap();
     assert_no_process_with(&marker, Duration::from_secs(10)).await;
 }
+
+#[tokio::test]
+async fn the_cli_opens_runs_starts_lists_writes_kills_and_closes() {
+    let d = ShellDaemon::start().await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .arg("call")
+            .arg("--socket")
+            .arg(&d.dirs.socket)
+            .arg("session")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, id, err) = cli(&["open"]);
+    assert_eq!(code, Some(0), "{err}");
+    let id = id.trim().to_string();
+    assert!(id.starts_with("s-"), "{id}");
+    let (code, _, err) = cli(&["run", &id, "--shell", "mkdir -p d && cd d && export AJ_X=7"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, out, _) = cli(&["run", &id, "--shell", "echo $PWD $AJ_X"]);
+    assert_eq!(out.trim(), "/workspace/d 7");
+    let (code, p, err) = cli(&["start", &id, "--", "cat"]);
+    assert_eq!(code, Some(0), "{err}");
+    let p = p.trim().to_string();
+    let (_, out, _) = cli(&["write", &id, &p, "--data", "via cli\n"]);
+    assert_eq!(out.trim(), "wrote 8 bytes");
+    let (_, out, _) = cli(&["read", &id, &p, "--wait-ms", "3000"]);
+    assert_eq!(out, "via cli\n");
+    let (_, out, _) = cli(&["ps", &id]);
+    assert!(
+        out.contains(&format!("{p}\t")) && out.contains("running\t/usr/bin/cat"),
+        "{out}"
+    );
+    let (_, out, _) = cli(&["kill", &id, &p, "-s", "9"]);
+    assert!(out.contains(&p), "{out}");
+    let (_, out, _) = cli(&["ps", &id]);
+    assert!(out.contains("signal 9"), "{out}");
+    let (code, out, _) = cli(&["close", &id]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), format!("closed {id}"));
+    let (code, _, err) = cli(&["run", &id, "--", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("NOT_FOUND"), "{err}");
+}

@@ -167,6 +167,12 @@ enum Tool {
         #[arg(long, default_value_t = 0)]
         idle_timeout_ms: u64,
     },
+    /// Sessions: a sandbox that lives across calls (open, run, start, ps,
+    /// read, write, kill, port, close).
+    Session {
+        #[command(subcommand)]
+        command: session::SessionCommand,
+    },
     /// Remove a file or directory.
     Remove {
         path: String,
@@ -199,6 +205,47 @@ pub fn run(args: CallArgs) -> ExitCode {
         Err(CallError::Exit(code)) => ExitCode::from(code),
     }
 }
+
+/// Runs `request` through Exec, streaming its output; ends with its exit.
+async fn stream_exec(
+    client: &mut crate::proto::tool_sandbox_client::ToolSandboxClient<tonic::transport::Channel>,
+    request: ExecRequest,
+    out: &mut std::io::StdoutLock<'_>,
+) -> Result<(), CallError> {
+    let mut events = client.exec(request).await?.into_inner();
+    let mut code = 0;
+    while let Some(event) = events.message().await? {
+        match event.event {
+            Some(exec_event::Event::Stdout(c)) => {
+                out_bytes(out, &c.data);
+                out.flush().unwrap_or_else(|e| stdout_failed(e));
+            }
+            Some(exec_event::Event::Stderr(c)) => {
+                let _ = std::io::stderr().write_all(&c.data);
+            }
+            Some(exec_event::Event::Exited(e)) => {
+                code = describe_exit(&e);
+            }
+            _ => {}
+        }
+    }
+    Err(CallError::Exit(code))
+}
+
+/// NAME=VALUE arguments as a map.
+fn env_map(env: &[String]) -> Result<std::collections::HashMap<String, String>, CallError> {
+    Ok(env
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--env takes NAME=VALUE, got {kv:?}"))
+        })
+        .collect::<Result<_, _>>()?)
+}
+
+#[path = "call_session.rs"]
+mod session;
 
 enum CallError {
     Status(tonic::Status),
@@ -594,24 +641,10 @@ async fn call(args: CallArgs) -> Result<(), CallError> {
                 // One-shot CLI calls carry no idempotency key.
                 ..Default::default()
             };
-            let mut events = client.exec(request).await?.into_inner();
-            let mut code = 0;
-            while let Some(event) = events.message().await? {
-                match event.event {
-                    Some(exec_event::Event::Stdout(c)) => {
-                        out_bytes(&mut out, &c.data);
-                        out.flush().unwrap_or_else(|e| stdout_failed(e));
-                    }
-                    Some(exec_event::Event::Stderr(c)) => {
-                        let _ = std::io::stderr().write_all(&c.data);
-                    }
-                    Some(exec_event::Event::Exited(e)) => {
-                        code = describe_exit(&e);
-                    }
-                    _ => {}
-                }
-            }
-            return Err(CallError::Exit(code));
+            return stream_exec(&mut client, request, &mut out).await;
+        }
+        Tool::Session { command } => {
+            return session::call(&mut client, workspace, command, &mut out).await;
         }
         Tool::Remove { path, recursive } => {
             let r = client
