@@ -795,3 +795,63 @@ async fn the_cli_opens_runs_starts_lists_writes_kills_and_closes() {
     assert_ne!(code, Some(0));
     assert!(err.contains("NOT_FOUND"), "{err}");
 }
+
+#[tokio::test]
+async fn the_policy_decides_whether_and_how_many_and_how_long() {
+    let d = ShellDaemon::start_with(Policy {
+        sessions: "max_sessions = 1\nmax_processes = 1\nidle_timeout_ms = 60000\n".into(),
+        ..Policy::default()
+    })
+    .await;
+    let mut c = d.client().await;
+    // Above the policy's idle timeout: refused, with what to do.
+    let err = c
+        .open_session(OpenSessionRequest {
+            idle_timeout_ms: 120_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", describe(&err));
+    let s = open(&d, OpenSessionRequest::default()).await;
+    assert_eq!(s.idle_timeout_ms, 60_000, "the policy's default");
+    let err = c
+        .open_session(OpenSessionRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", describe(&err));
+    assert_eq!(error_meta(&err)["max_sessions"], "1");
+    let sleep = StartProcessRequest {
+        argv: vec!["sleep".into(), "30".into()],
+        ..Default::default()
+    };
+    start(&mut c, &s.session_id, sleep.clone()).await;
+    let mut second = sleep.clone();
+    second.session_id = s.session_id.clone();
+    let err = c.start_process(second).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", describe(&err));
+    // `policy explain --session` says the same.
+    let out = std::process::Command::new(BIN)
+        .args(["policy", "explain", "--agent", AGENT, "--session", "--dir"])
+        .arg(&d.dirs.policy_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("at most 1 sessions open"), "{text}");
+    assert!(text.contains("1m"), "{text}");
+
+    let off = ShellDaemon::start_with(Policy {
+        sessions: "allowed = false\n".into(),
+        ..Policy::default()
+    })
+    .await;
+    let err = off
+        .client()
+        .await
+        .open_session(OpenSessionRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", describe(&err));
+    // Control: commands still run for it.
+    assert_eq!(off.sh("echo runs").await.ok().trim(), "runs");
+}

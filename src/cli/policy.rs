@@ -88,7 +88,7 @@ pub fn schema() -> ExitCode {
 #[command(group(
     clap::ArgGroup::new("request")
         .required(true)
-        .args(["read", "write", "exec", "shell", "env", "tool"])
+        .args(["read", "write", "exec", "shell", "env", "tool", "session"])
 ))]
 pub struct ExplainArgs {
     /// Policy directory (default: /etc/agentjail/policies).
@@ -118,6 +118,9 @@ pub struct ExplainArgs {
     /// A call of this tool (RPC name, e.g. WriteFile), as the roles decide.
     #[arg(long, value_name = "RPC")]
     pub tool: Option<String>,
+    /// Opening a session: allowed or not, and its limits.
+    #[arg(long)]
+    pub session: bool,
 }
 
 impl ExplainArgs {
@@ -132,6 +135,8 @@ impl ExplainArgs {
             Request::Shell(s.clone())
         } else if let Some(t) = &self.tool {
             Request::Tool(t.clone())
+        } else if self.session {
+            Request::Session
         } else {
             Request::Env(self.env.clone().unwrap_or_default())
         }

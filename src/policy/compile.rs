@@ -63,6 +63,8 @@ pub struct AgentPolicy {
     pub shell: Option<super::shell::ShellPolicy>,
     /// Calls per second by kind of tool.
     pub rate: super::ratelimit::RateLimits,
+    /// `[agents.sessions]`.
+    pub sessions: super::sessions::SessionPolicy,
     /// The tools its roles let it call.
     pub tools: super::roles::ToolGrant,
 }

@@ -29,6 +29,8 @@ pub enum Request {
     Env(String),
     /// A call of this tool (RPC name), as the agent's roles decide it.
     Tool(String),
+    /// Opening a session (`[agents.sessions]`).
+    Session,
 }
 
 impl fmt::Display for Request {
@@ -40,6 +42,7 @@ impl fmt::Display for Request {
             Request::Shell(s) => write!(f, "shell {s:?}"),
             Request::Env(n) => write!(f, "env {n:?}"),
             Request::Tool(t) => write!(f, "call {t}"),
+            Request::Session => write!(f, "open a session"),
         }
     }
 }
@@ -135,6 +138,43 @@ pub fn explain(
                 None => no_shell(agent_policy, subject),
             })
         }
+        Request::Session => {
+            let subject = subject(agent_policy, None, request);
+            Ok(match &agent_policy.shell {
+                Some(_) => explain_session(agent_policy, subject),
+                None => no_shell(agent_policy, subject),
+            })
+        }
+    }
+}
+
+/// Whether the agent may open sessions, and the limits they get.
+fn explain_session(agent: &AgentPolicy, subject: String) -> Explanation {
+    let s = agent.sessions;
+    let rule = if s.allowed {
+        format!("{}: shell (sessions)", agent.name)
+    } else {
+        format!("{}: sessions.allowed = false", agent.name)
+    };
+    Explanation {
+        allowed: s.allowed,
+        rule,
+        matched: None,
+        subject,
+        related: Vec::new(),
+        notes: vec![
+            format!("at most {} sessions open at once", s.max_sessions),
+            format!(
+                "each lives at most {} and closes after {} without a call",
+                humantime::format_duration(s.max_lifetime),
+                humantime::format_duration(s.idle_timeout)
+            ),
+            format!(
+                "at most {} background processes running in one",
+                s.max_processes
+            ),
+            "memory and pids: the [agents.shell.limits], for the whole session".into(),
+        ],
     }
 }
 
@@ -166,6 +206,8 @@ fn refused_by_roles(
         Request::Read(_) => &["ReadFile", "ListDir", "Glob", "Grep", "Stat"],
         Request::Write(_) => &["WriteFile", "EditFile", "MakeDir", "Move", "Remove"],
         Request::Exec(_) | Request::Shell(_) | Request::Env(_) => &["Exec", "Run"],
+        // Session calls need Run (src/server/sessions.rs).
+        Request::Session => &["Run"],
     };
     if family.iter().any(|t| grant.allows(t)) {
         return Ok(None);

@@ -496,6 +496,7 @@ fn compile_agent(
         shell,
         tools: Default::default(),
         rate: super::ratelimit::RateLimits::from_spec(spec.rate_limits.as_ref()),
+        sessions: super::sessions::SessionPolicy::from_spec(spec.sessions.as_ref()),
     })
 }
 

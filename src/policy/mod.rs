@@ -12,6 +12,7 @@ pub mod ratelimit;
 pub mod remote;
 pub mod roles;
 pub mod schema;
+pub mod sessions;
 pub mod shell;
 
 pub use compile::{AgentPolicy, CompiledPolicy, Limits, WorkspacePolicy, WorkspaceRules};

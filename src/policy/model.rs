@@ -81,6 +81,8 @@ pub struct AgentSpec {
     pub shell: Option<ShellSpec>,
     /// Calls per second, by kind of tool.
     pub rate_limits: Option<super::ratelimit::RateLimitSpec>,
+    /// Sessions (sandboxes that live across calls) and their limits.
+    pub sessions: Option<super::sessions::SessionSpec>,
     /// Remote callers (TCP + TLS) that are this agent: certificate names
     /// and token hashes.
     pub remote: Option<super::remote::RemoteSpec>,

@@ -31,7 +31,7 @@ impl Kind {
         Some(match method {
             "ReadFile" | "ListDir" | "Glob" | "Grep" | "Stat" => Kind::Read,
             "WriteFile" | "EditFile" | "MakeDir" | "Move" | "Remove" => Kind::Write,
-            "Exec" | "Run" => Kind::Command,
+            "Exec" | "Run" | "StartProcess" => Kind::Command,
             _ => return None,
         })
     }

@@ -26,10 +26,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tonic::{Request, Response, Status};
 
 use crate::limits::{
-    DEFAULT_PROCESS_BUFFER_BYTES, DEFAULT_READ_OUTPUT_BYTES, DEFAULT_SESSION_IDLE_TIMEOUT_MS,
-    DEFAULT_SESSION_LIFETIME_MS, DEFAULT_SESSION_PROCESSES, DEFAULT_SESSIONS_PER_AGENT,
-    MAX_PROCESS_BUFFER_BYTES, MAX_READ_OUTPUT_BYTES, MAX_SESSION_IDLE_TIMEOUT_MS,
-    MAX_SESSION_LIFETIME_MS, MAX_SESSION_WAIT_MS,
+    DEFAULT_PROCESS_BUFFER_BYTES, DEFAULT_READ_OUTPUT_BYTES, MAX_PROCESS_BUFFER_BYTES,
+    MAX_READ_OUTPUT_BYTES, MAX_SESSION_WAIT_MS,
 };
 
 /// A session id in the audit record: kept whole when it has the daemon's
@@ -280,16 +278,17 @@ fn process_info(p: &Process) -> ProcessInfo {
     }
 }
 
-fn capped(requested: u64, default: u64, max: u64, what: &str) -> Result<Duration, ToolError> {
-    if requested > max {
+/// A requested duration within the policy's: 0 takes the policy's own.
+fn capped(requested: u64, policy: u64, what: &str) -> Result<Duration, ToolError> {
+    if requested > policy {
         return Err(ToolError::invalid(format!(
-            "{what} of {requested} ms is above the limit of {max} ms; ask for less or 0 for the \
-             default ({default} ms)"
+            "{what} of {requested} ms is above the policy's {policy} ms; ask for at most that, or \
+             0 for it"
         ))
         .with("limit", what.to_string()));
     }
     Ok(Duration::from_millis(if requested == 0 {
-        default
+        policy
     } else {
         requested
     }))
@@ -334,7 +333,7 @@ impl ToolService {
             Ok(agent) => match agent
                 .tools
                 .check(&agent.name, "Run")
-                .and_then(|()| self.state().limiters.check(&agent, "Run"))
+                .and_then(|()| self.state().limiters.check(&agent, method))
             {
                 Ok(()) => {
                     let rule = session_rule(&agent);
@@ -414,19 +413,30 @@ impl ToolService {
         req: OpenSessionRequest,
     ) -> Work<OpenSessionResponse> {
         let shell_policy = shell::shell_policy(&agent)?;
+        let rules = agent.sessions;
+        if !rules.allowed {
+            return Err(ToolError::denied(
+                &format!("{}: sessions.allowed = false", agent.name),
+                format!(
+                    "agent \"{}\" may not open sessions (its [agents.sessions] allowed = false); \
+                     run commands one by one with Run or Exec",
+                    agent.name
+                ),
+            ));
+        }
         let index = workspace_index(&agent, &req.workspace)?;
         let open = self.state().sessions.of_agent(&agent.name).len();
-        if open >= DEFAULT_SESSIONS_PER_AGENT {
+        if open >= rules.max_sessions {
             return Err(ToolError::new(
-                Reason::LimitExceeded,
+                Reason::TooManyConcurrentCalls,
                 format!(
                     "agent \"{}\" has {open} sessions open, the most it may; close one first \
                      (ListSessions shows them)",
                     agent.name
                 ),
             )
-            .with("limit", "sessions_per_agent")
-            .with("sessions_per_agent", DEFAULT_SESSIONS_PER_AGENT.to_string()));
+            .with("limit", "max_sessions")
+            .with("max_sessions", rules.max_sessions.to_string()));
         }
         let limits = req.limits.unwrap_or_default();
         let policy_limits = &shell_policy.limits;
@@ -448,14 +458,12 @@ impl ToolService {
         let pids = over(limits.pids, policy_limits.pids, "pids")?;
         let idle = capped(
             req.idle_timeout_ms,
-            DEFAULT_SESSION_IDLE_TIMEOUT_MS,
-            MAX_SESSION_IDLE_TIMEOUT_MS,
+            rules.idle_timeout.as_millis() as u64,
             "idle_timeout_ms",
         )?;
         let lifetime = capped(
             req.max_lifetime_ms,
-            DEFAULT_SESSION_LIFETIME_MS,
-            MAX_SESSION_LIFETIME_MS,
+            rules.max_lifetime.as_millis() as u64,
             "max_lifetime_ms",
         )?;
         let ws = &agent.workspaces[index];
@@ -498,7 +506,7 @@ impl ToolService {
             },
             lifetime,
             idle,
-            DEFAULT_SESSION_PROCESSES,
+            rules.max_processes,
             sup,
         ));
         self.state().sessions.insert(session.clone());

@@ -192,7 +192,7 @@ impl Session {
         let running = s.processes.iter().filter(|p| p.running()).count();
         if running >= self.max_processes {
             return Err(ToolError::new(
-                Reason::LimitExceeded,
+                Reason::TooManyConcurrentCalls,
                 format!(
                     "session {} already runs {running} background processes (the policy's \
                      limit); wait for or kill one first",

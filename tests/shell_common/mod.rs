@@ -183,6 +183,9 @@ pub struct Policy {
     pub extra: String,
     /// Raw TOML lines of the tester's `[agents.files]` table.
     pub files: String,
+    /// Raw TOML lines of the tester's `[agents.sessions]` table (none when
+    /// empty).
+    pub sessions: String,
 }
 
 /// Every program the suites run, with the usual argument rules.
@@ -264,6 +267,7 @@ impl Default for Policy {
             commands: standard_commands(),
             extra: String::new(),
             files: String::new(),
+            sessions: String::new(),
         }
     }
 }
@@ -339,6 +343,9 @@ cpu_percent = {cpu_percent}
                 "\n[[agents.shell.commands]]\nprogram = {program:?}\ndeny_args = {}\n",
                 toml_list(deny)
             ));
+        }
+        if !self.sessions.is_empty() {
+            t.push_str(&format!("\n[agents.sessions]\n{}\n", self.sessions));
         }
         // Another agent owns other-ws: the tester's sandbox must not see it.
         t.push_str(&format!(
