@@ -420,10 +420,14 @@ fn starts_commands(kind: Kind) -> bool {
 }
 
 /// Whether this agent is offered the tool: command tools need commands,
-/// and `exec_command` (a command string) a shell too.
+/// the session tools sessions, and `exec_command` (a command string) a
+/// shell too.
 fn offered(kind: Kind, grants: &Grants) -> bool {
     if !runs_commands(kind) {
         return true;
+    }
+    if kind != Kind::RunCommand && !grants.sessions {
+        return false;
     }
     grants.may_run_commands() && (kind != Kind::ExecCommand || grants.may_use_a_shell())
 }
@@ -745,6 +749,7 @@ mod tests {
                 },
             ],
             commands,
+            sessions: true,
         }
     }
 
@@ -831,6 +836,14 @@ mod tests {
             d.contains("Programs allowed: python3.") && d.contains("no shell"),
             "{d}"
         );
+        // An agent whose policy allows no sessions keeps run_command only.
+        let mut no_sessions = grants(Commands::Unstated);
+        no_sessions.sessions = false;
+        let listed = definitions(&no_sessions);
+        assert!(names(&listed).contains(&"run_command"));
+        for t in session_tools {
+            assert!(!names(&listed).contains(&t), "{t} offered without sessions");
+        }
         let exec = find(&unstated, "exec_command");
         let props = exec.input_schema["properties"].as_object().unwrap();
         for field in [
