@@ -172,6 +172,195 @@ async fn python_sdk_over_stdio_with_the_readme_claude_code_config() {
     d.assert_serving().await;
 }
 
+/// The agent's open sessions, as the daemon lists them.
+async fn open_sessions(d: &ShellDaemon) -> Vec<String> {
+    let listed = d
+        .client()
+        .await
+        .list_sessions(agentjail::proto::ListSessionsRequest {})
+        .await
+        .unwrap_or_else(|s| panic!("ListSessions: {s:?}"))
+        .into_inner();
+    listed.sessions.into_iter().map(|s| s.session_id).collect()
+}
+
+/// Waits (up to 10 s) until the agent has no open session: the MCP server
+/// closed the one it opened when its MCP session ended.
+async fn assert_sessions_closed(d: &ShellDaemon) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = open_sessions(d).await;
+        if open.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "sessions still open after the MCP server ended: {open:?}\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Needs the daemon's sessions (issue 13): without them every session
+/// tool answers UNIMPLEMENTED and this fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_sdk_drives_the_session_tools_over_stdio() {
+    if !python_sdk_present() {
+        return;
+    }
+    let mut d = ShellDaemon::start().await;
+    let before = d.dirs.outside_snapshot();
+    let server = &readme_claude_config()["mcpServers"]["agentjail"];
+    let mut cfg = suite_config(
+        &d,
+        json!({
+            "transport": "stdio",
+            "command": server["command"],
+            "args": server["args"],
+            "env": {"PATH": path_with_agentjail(), "AGENTJAIL_SOCKET": d.dirs.socket},
+        }),
+    );
+    cfg["suite"] = json!("sessions");
+    run_python_suite(&d, &cfg);
+    assert_sessions_closed(&d).await;
+    assert_eq!(
+        d.dirs.outside_snapshot(),
+        before,
+        "files outside the workspace changed"
+    );
+    d.assert_serving().await;
+}
+
+/// The session tools over streamable HTTP: each MCP session gets its own
+/// daemon session, closed when the client ends its MCP session while the
+/// server keeps serving. Needs the daemon's sessions (issue 13).
+#[tokio::test(flavor = "multi_thread")]
+async fn python_sdk_drives_the_session_tools_over_streamable_http() {
+    if !python_sdk_present() {
+        return;
+    }
+    let mut d = ShellDaemon::start().await;
+    let server = HttpServer::start(&d.dirs.socket);
+    let mut cfg = suite_config(&d, json!({"transport": "http", "url": server.url}));
+    cfg["suite"] = json!("sessions");
+    run_python_suite(&d, &cfg);
+    assert_sessions_closed(&d).await;
+    d.assert_serving().await;
+}
+
+/// `agentjail mcp` on stdio driven by hand, one JSON-RPC line at a time.
+struct StdioServer {
+    child: Child,
+    out: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    next_id: u64,
+}
+
+impl StdioServer {
+    fn start(socket: &Path) -> StdioServer {
+        let mut child = Command::new(BIN)
+            .args(["mcp", "--socket"])
+            .arg(socket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut s = StdioServer {
+            child,
+            out,
+            next_id: 0,
+        };
+        s.request(
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "by-hand", "version": "0"}}),
+        );
+        s.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        s
+    }
+
+    fn send(&mut self, message: Value) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{message}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Sends a request and returns its result (skipping notifications).
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let line = self.out.next().expect("the server answered").unwrap();
+            let message: Value = serde_json::from_str(&line).unwrap();
+            if message["id"] == id {
+                return message["result"].clone();
+            }
+        }
+    }
+
+    /// A tool call's text, asserting it was no error.
+    fn call_ok(&mut self, tool: &str, args: Value) -> String {
+        let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
+        assert_ne!(r["isError"], true, "{tool}: {r}");
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+impl Drop for StdioServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A session the daemon ended under the MCP server (here closed from
+/// outside; an idle timeout or a daemon restart does the same) is opened
+/// again by the next exec_command. Needs the daemon's sessions (issue 13).
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_command_opens_a_new_session_when_the_daemon_ended_the_old_one() {
+    let d = ShellDaemon::start().await;
+    let mut server = StdioServer::start(&d.dirs.socket);
+    let text = server.call_ok("exec_command", json!({"cmd": "echo first"}));
+    assert!(text.contains("Output:\nfirst\n"), "{text}");
+    let first = open_sessions(&d).await;
+    assert_eq!(
+        first.len(),
+        1,
+        "one session for the conversation: {first:?}"
+    );
+    d.client()
+        .await
+        .close_session(agentjail::proto::CloseSessionRequest {
+            session_id: first[0].clone(),
+        })
+        .await
+        .unwrap();
+    assert!(open_sessions(&d).await.is_empty());
+    let text = server.call_ok("exec_command", json!({"cmd": "echo second"}));
+    assert!(
+        text.contains("Process exited with code 0") && text.contains("Output:\nsecond\n"),
+        "{text}"
+    );
+    let second = open_sessions(&d).await;
+    assert!(
+        second.len() == 1 && second != first,
+        "a new session: {first:?} then {second:?}"
+    );
+    // Ending the MCP session (stdin closed) closes the new one too.
+    drop(server.child.stdin.take());
+    assert!(
+        server.child.wait().unwrap().success(),
+        "the server exits cleanly"
+    );
+    assert_sessions_closed(&d).await;
+}
+
 /// `agentjail mcp --http 127.0.0.1:0`, killed on drop.
 struct HttpServer {
     child: Child,
@@ -418,6 +607,59 @@ async fn the_mcp_inspector_cli_lists_and_calls_the_tools() {
     assert!(!refused.to_string().contains(SECRET));
 }
 
+/// Needs the daemon's sessions (issue 13), as the Python session suite.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mcp_inspector_cli_runs_exec_command_in_a_session() {
+    let Some(bin) = inspector_cli() else {
+        return;
+    };
+    let d = ShellDaemon::start().await;
+    let config = d.dirs.root.join(".mcp.json");
+    std::fs::write(&config, readme_claude_config().to_string()).unwrap();
+    let socket = &d.dirs.socket;
+    let listed = inspector(&bin, &config, socket, &["--method", "tools/list"]);
+    let names: Vec<&str> = listed["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "exec_command",
+        "write_stdin",
+        "start_process",
+        "read_process_output",
+        "kill_process",
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+    let ran = inspector(
+        &bin,
+        &config,
+        socket,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "exec_command",
+            "--tool-arg",
+            "cmd=echo from the inspector > made.txt; cat made.txt",
+        ],
+    );
+    assert_ne!(ran["isError"], true, "{ran}");
+    let text = ran["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("Process exited with code 0") && text.contains("Output:\nfrom the inspector"),
+        "{ran}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.dirs.ws.join("made.txt")).unwrap(),
+        "from the inspector\n"
+    );
+    // The Inspector's server ended with its one call, and so did its session.
+    assert_sessions_closed(&d).await;
+}
+
 /// A policy directory with one agent with commands and one without.
 fn offline_policy(dirs: &ShellDirs) -> PathBuf {
     let dir = dirs.root.join("offline-policies");
@@ -517,6 +759,20 @@ fn tools_prints_the_definitions_for_each_format_from_the_policy() {
     assert!(
         description.contains("Programs allowed: python3, make."),
         "{description}"
+    );
+    let builder_names: Vec<&str> = builder
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        builder_names.contains(&"start_process") && builder_names.contains(&"write_stdin"),
+        "an agent with commands gets the session tools: {builder_names:?}"
+    );
+    assert!(
+        !builder_names.contains(&"exec_command"),
+        "exec_command takes a shell string; this agent has no shell: {builder_names:?}"
     );
     let params = &run["function"]["parameters"];
     assert_eq!(params["type"], "object");

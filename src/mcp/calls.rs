@@ -2,10 +2,13 @@
 //! paths mapped (`paths`), the daemon called over its socket, and the answer
 //! turned into text a model can read. Every decision stays the daemon's.
 
+mod sessions;
+
 use super::daemon::Daemon;
 use super::grants::Grants;
 use super::paths::{Target, resolve};
 use super::render::{self, size};
+use super::terminals::Terminals;
 use super::tools::*;
 use crate::proto::*;
 use base64::Engine as _;
@@ -44,10 +47,15 @@ impl From<Status> for Failure {
 pub async fn call(
     daemon: &Daemon,
     grants: &Grants,
+    terminals: &Terminals,
     kind: Kind,
     args: Option<JsonObject>,
 ) -> CallToolResult {
-    let call = Call { daemon, grants };
+    let call = Call {
+        daemon,
+        grants,
+        terminals,
+    };
     let args = serde_json::Value::Object(args.unwrap_or_default());
     match dispatch(&call, kind, args).await {
         Ok(result) => result,
@@ -73,6 +81,11 @@ async fn dispatch(call: &Call<'_>, kind: Kind, args: serde_json::Value) -> Outco
         Kind::ListAllowedDirectories => call.list_allowed(parse(args)?).await,
         Kind::Grep => call.grep(parse(args)?).await,
         Kind::RunCommand => call.run_command(parse(args)?).await,
+        Kind::ExecCommand => call.exec_command(parse(args)?).await,
+        Kind::WriteStdin => call.write_stdin(parse(args)?).await,
+        Kind::StartProcess => call.start_process(parse(args)?).await,
+        Kind::ReadProcessOutput => call.read_process_output(parse(args)?).await,
+        Kind::KillProcess => call.kill_process(parse(args)?).await,
     }
 }
 
@@ -86,6 +99,8 @@ fn parse<T: DeserializeOwned>(args: serde_json::Value) -> Result<T, Failure> {
 struct Call<'a> {
     daemon: &'a Daemon,
     grants: &'a Grants,
+    /// This MCP session's daemon sessions and processes.
+    terminals: &'a Terminals,
 }
 
 impl Call<'_> {

@@ -18,6 +18,10 @@ pub struct Grants {
     /// In the policy's order: the first is the default workspace.
     pub workspaces: Vec<Workspace>,
     pub commands: Commands,
+    /// Whether the agent may open sessions (`[agents.sessions] allowed`);
+    /// WhoAmI does not say, so from the daemon it is true and the daemon
+    /// refuses each call of an agent without them.
+    pub sessions: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +69,7 @@ impl Grants {
                     network: c.network,
                 },
             },
+            sessions: true,
         }
     }
 
@@ -88,6 +93,7 @@ impl Grants {
                     network: shell.network,
                 },
             },
+            sessions: agent.sessions.allowed,
         }
     }
 

@@ -7,6 +7,7 @@
 //! - `tools`: the tool definitions, shared with `agentjail tools`;
 //! - `paths`: the path forms agents give, mapped to the daemon's;
 //! - `calls`: one tool call against the daemon; `render`: its answer;
+//! - `terminals`: the daemon sessions and processes of one MCP session;
 //! - `daemon`: the socket connection; `server`: the MCP handler;
 //! - `transport`: stdio and loopback streamable HTTP.
 
@@ -16,5 +17,6 @@ pub mod grants;
 pub mod paths;
 pub mod render;
 pub mod server;
+pub mod terminals;
 pub mod tools;
 pub mod transport;

@@ -67,6 +67,7 @@ mod tests {
             agent: "a".into(),
             workspaces: vec![ws("main", "/srv/ws"), ws("inner", "/srv/ws/vendor")],
             commands: Commands::Unstated,
+            sessions: true,
         }
     }
 

@@ -10,6 +10,15 @@ use tonic_types::StatusExt;
 /// A daemon refusal or failure.
 pub fn status(status: &tonic::Status, socket: &Path) -> CallToolResult {
     let Some(reason) = reason_of(status) else {
+        if status.code() == tonic::Code::Unimplemented {
+            // An older daemon without this call.
+            return error(format!(
+                "UNIMPLEMENTED: the agentjail daemon at {} does not offer this call ({}); it is \
+                 older than this MCP server: upgrade it, or use run_command",
+                socket.display(),
+                status.message()
+            ));
+        }
         // No ErrorInfo: the call never reached the daemon's service.
         return error(format!(
             "UNAVAILABLE: the agentjail daemon at {} did not answer ({}: {}). Check that it is \

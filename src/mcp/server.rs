@@ -5,7 +5,8 @@ use super::calls;
 use super::daemon::Daemon;
 use super::grants::Grants;
 use super::render;
-use super::tools::{self, Kind};
+use super::terminals::Terminals;
+use super::tools;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
@@ -17,7 +18,9 @@ use std::sync::{Arc, RwLock};
 const INSTRUCTIONS: &str = "File and shell tools run by the agentjail daemon under this agent's \
 policy. Paths are relative to the default workspace, /workspace/… (as commands see it), or host \
 paths under a workspace root (list_allowed_directories). A refusal comes back as an error result \
-naming the reason, the rule and what to do instead.";
+naming the reason, the rule and what to do instead. exec_command, write_stdin and the process \
+tools run in one sandbox that lasts for this conversation: files, background processes and \
+terminals stay between calls.";
 
 #[derive(Clone)]
 pub struct AgentjailMcp {
@@ -25,14 +28,30 @@ pub struct AgentjailMcp {
     /// As of the last tools/list (or the start): maps paths and decides
     /// what a call may offer. The daemon still decides each call.
     grants: Arc<RwLock<Grants>>,
+    /// The daemon sessions the session tools use: one set per MCP session.
+    terminals: Terminals,
 }
 
 impl AgentjailMcp {
     pub fn new(daemon: Daemon, grants: Grants) -> AgentjailMcp {
         AgentjailMcp {
+            terminals: Terminals::new(daemon.clone()),
             daemon,
             grants: Arc::new(RwLock::new(grants)),
         }
+    }
+
+    /// The handler for a new MCP session: the same daemon and grants, its
+    /// own daemon sessions.
+    pub fn for_new_session(&self) -> AgentjailMcp {
+        AgentjailMcp {
+            terminals: Terminals::new(self.daemon.clone()),
+            ..self.clone()
+        }
+    }
+
+    pub fn terminals(&self) -> Terminals {
+        self.terminals.clone()
     }
 
     fn grants(&self) -> Grants {
@@ -91,7 +110,7 @@ impl ServerHandler for AgentjailMcp {
             .into());
         };
         let grants = self.grants();
-        if kind == Kind::RunCommand && !grants.may_run_commands() {
+        if tools::runs_commands(kind) && !grants.may_run_commands() {
             return Ok(render::error(format!(
                 "POLICY_DENIED: agent {} may run no commands (its policy has no [agents.shell] \
                  table); use the file tools, or ask for a shell grant",
@@ -101,7 +120,13 @@ impl ServerHandler for AgentjailMcp {
         }
         // A cancelled request drops the daemon call, which ends the command
         // (the daemon kills a command whose caller went away).
-        let call = calls::call(&self.daemon, &grants, kind, request.arguments);
+        let call = calls::call(
+            &self.daemon,
+            &grants,
+            &self.terminals,
+            kind,
+            request.arguments,
+        );
         tokio::select! {
             result = call => Ok(result.into()),
             _ = context.ct.cancelled() => Ok(render::error("cancelled by the client".into()).into()),

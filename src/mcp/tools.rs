@@ -5,6 +5,10 @@
 //! Names and parameters follow the MCP filesystem reference server
 //! (`read_text_file`, `edit_file` with `edits`/`dryRun`, …), so agents that
 //! know it need nothing new; `grep` and `run_command` are agentjail's own.
+//! The session tools follow Codex: `exec_command` runs a command on a
+//! session's terminal and answers with what it printed within a yield time
+//! and, while it runs, an id that `write_stdin` writes to; `start_process`,
+//! `read_process_output` and `kill_process` manage background processes.
 
 use super::grants::{Commands, Grants};
 use rmcp::handler::server::common::schema_for_input;
@@ -36,6 +40,11 @@ pub enum Kind {
     ListAllowedDirectories,
     Grep,
     RunCommand,
+    ExecCommand,
+    WriteStdin,
+    StartProcess,
+    ReadProcessOutput,
+    KillProcess,
 }
 
 /// MCP tool annotations, all four always given.
@@ -254,6 +263,80 @@ const TOOLS: &[ToolDef] = &[
             idempotent: false,
         },
     },
+    ToolDef {
+        kind: Kind::ExecCommand,
+        name: "exec_command",
+        title: "Run command in the session",
+        description: "Run `cmd` (a /bin/sh -c string) in this conversation's session: one \
+            sandbox that lives across calls, so files, background processes and the terminal \
+            stay. Returns what the command printed within yield_time_ms (default 10000, at most \
+            30000) and its exit code if it finished; if it still runs, the answer gives a \
+            session ID: send it input with write_stdin (which also returns the new output), \
+            read more with read_process_output, stop it with kill_process. tty runs it on a \
+            terminal (REPLs, prompts, programs that need one). workdir is relative to the \
+            workspace (or /workspace/…).",
+        schema: schema::<ExecCommandArgs>,
+        hints: Hints {
+            read_only: false,
+            destructive: true,
+            idempotent: false,
+        },
+    },
+    ToolDef {
+        kind: Kind::WriteStdin,
+        name: "write_stdin",
+        title: "Write to a running command",
+        description: "Write `chars` to the stdin (or terminal) of a command started by \
+            exec_command or start_process, then return what it printed since the last read, \
+            within yield_time_ms (default 250, at most 30000). Empty chars only polls for \
+            output. Give \"\\u0003\" for Ctrl-C on a terminal, \"\\u0004\" for end of input.",
+        schema: schema::<WriteStdinArgs>,
+        hints: Hints {
+            read_only: false,
+            destructive: true,
+            idempotent: false,
+        },
+    },
+    ToolDef {
+        kind: Kind::StartProcess,
+        name: "start_process",
+        title: "Start background process",
+        description: "Start a process in the background in this conversation's session (a \
+            dev server, a watcher, a long build) and return at once with its process ID. Its \
+            output is kept (head and newest tail) for read_process_output; other commands of \
+            the session reach its ports on localhost. Give `argv` (no shell)",
+        schema: schema::<StartProcessArgs>,
+        hints: Hints {
+            read_only: false,
+            destructive: true,
+            idempotent: false,
+        },
+    },
+    ToolDef {
+        kind: Kind::ReadProcessOutput,
+        name: "read_process_output",
+        title: "Read process output",
+        description: "Read a background process's output (stdout or stderr) from where the last \
+            read ended, or from `offset` (a byte position in the whole output; 0 = from the \
+            start). `wait` (seconds, at most 30) waits for output when there is none yet. The \
+            answer says whether the process still runs, its exit code, the next offset and any \
+            bytes the bounded buffer dropped.",
+        schema: schema::<ReadProcessOutputArgs>,
+        hints: READS,
+    },
+    ToolDef {
+        kind: Kind::KillProcess,
+        name: "kill_process",
+        title: "Stop process",
+        description: "Send a signal (default KILL; TERM, INT, HUP or a number) to a process \
+            of this conversation's session and its children, and report how it ended.",
+        schema: schema::<KillProcessArgs>,
+        hints: Hints {
+            read_only: false,
+            destructive: true,
+            idempotent: true,
+        },
+    },
 ];
 
 pub fn kind_of(name: &str) -> Option<Kind> {
@@ -264,12 +347,14 @@ pub fn kind_of(name: &str) -> Option<Kind> {
 pub fn definitions(grants: &Grants) -> Vec<Tool> {
     TOOLS
         .iter()
-        .filter(|t| t.kind != Kind::RunCommand || grants.may_run_commands())
+        .filter(|t| offered(t.kind, grants))
         .map(|t| {
             let mut schema = (t.schema)();
             let mut description = t.description.to_string();
-            if t.kind == Kind::RunCommand {
-                description = run_command_description(grants);
+            if starts_commands(t.kind) {
+                description = command_description(t.kind, t.description, grants);
+            }
+            if matches!(t.kind, Kind::RunCommand | Kind::StartProcess) {
                 if !grants.may_use_a_shell() {
                     // Offer only what the policy allows: argv, no command string.
                     let s = Arc::make_mut(&mut schema);
@@ -280,7 +365,7 @@ pub fn definitions(grants: &Grants) -> Vec<Tool> {
             } else if takes_paths(t.kind) {
                 description = format!("{description} {PATH_FORMS}");
             }
-            if !t.hints.read_only && t.kind != Kind::RunCommand {
+            if !t.hints.read_only && !runs_commands(t.kind) {
                 let read_only: Vec<&str> = grants
                     .workspaces
                     .iter()
@@ -294,7 +379,7 @@ pub fn definitions(grants: &Grants) -> Vec<Tool> {
                     );
                 }
             }
-            let open_world = t.kind == Kind::RunCommand && opens_the_world(&grants.commands);
+            let open_world = runs_commands(t.kind) && opens_the_world(&grants.commands);
             Tool::new(t.name, description, schema)
                 .with_title(t.title)
                 .with_annotations(
@@ -309,7 +394,42 @@ pub fn definitions(grants: &Grants) -> Vec<Tool> {
 }
 
 fn takes_paths(kind: Kind) -> bool {
-    !matches!(kind, Kind::ListAllowedDirectories | Kind::RunCommand)
+    !matches!(kind, Kind::ListAllowedDirectories) && !runs_commands(kind)
+}
+
+/// The tools that run or drive commands: offered only to an agent that
+/// may run commands.
+pub fn runs_commands(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::RunCommand
+            | Kind::ExecCommand
+            | Kind::WriteStdin
+            | Kind::StartProcess
+            | Kind::ReadProcessOutput
+            | Kind::KillProcess
+    )
+}
+
+/// The tools that start a command, whose description names what may run.
+fn starts_commands(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::RunCommand | Kind::ExecCommand | Kind::StartProcess
+    )
+}
+
+/// Whether this agent is offered the tool: command tools need commands,
+/// the session tools sessions, and `exec_command` (a command string) a
+/// shell too.
+fn offered(kind: Kind, grants: &Grants) -> bool {
+    if !runs_commands(kind) {
+        return true;
+    }
+    if kind != Kind::RunCommand && !grants.sessions {
+        return false;
+    }
+    grants.may_run_commands() && (kind != Kind::ExecCommand || grants.may_use_a_shell())
 }
 
 /// A command may reach the network unless the policy says it cannot.
@@ -321,23 +441,24 @@ fn opens_the_world(commands: &Commands) -> bool {
     }
 }
 
-fn run_command_description(grants: &Grants) -> String {
-    let base = TOOLS
-        .iter()
-        .find(|t| t.kind == Kind::RunCommand)
-        .map(|t| t.description)
-        .unwrap_or_default();
+/// `run_command`'s and `start_process`'s description: what the agent's
+/// grants allow them to run.
+fn command_description(kind: Kind, base: &str, grants: &Grants) -> String {
     let mut d = base.to_string();
-    if grants.may_use_a_shell() {
-        d.push_str(" or `command` (a string run by /bin/sh -c, for pipes and redirects).");
-    } else {
-        d.push_str("; this agent has no shell, so pipes and redirects are not available.");
+    if kind != Kind::ExecCommand {
+        if grants.may_use_a_shell() {
+            d.push_str(" or `command` (a string run by /bin/sh -c, for pipes and redirects).");
+        } else {
+            d.push_str("; this agent has no shell, so pipes and redirects are not available.");
+        }
     }
-    d.push_str(
-        " `cwd` is relative to the workspace (or /workspace/…); `timeout` is in seconds, capped \
-         by the policy. The result gives the exit status, then the head and tail of stdout and \
-         stderr with the number of bytes cut between them.",
-    );
+    if kind == Kind::RunCommand {
+        d.push_str(
+            " `cwd` is relative to the workspace (or /workspace/…); `timeout` is in seconds, \
+             capped by the policy. The result gives the exit status, then the head and tail of \
+             stdout and stderr with the number of bytes cut between them.",
+        );
+    }
     match &grants.commands {
         Commands::Allowed {
             programs, network, ..
@@ -525,6 +646,87 @@ pub struct RunCommandArgs {
     pub stdin: Option<String>,
 }
 
+/// Codex's exec_command arguments (without `shell` and `login`: the
+/// sandbox runs /bin/sh and has no login profile).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecCommandArgs {
+    /// The command, run by /bin/sh -c in the session.
+    pub cmd: String,
+    /// Working directory, relative to the workspace (default: the session's).
+    pub workdir: Option<String>,
+    /// Run on a terminal (stdout and stderr are then one stream).
+    #[serde(default)]
+    pub tty: bool,
+    /// Milliseconds to wait for output before answering (default 10000, at most 30000).
+    pub yield_time_ms: Option<u64>,
+    /// Most output to return, in tokens of about 4 bytes (head and tail kept).
+    pub max_output_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteStdinArgs {
+    /// The session ID exec_command (or start_process) answered with.
+    pub session_id: u32,
+    /// Text to write; empty: only read new output.
+    #[serde(default)]
+    pub chars: String,
+    /// Milliseconds to wait for output before answering (default 250, at most 30000).
+    pub yield_time_ms: Option<u64>,
+    /// Most output to return, in tokens of about 4 bytes (head and tail kept).
+    pub max_output_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartProcessArgs {
+    /// Program and arguments, run without a shell, e.g. ["python3", "-m", "http.server"].
+    pub argv: Option<Vec<String>>,
+    /// A command string run by /bin/sh -c (only where the policy allows a shell).
+    pub command: Option<String>,
+    /// Working directory, relative to the workspace (default: the session's).
+    pub cwd: Option<String>,
+    /// Extra environment variables (only names the policy allows).
+    pub env: Option<BTreeMap<String, String>>,
+    /// Run on a terminal (stdout and stderr are then one stream).
+    #[serde(default)]
+    pub tty: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamName {
+    #[default]
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadProcessOutputArgs {
+    /// The process ID start_process (or exec_command) answered with.
+    pub process_id: u32,
+    /// stdout (default) or stderr.
+    #[serde(default)]
+    pub stream: StreamName,
+    /// Byte offset to read from (default: where the last read ended).
+    pub offset: Option<u64>,
+    /// Seconds to wait for output when there is none yet (default 0, at most 30).
+    pub wait: Option<f64>,
+    /// Most bytes to return (default 16384).
+    pub max_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KillProcessArgs {
+    /// The process ID start_process (or exec_command) answered with.
+    pub process_id: u32,
+    /// KILL (default), TERM, INT, HUP, … or a signal number.
+    pub signal: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,6 +749,7 @@ mod tests {
                 },
             ],
             commands,
+            sessions: true,
         }
     }
 
@@ -598,6 +801,71 @@ mod tests {
         assert!(props.contains_key("argv") && !props.contains_key("command"));
         let hints = run.annotations.as_ref().unwrap();
         assert_eq!(hints.open_world_hint, Some(false));
+    }
+
+    #[test]
+    fn session_tools_follow_the_command_grants() {
+        let session_tools = [
+            "exec_command",
+            "write_stdin",
+            "start_process",
+            "read_process_output",
+            "kill_process",
+        ];
+        let none = definitions(&grants(Commands::None));
+        for t in session_tools {
+            assert!(!names(&none).contains(&t), "{t} offered without commands");
+        }
+        let unstated = definitions(&grants(Commands::Unstated));
+        for t in session_tools {
+            assert!(names(&unstated).contains(&t), "{t} not offered");
+        }
+        // Without a shell: no exec_command (its cmd is a shell string), and
+        // start_process takes argv only.
+        let argv_only = definitions(&grants(Commands::Allowed {
+            programs: vec!["python3".into()],
+            shell: false,
+            network: false,
+        }));
+        assert!(!names(&argv_only).contains(&"exec_command"));
+        let start = find(&argv_only, "start_process");
+        let props = start.input_schema["properties"].as_object().unwrap();
+        assert!(props.contains_key("argv") && !props.contains_key("command"));
+        let d = start.description.as_deref().unwrap();
+        assert!(
+            d.contains("Programs allowed: python3.") && d.contains("no shell"),
+            "{d}"
+        );
+        // An agent whose policy allows no sessions keeps run_command only.
+        let mut no_sessions = grants(Commands::Unstated);
+        no_sessions.sessions = false;
+        let listed = definitions(&no_sessions);
+        assert!(names(&listed).contains(&"run_command"));
+        for t in session_tools {
+            assert!(!names(&listed).contains(&t), "{t} offered without sessions");
+        }
+        let exec = find(&unstated, "exec_command");
+        let props = exec.input_schema["properties"].as_object().unwrap();
+        for field in [
+            "cmd",
+            "workdir",
+            "tty",
+            "yield_time_ms",
+            "max_output_tokens",
+        ] {
+            assert!(props.contains_key(field), "exec_command lacks {field}");
+        }
+        assert_eq!(exec.input_schema["required"], serde_json::json!(["cmd"]));
+        let write = find(&unstated, "write_stdin");
+        assert_eq!(
+            write.input_schema["required"],
+            serde_json::json!(["session_id"])
+        );
+        let read = find(&unstated, "read_process_output");
+        assert_eq!(
+            read.annotations.as_ref().unwrap().read_only_hint,
+            Some(true)
+        );
     }
 
     #[test]

@@ -15,11 +15,15 @@ use tokio_util::sync::CancellationToken;
 pub const HTTP_PATH: &str = "/mcp";
 
 pub async fn serve_stdio(handler: AgentjailMcp) -> anyhow::Result<()> {
+    let terminals = handler.terminals();
     let running = handler
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| anyhow::anyhow!("MCP handshake on stdio failed: {e}"))?;
-    running.waiting().await?;
+    let ended = running.waiting().await;
+    // The conversation is over: its sessions and their processes go too.
+    terminals.close_all().await;
+    ended?;
     Ok(())
 }
 
@@ -40,7 +44,7 @@ pub async fn serve_http(handler: AgentjailMcp, addr: SocketAddr) -> anyhow::Resu
     let stop = CancellationToken::new();
     let service: StreamableHttpService<AgentjailMcp, LocalSessionManager> =
         StreamableHttpService::new(
-            move || Ok(handler.clone()),
+            move || Ok(handler.for_new_session()),
             Default::default(),
             StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token()),
         );

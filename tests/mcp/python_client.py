@@ -6,7 +6,8 @@ Run by tests/mcp.rs with one JSON argument:
   or {"transport": "http", "url": "http://127.0.0.1:PORT/mcp"}
 plus "ws" (host path of the default workspace), "ro" (a read-only
 workspace's host path), "outside" (a host directory beside them) and
-"secret" (the content of outside/secret.txt, which must never come back).
+"secret" (the content of outside/secret.txt, which must never come back);
+"suite": "sessions" runs the session tools' checks instead.
 Prints one "ok: ..." line per check; any failure raises (exit status 1).
 """
 
@@ -15,6 +16,7 @@ import base64
 import json
 import os
 import random
+import re
 import sys
 import traceback
 
@@ -198,6 +200,107 @@ class Checks:
         print("ok: cancelling a run_command call kills the command")
 
 
+SESSION_TOOLS = {"exec_command", "write_stdin", "start_process", "read_process_output", "kill_process"}
+
+
+def session_id_in(text):
+    """The id an exec_command answer gives a command that still runs."""
+    m = re.search(r"Process running with session ID (\d+)", text)
+    assert m, f"no running session ID in: {text}"
+    return int(m.group(1))
+
+
+class SessionChecks(Checks):
+    """The session tools, Codex-shaped: a command on a terminal answers
+    within its yield time, and the ID it gives is written to and polled."""
+
+    async def run(self):
+        names = {t.name for t in (await self.s.list_tools()).tools}
+        assert SESSION_TOOLS <= names, f"missing: {SESSION_TOOLS - names}"
+        print("ok: tools/list offers the session tools")
+
+        t = text_of(await self.ok("exec_command", {"cmd": "echo hi; echo oops >&2; exit 3"}))
+        assert "Process exited with code 3" in t and "Output:\nhi\n" in t and "--- stderr\noops" in t, t
+        assert t.startswith("Wall time: "), t
+        print("ok: exec_command answers a finished command with its exit code and output")
+
+        await self.ok("create_directory", {"path": "work/sub"})
+        t = text_of(await self.ok("exec_command", {"cmd": "pwd", "workdir": "/workspace/work/sub"}))
+        assert "Output:\n/workspace/work/sub\n" in t, t
+        t = text_of(await self.ok("exec_command", {"cmd": "seq 1 100000", "max_output_tokens": 100}))
+        assert "Process exited with code 0" in t and "bytes cut here" in t, t[-300:]
+        assert "\n1\n2\n" in t and t.rstrip().endswith("100000") and len(t) < 1000, t
+        print("ok: exec_command runs in workdir; max_output_tokens keeps the head and tail")
+
+        # Pipes: cat echoes what write_stdin gives it; kill_process ends it.
+        t = text_of(await self.ok("exec_command", {"cmd": "cat", "yield_time_ms": 500}))
+        cat = session_id_in(t)
+        t = text_of(await self.ok("write_stdin", {"session_id": cat, "chars": "ping\n", "yield_time_ms": 2000}))
+        assert "Output:\nping\n" in t, t
+        t = text_of(await self.ok("write_stdin", {"session_id": cat, "yield_time_ms": 100}))
+        assert "Output:\n" in t and "ping" not in t, f"an empty write only polls new output: {t}"
+        t = text_of(await self.ok("kill_process", {"process_id": cat}))
+        assert "killed by signal 9" in t, t
+        print("ok: write_stdin round trip through cat; an empty write polls; kill_process kills")
+
+        # A background process, read incrementally and by offset.
+        marker = f"{300 + random.random():.6f}"
+        t = text_of(await self.ok("start_process", {
+            "command": f"echo started; echo second >&2; exec sleep {marker}"}))
+        m = re.search(r"Started process (\d+) \(pid (\d+)", t)
+        assert m, t
+        bg = int(m.group(1))
+        assert await wait_until(lambda: sleepers(marker)), "the background process never started"
+        t = text_of(await self.ok("read_process_output", {"process_id": bg, "wait": 5}))
+        assert "running" in t and t.endswith("\nstarted\n") and "next offset 8" in t, t
+        t = text_of(await self.ok("read_process_output", {"process_id": bg}))
+        assert t.endswith("\n") and "nothing new yet" in t, t
+        t = text_of(await self.ok("read_process_output", {"process_id": bg, "stream": "stderr", "wait": 5}))
+        assert t.endswith("\nsecond\n"), t
+        t = text_of(await self.ok("read_process_output", {"process_id": bg, "offset": 0}))
+        assert t.endswith("\nstarted\n") and "bytes 0-8" in t, t
+        t = text_of(await self.ok("kill_process", {"process_id": bg, "signal": "TERM"}))
+        assert "killed by signal 15" in t, t
+        assert await wait_until(lambda: not sleepers(marker)), "a killed process still runs"
+        print("ok: start_process, read_process_output by offset and stream, kill_process TERM")
+
+        # A server started in the session answers another command of it.
+        t = text_of(await self.ok("start_process", {"argv": ["python3", "-m", "http.server", "8765", "--bind", "127.0.0.1"]}))
+        server = int(re.search(r"Started process (\d+)", t).group(1))
+        probe = (
+            "import time, urllib.request\n"
+            "for _ in range(100):\n"
+            "    try:\n"
+            "        print(urllib.request.urlopen('http://127.0.0.1:8765/').status); break\n"
+            "    except OSError:\n"
+            "        time.sleep(0.1)\n"
+        )
+        await self.ok("write_file", {"path": "probe.py", "content": probe})
+        t = text_of(await self.ok("exec_command", {"cmd": "python3 probe.py", "yield_time_ms": 20000}))
+        assert "Process exited with code 0" in t and "200" in t, t
+        await self.ok("kill_process", {"process_id": server})
+        print("ok: a server from start_process answers exec_command in the same session")
+
+        await self.refused("write_stdin", {"session_id": 999, "chars": "x"}, "INVALID_ARGUMENT")
+        await self.refused("read_process_output", {"process_id": 999}, "INVALID_ARGUMENT")
+        await self.refused("kill_process", {"process_id": bg, "signal": "BOGUS"}, "INVALID_ARGUMENT")
+        await self.refused("exec_command", {"cmd": "echo", "shell": "/bin/bash"}, "INVALID_ARGUMENT")
+        print("ok: unknown ids, signals and arguments are refused with INVALID_ARGUMENT")
+
+        # A REPL on a terminal: the prompt comes back, then each answer.
+        t = text_of(await self.ok("exec_command", {"cmd": "python3 -i -q", "tty": True, "yield_time_ms": 3000}))
+        repl = session_id_in(t)
+        assert ">>> " in t, t
+        t = text_of(await self.ok("write_stdin", {"session_id": repl, "chars": "print(6 * 7)\n", "yield_time_ms": 3000}))
+        assert "42" in t and session_id_in(t) == repl, t
+        t = text_of(await self.ok(
+            "write_stdin", {"session_id": repl, "chars": "import sys; print(sys.stdin.isatty())\n", "yield_time_ms": 3000}))
+        assert "True" in t, t
+        t = text_of(await self.ok("write_stdin", {"session_id": repl, "chars": "exit()\n", "yield_time_ms": 10000}))
+        assert "Process exited with code 0" in t, t
+        print("ok: exec_command with tty drives python3 -i through write_stdin until it exits")
+
+
 def sleepers(marker):
     """Host pids of `sleep MARKER`."""
     found = []
@@ -235,6 +338,8 @@ async def main(cfg):
             print(f"ok: initialized over {cfg['transport']} ({init.protocol_version})")
             if "probe" in cfg:
                 await probe(session, cfg["probe"])
+            elif cfg.get("suite") == "sessions":
+                await SessionChecks(session, cfg).run()
             else:
                 await Checks(session, cfg).run()
 

@@ -92,3 +92,17 @@ def test_langchain_tools_through_the_sdk(client, daemon, uniq):
         {"type": "tool_call", "name": "read_file", "id": "call-2", "args": {"path": "../../etc/passwd"}}
     )
     assert "PATH_OUTSIDE_WORKSPACE" in message.content and message.tool_call_id == "call-2"
+
+
+def test_the_session_walkthrough_runs_on_the_default_policy(default_daemon):
+    """Needs the daemon's sessions (issue 13)."""
+    env = {**os.environ, "AGENTJAIL_SOCKET": str(default_daemon.socket), "PYTHONPATH": str(HERE.parent / "src")}
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "session_dev_server.py")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "$ pwd; echo $PORT -> ['/workspace/session-demo-" in out.stdout and "/site', '8000']" in out.stdout
+    assert "the server answered: 'hello from the dev server'" in out.stdout, out.stdout
+    assert '"GET /index.html' in out.stdout and "session closed (closed)" in out.stdout, out.stdout
+    workspace = default_daemon.root / "state" / "workspaces" / "local"
+    assert not [p for p in workspace.iterdir() if p.name.startswith("session-demo-")], "the example cleans up"

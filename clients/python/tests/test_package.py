@@ -23,6 +23,8 @@ def test_the_installed_distribution_is_complete_and_typed():
         "agentjail/v1/agentjail_pb2.pyi",
         "agentjail/v1/agentjail_pb2_grpc.py",
         "agentjail/aio.py",
+        "agentjail/sessions.py",
+        "agentjail/aio_sessions.py",
     ):
         assert needed in files, f"{needed} missing from the installed package"
     assert dist.version == agentjail.__version__

@@ -8,6 +8,9 @@ by the agentjail daemon under its policy, over the daemon's Unix socket.
         print(aj.files.read("notes/plan.md"))
         result = aj.commands.run("python3 -m unittest", cwd="proj", timeout=60)
         print(result.exit_code, result.stdout, result.stderr)
+        with aj.sessions.open() as s:                 # one sandbox across calls
+            s.run("cd proj && export MODE=dev")
+            print(s.run("pwd; echo $MODE").stdout)
 
 Every refusal raises a subclass of :class:`AgentjailError` named after the
 daemon's reason (:class:`PolicyDenied`, :class:`PathOutsideWorkspace`, ...).
@@ -59,7 +62,8 @@ from .errors import (  # one class per reason of the daemon, then the catch-alls
     CommandFailed,
     REASON_CLASSES,
 )
-from .results import CommandResult, ExecEvent, Exited, Listing, Started, Stderr, Stdout
+from .results import CommandResult, ExecEvent, Exited, Listing, ProcessOutput, Started, Stderr, Stdout
+from .sessions import Process, Session, Sessions
 from .v1 import agentjail_pb2 as pb
 
 __version__ = "0.1.0"
@@ -95,6 +99,10 @@ __all__ = [
     "Commands",
     "CommandStream",
     "CommandResult",
+    "Sessions",
+    "Session",
+    "Process",
+    "ProcessOutput",
     "ExecEvent",
     "Started",
     "Stdout",

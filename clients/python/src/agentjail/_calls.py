@@ -247,3 +247,75 @@ def _millis(seconds: Optional[float]) -> int:
     if seconds <= 0:
         raise ValueError("a timeout must be positive")
     return max(1, int(seconds * 1000))
+
+
+# ---------------------------------------------------------------- sessions
+
+#: The ``stream=`` names of ``Process.read``.
+OUTPUT_STREAMS: Dict[str, Any] = {
+    "stdout": pb.OUTPUT_STREAM_STDOUT,
+    "stderr": pb.OUTPUT_STREAM_STDERR,
+}
+#: The daemon caps one ReadOutput wait and one WaitProcess at this many
+#: seconds; longer waits are made of several calls.
+MAX_SERVER_WAIT = 30.0
+
+
+def open_session(
+    ws: str,
+    cwd: Optional[str],
+    env: Optional[Mapping[str, str]],
+    memory_bytes: Optional[int],
+    pids: Optional[int],
+    idle_timeout: Optional[float],
+    max_lifetime: Optional[float],
+) -> pb.OpenSessionRequest:
+    return pb.OpenSessionRequest(
+        workspace=ws,
+        cwd=cwd or "",
+        env=dict(env or {}),
+        limits=pb.SessionLimits(memory_bytes=memory_bytes or 0, pids=pids or 0),
+        idle_timeout_ms=_millis(idle_timeout),
+        max_lifetime_ms=_millis(max_lifetime),
+    )
+
+
+def start_process(
+    session_id: str,
+    cmd: Command,
+    cwd: Optional[str],
+    env: Optional[Mapping[str, str]],
+    tty: bool,
+    rows: int,
+    cols: int,
+    output_buffer: Optional[int],
+) -> pb.StartProcessRequest:
+    """As :func:`exec_request`: a string runs through ``/bin/sh -c``, a sequence is the argv."""
+    req = pb.StartProcessRequest(
+        session_id=session_id,
+        cwd=cwd or "",
+        env=dict(env or {}),
+        tty=tty,
+        rows=rows,
+        cols=cols,
+        output_buffer_bytes=output_buffer or 0,
+    )
+    if isinstance(cmd, str):
+        req.shell = cmd
+    else:
+        argv = [str(a) for a in cmd]
+        if not argv:
+            raise ValueError("the command is empty")
+        req.argv.extend(argv)
+    return req
+
+
+def output_stream(name: str) -> Any:
+    return _pick(OUTPUT_STREAMS, name, "stream")
+
+
+def server_wait(seconds: Optional[float]) -> int:
+    """Milliseconds of one server-side wait (``None`` or 0: answer at once)."""
+    if seconds is None or seconds <= 0:
+        return 0
+    return max(1, int(min(seconds, MAX_SERVER_WAIT) * 1000))

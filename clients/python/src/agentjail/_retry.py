@@ -15,7 +15,8 @@ A call is retried only where the daemon says a retry is safe:
   raised at once, carrying ``retry_delay``;
 - a transport ``UNAVAILABLE`` without a reason (the daemon is starting, has
   gone, or drains for a restart) only for calls that change nothing
-  (``whoami``, reads, listings, searches, ``stat``): a mutating call may have
+  (``whoami``, reads, listings, searches, ``stat``, a process's output,
+  state or exit): a mutating call may have
   reached the daemon before the connection broke.
 
 Nothing else is retried: a refusal by the policy, a missing file or a stale
@@ -40,7 +41,20 @@ OnRetry = Callable[[int, AgentjailError, float], None]
 #: Reasons of refusals made before any work, whose status says when to retry.
 REFUSED_BEFORE_WORK_AND_RETRYABLE = frozenset({"TOO_MANY_CONCURRENT_CALLS", "RATE_LIMITED"})
 
-READ_ONLY_METHODS = frozenset({"WhoAmI", "ReadFile", "ListDir", "Glob", "Grep", "Stat"})
+READ_ONLY_METHODS = frozenset(
+    {
+        "WhoAmI",
+        "ReadFile",
+        "ListDir",
+        "Glob",
+        "Grep",
+        "Stat",
+        "ListSessions",
+        "ListProcesses",
+        "ReadOutput",
+        "WaitProcess",
+    }
+)
 
 
 @dataclass(frozen=True)

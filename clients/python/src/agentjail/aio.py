@@ -42,8 +42,8 @@ def connect(
 
 
 class AsyncClient:
-    """A connection to the daemon for asyncio code; ``files`` and ``commands``
-    as on :class:`agentjail.Client`."""
+    """A connection to the daemon for asyncio code; ``files``, ``commands``
+    and ``sessions`` as on :class:`agentjail.Client`."""
 
     def __init__(
         self,
@@ -62,6 +62,7 @@ class AsyncClient:
         self._stub = pb_grpc.ToolSandboxStub(self._channel)
         self.files = AsyncFiles(self)
         self.commands = AsyncCommands(self)
+        self.sessions = AsyncSessions(self)
 
     async def whoami(self, *, timeout: Optional[float] = None) -> pb.WhoAmIResponse:
         """The agent the daemon sees this process as, and its workspaces."""
@@ -339,6 +340,18 @@ class AsyncCommands:
     ) -> CommandResult:
         """Runs ``cmd`` and waits for it (see :meth:`agentjail.client.Commands.run`)."""
         req = _calls.exec_request(self._c._ws(workspace), cmd, cwd, env, stdin, timeout, idle_timeout, output_budget)
+        return await self._run(req, cmd, timeout, request_timeout, on_stdout, on_stderr, check)
+
+    async def _run(
+        self,
+        req: pb.ExecRequest,
+        cmd: Command,
+        timeout: Optional[float],
+        request_timeout: Optional[float],
+        on_stdout: Optional[OutputCallback],
+        on_stderr: Optional[OutputCallback],
+        check: bool,
+    ) -> CommandResult:
         deadline = _calls.command_deadline(timeout, request_timeout)
         if on_stdout is None and on_stderr is None:
             result = CommandResult.from_run(await self._c._unary("Run", req, _no_default(deadline)))
@@ -439,4 +452,16 @@ async def _collect(
     return collector.result()
 
 
-__all__ = ["connect", "AsyncClient", "AsyncFiles", "AsyncCommands", "AsyncCommandStream"]
+# Imported last: the async sessions build on AsyncCommands above.
+from .aio_sessions import AsyncProcess, AsyncSession, AsyncSessions  # noqa: E402
+
+__all__ = [
+    "connect",
+    "AsyncClient",
+    "AsyncFiles",
+    "AsyncCommands",
+    "AsyncCommandStream",
+    "AsyncSessions",
+    "AsyncSession",
+    "AsyncProcess",
+]

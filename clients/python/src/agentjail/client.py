@@ -30,8 +30,8 @@ class Client:
     """A connection to the daemon (one gRPC channel). Thread-safe.
 
     Use :func:`agentjail.connect`. ``client.files`` holds the file tools,
-    ``client.commands`` the shell tools. Close it, or use it as a context
-    manager.
+    ``client.commands`` the shell tools, ``client.sessions`` the sandboxes
+    that live across calls. Close it, or use it as a context manager.
     """
 
     def __init__(
@@ -53,6 +53,7 @@ class Client:
         self._stub = pb_grpc.ToolSandboxStub(self._channel)
         self.files = Files(self)
         self.commands = Commands(self)
+        self.sessions = Sessions(self)
 
     def whoami(self, *, timeout: Optional[float] = None) -> pb.WhoAmIResponse:
         """The agent the daemon sees this process as, and its workspaces (and,
@@ -375,6 +376,19 @@ class Commands:
         ``check=True`` raises :class:`CommandFailed` unless it exits 0.
         """
         req = _calls.exec_request(self._c._ws(workspace), cmd, cwd, env, stdin, timeout, idle_timeout, output_budget)
+        return self._run(req, cmd, timeout, request_timeout, on_stdout, on_stderr, check)
+
+    def _run(
+        self,
+        req: pb.ExecRequest,
+        cmd: Command,
+        timeout: Optional[float],
+        request_timeout: Optional[float],
+        on_stdout: Optional[OutputCallback],
+        on_stderr: Optional[OutputCallback],
+        check: bool,
+    ) -> CommandResult:
+        """``Run`` (or ``Exec`` with callbacks) of a built request; shared with sessions."""
         deadline = _calls.command_deadline(timeout, request_timeout)
         if on_stdout is None and on_stderr is None:
             result = CommandResult.from_run(self._c._unary("Run", req, _no_default(deadline)))
@@ -484,5 +498,8 @@ def _collect(
         raise RpcFailed("the command's stream ended before its exit was reported")
     return collector.result()
 
+
+# Imported last: sessions builds on Commands and CommandStream above.
+from .sessions import Sessions  # noqa: E402
 
 __all__ = ["Client", "Files", "Commands", "CommandStream", "Started", "Stdout", "Stderr", "Exited"]

@@ -214,3 +214,43 @@ class StreamCollector:
     def result(self) -> CommandResult:
         exited = self.exited if self.exited is not None else pb.ExecExited(cancelled=True)
         return CommandResult.from_parts(self.exec_id, exited, _text(b"".join(self.out)), _text(b"".join(self.err)))
+
+
+@dataclass(frozen=True)
+class ProcessOutput:
+    """One ``ReadOutput`` answer: the bytes of one stream from ``offset`` on.
+
+    ``lost_bytes`` counts bytes between the offset asked for and ``offset``
+    that the daemon's bounded buffer no longer kept; read on from
+    ``next_offset``. ``eof``: the stream is closed and nothing more will come.
+    """
+
+    data: bytes
+    offset: int
+    next_offset: int
+    lost_bytes: int
+    eof: bool
+    #: The process as of this read.
+    process: pb.ProcessInfo = field(repr=False)
+
+    @property
+    def text(self) -> str:
+        return _text(self.data)
+
+    @classmethod
+    def from_response(cls, r: pb.ReadOutputResponse) -> "ProcessOutput":
+        return cls(r.data, r.offset, r.next_offset, r.lost_bytes, r.eof, r.process)
+
+
+def exit_code_of(info: pb.ProcessInfo) -> Optional[int]:
+    """A process's exit code once it exited normally, else ``None``."""
+    if info.HasField("exited") and info.exited.HasField("exit_code"):
+        return info.exited.exit_code
+    return None
+
+
+def signal_of(info: pb.ProcessInfo) -> Optional[int]:
+    """The signal that killed a process, else ``None``."""
+    if info.HasField("exited") and info.exited.HasField("signal"):
+        return info.exited.signal
+    return None
