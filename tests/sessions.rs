@@ -855,3 +855,63 @@ async fn the_policy_decides_whether_and_how_many_and_how_long() {
     // Control: commands still run for it.
     assert_eq!(off.sh("echo runs").await.ok().trim(), "runs");
 }
+
+/// A StartProcess retried with its idempotency key starts one process: the
+/// retry answers the first start (and is recorded as a replay); the same
+/// key on another request is refused. Control: without a key, two starts
+/// are two processes.
+#[tokio::test]
+async fn a_keyed_start_process_starts_once() {
+    let d = ShellDaemon::start().await;
+    let id = open_default(&d).await;
+    let mut c = d.client().await;
+    let keyed = StartProcessRequest {
+        argv: vec!["sleep".into(), "30".into()],
+        idempotency_key: "start-once".into(),
+        ..Default::default()
+    };
+    let first = start(&mut c, &id, keyed.clone()).await;
+    let again = start(&mut c, &id, keyed.clone()).await;
+    assert_eq!(first.process_id, again.process_id);
+    assert_eq!(first.pid, again.pid);
+    let listed = |c: &mut ToolSandboxClient<Channel>| {
+        let mut c = c.clone();
+        let id = id.clone();
+        async move {
+            c.list_processes(ListProcessesRequest { session_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+                .processes
+        }
+    };
+    assert_eq!(
+        listed(&mut c).await.len(),
+        1,
+        "one process for two keyed starts"
+    );
+    let starts = records_with(&d, "StartProcess", &id);
+    assert_eq!(starts.len(), 2, "{starts:#?}");
+    assert!(
+        starts[1]["outcome"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("idempotent replay")),
+        "{starts:#?}"
+    );
+    // Another request under the same key.
+    let mut other = keyed.clone();
+    other.session_id = id.clone();
+    other.argv = vec!["sleep".into(), "31".into()];
+    let err = c.start_process(other).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", describe(&err));
+    assert_eq!(
+        agentjail::error::reason_of(&err).as_deref(),
+        Some("IDEMPOTENCY_KEY_REUSED")
+    );
+    // Control: unkeyed starts are each a process.
+    let mut plain = keyed;
+    plain.idempotency_key.clear();
+    start(&mut c, &id, plain.clone()).await;
+    start(&mut c, &id, plain).await;
+    assert_eq!(listed(&mut c).await.len(), 3);
+}

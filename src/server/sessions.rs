@@ -695,6 +695,57 @@ impl ToolService {
         ))
     }
 
+    /// A StartProcess with an idempotency key starts its process once: a
+    /// retry with the same key and request answers the first start again
+    /// (the record says so); another request under the key is refused.
+    async fn start_process_keyed(
+        self,
+        agent: Arc<AgentPolicy>,
+        req: StartProcessRequest,
+    ) -> Work<StartProcessResponse> {
+        use super::idempotency::{self, Begin, Stored};
+        use prost::Message;
+        if req.idempotency_key.is_empty() {
+            return self.start_process_work(agent, req).await;
+        }
+        let mut plain = req.clone();
+        plain.env.clear();
+        let fingerprint = idempotency::fingerprint_with_map(&plain.encode_to_vec(), &req.env);
+        let key = req.idempotency_key.clone();
+        match self
+            .state()
+            .idempotency
+            .begin(&agent.name, "StartProcess", &key, fingerprint)?
+        {
+            Begin::Replay(first) => {
+                let response = StartProcessResponse::decode(first.response.as_slice())
+                    .map_err(|e| ToolError::internal(format!("a stored answer is corrupt: {e}")))?;
+                let outcome = audit::Outcome {
+                    message: Some(format!(
+                        "idempotent replay of the start of {}",
+                        first.request_id
+                    )),
+                    ..Default::default()
+                };
+                Ok((response, outcome))
+            }
+            Begin::Run(claim) => {
+                // A failure drops the claim: the key is free for a retry.
+                let (response, outcome) = self.start_process_work(agent, req).await?;
+                let started = response
+                    .process
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.process_id.clone());
+                claim.finish(Stored {
+                    response: response.encode_to_vec(),
+                    request_id: format!("process {started}"),
+                    rule: String::new(),
+                });
+                Ok((response, outcome))
+            }
+        }
+    }
+
     async fn start_process_work(
         self,
         agent: Arc<AgentPolicy>,
@@ -894,7 +945,7 @@ impl ToolService {
         r: Request<StartProcessRequest>,
     ) -> Result<Response<StartProcessResponse>, Status> {
         self.session_call("StartProcess", r, |s, a, req, _| {
-            s.start_process_work(a, req)
+            s.start_process_keyed(a, req)
         })
         .await
     }
