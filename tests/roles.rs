@@ -328,3 +328,71 @@ fn the_lint_notes_unused_roles_and_commands_without_a_shell() {
         "{text}"
     );
 }
+
+/// The session RPCs run commands, so they follow the `Run` tool: an agent
+/// whose roles lack it gets TOOL_NOT_ALLOWED for each (and no session is
+/// opened); one whose roles have it opens a session, starts a process in
+/// it and closes it.
+#[tokio::test]
+async fn session_rpcs_follow_the_run_tool() {
+    require_root("sessions are sandboxes");
+    let ca = Ca::new("agentjail test CA");
+    let r = Remote::start_with(&ca, None, |dirs| {
+        dirs.give_ws_to_sandbox();
+        roles_policy(dirs)
+    })
+    .await;
+    let ch = r.connect(None).await.unwrap();
+    for (agent, _, allowed) in AGENTS {
+        let t = token(agent);
+        let t = Some(t.as_str());
+        let mut c = ToolSandboxClient::new(ch.clone());
+        let opened = c
+            .open_session(with_token(OpenSessionRequest::default(), t))
+            .await;
+        if allowed.contains(&"Run") {
+            let id = opened
+                .unwrap_or_else(|s| panic!("{agent} may open a session: {}", describe(&s)))
+                .into_inner()
+                .session
+                .unwrap()
+                .session_id;
+            let started = c
+                .start_process(with_token(
+                    StartProcessRequest {
+                        session_id: id.clone(),
+                        argv: vec!["touch".into(), format!("in-session-{agent}")],
+                        ..Default::default()
+                    },
+                    t,
+                ))
+                .await;
+            assert!(started.is_ok(), "{agent}: {started:?}");
+            let closed = c
+                .close_session(with_token(CloseSessionRequest { session_id: id }, t))
+                .await;
+            assert!(closed.is_ok(), "{agent}: {closed:?}");
+            continue;
+        }
+        let s = opened.expect_err(&format!("{agent} must not open a session"));
+        assert_eq!(reason_of_status(&s), "TOOL_NOT_ALLOWED", "{}", describe(&s));
+        let listed = c
+            .list_sessions(with_token(ListSessionsRequest::default(), t))
+            .await
+            .expect_err(&format!("{agent} must not list sessions"));
+        assert_eq!(reason_of_status(&listed), "TOOL_NOT_ALLOWED");
+        let start = c
+            .start_process(with_token(
+                StartProcessRequest {
+                    session_id: "s-none".into(),
+                    argv: vec!["touch".into(), format!("in-session-{agent}")],
+                    ..Default::default()
+                },
+                t,
+            ))
+            .await
+            .expect_err(&format!("{agent} must not start a process"));
+        assert_eq!(reason_of_status(&start), "TOOL_NOT_ALLOWED");
+        assert!(!exists(&r.d.dirs.w(&format!("in-session-{agent}"))));
+    }
+}
