@@ -72,6 +72,7 @@ pub fn lint_sources_with_limit(
         lint_roles(&parsed, &parsed_all, &used_roles, &mut ctx);
         for agent in &parsed.agents {
             lint_agent(agent, &mut ctx, opts, walk_limit, &mut walks);
+            lint_sessions(agent, &mut ctx);
         }
     }
     report
@@ -454,6 +455,79 @@ fn lint_agent(
     }
 }
 
+/// `[agents.sessions]`: settings that do nothing or are not what they say.
+/// (The table is not spanned: the agent's name is blamed.)
+fn lint_sessions(agent: &AgentSpec, ctx: &mut Ctx<'_>) {
+    use crate::limits::{MAX_SESSION_IDLE_TIMEOUT_MS, MAX_SESSION_LIFETIME_MS};
+    let Some(s) = &agent.sessions else { return };
+    let name = agent.name.get_ref();
+    let span = agent.name.span();
+    if s.allowed == Some(false) {
+        return;
+    }
+    if agent.shell.is_none() {
+        ctx.warn(
+            &span,
+            format!(
+                "agent \"{name}\": [agents.sessions] has no effect without an [agents.shell] \
+                 table (sessions run commands); add one, or remove the sessions table"
+            ),
+        );
+    }
+    for (key, value, max) in [
+        (
+            "max_lifetime_ms",
+            s.max_lifetime_ms,
+            MAX_SESSION_LIFETIME_MS,
+        ),
+        (
+            "idle_timeout_ms",
+            s.idle_timeout_ms,
+            MAX_SESSION_IDLE_TIMEOUT_MS,
+        ),
+    ] {
+        if value.is_some_and(|v| v > max) {
+            ctx.warn(
+                &span,
+                format!(
+                    "agent \"{name}\": sessions.{key} is above the daemon's maximum of {max} ms \
+                     and is lowered to it; write {max} or less"
+                ),
+            );
+        }
+    }
+    if let (Some(idle), Some(life)) = (s.idle_timeout_ms, s.max_lifetime_ms) {
+        if idle > life {
+            ctx.note(
+                &span,
+                format!(
+                    "agent \"{name}\": sessions.idle_timeout_ms ({idle}) is longer than \
+                     max_lifetime_ms ({life}), so no session ever idles out"
+                ),
+            );
+        }
+    }
+    for (key, value) in [
+        ("max_sessions", s.max_sessions),
+        ("max_processes", s.max_processes),
+    ] {
+        if value == Some(0) {
+            ctx.warn(
+                &span,
+                format!(
+                    "agent \"{name}\": sessions.{key} = 0 refuses every {}; say \
+                     `allowed = false` if sessions are not wanted",
+                    if key == "max_sessions" {
+                        "session"
+                    } else {
+                        "background process"
+                    }
+                ),
+            );
+        }
+    }
+}
+
 /// A workspace path as the daemon reads it.
 fn expand(path: &str, opts: &LoadOptions) -> PathBuf {
     PathBuf::from(path.replace("${STATE_DIRECTORY}", &opts.state_dir.to_string_lossy()))
@@ -699,6 +773,42 @@ mod tests {
         assert_eq!(shadow("src/**", &["src/*"]), None);
         assert_eq!(shadow("{a,b}/x", &["a/**"]), None);
         assert_eq!(shadow("src/*.rs", &["**/*.pem"]), None);
+    }
+
+    #[test]
+    fn session_settings_that_do_nothing_are_reported() {
+        let text = r#"
+[[agents]]
+name = "a"
+uids = [1000]
+[[agents.workspaces]]
+name = "main"
+path = "/tmp/aj-lint-sessions"
+[agents.sessions]
+max_lifetime_ms = 999999999999
+idle_timeout_ms = 7200000
+max_processes = 0
+"#;
+        let opts = LoadOptions {
+            state_dir: PathBuf::from("/tmp"),
+            open_workspaces: false,
+        };
+        let report = lint_sources_with_limit(&[(PathBuf::from("p.toml"), text.into())], &opts, 10);
+        let all: Vec<String> = report
+            .warnings
+            .iter()
+            .chain(&report.notes)
+            .map(|d| d.message.clone())
+            .collect();
+        let has = |what: &str| all.iter().any(|m| m.contains(what));
+        assert!(has("no effect without an [agents.shell]"), "{all:#?}");
+        assert!(
+            has("max_lifetime_ms is above the daemon's maximum"),
+            "{all:#?}"
+        );
+        assert!(has("max_processes = 0"), "{all:#?}");
+        // 2 h idle within a lifetime capped at 24 h: not reported.
+        assert!(!has("no session ever idles out"), "{all:#?}");
     }
 
     #[test]
