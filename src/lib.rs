@@ -27,4 +27,21 @@ pub mod proto {
     /// Encoded descriptor set, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("agentjail_descriptor");
+
+    /// Every method of the service as the proto declares it, read once from
+    /// the embedded descriptor (so no list of them is kept by hand).
+    pub fn method_names() -> &'static [String] {
+        static METHODS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+            use prost::Message;
+            let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET)
+                .expect("the embedded descriptor set decodes");
+            set.file
+                .iter()
+                .flat_map(|f| f.service.iter())
+                .flat_map(|s| s.method.iter())
+                .filter_map(|m| m.name.clone())
+                .collect()
+        });
+        &METHODS
+    }
 }

@@ -70,30 +70,14 @@ where
 }
 
 /// The method's name as the audit log spells it, from the request path:
-/// one of the service's methods as the proto declares them (read from the
-/// embedded descriptor, so a new RPC needs no list kept here).
+/// one of the service's methods as the proto declares them.
 fn method_name(path: &str) -> &'static str {
     let name = path.rsplit('/').next().unwrap_or("");
-    service_methods()
+    crate::proto::method_names()
         .iter()
         .find(|m| m.as_str() == name)
         .map(String::as_str)
         .unwrap_or("unknown")
-}
-
-fn service_methods() -> &'static [String] {
-    static METHODS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-        use prost::Message;
-        let set = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET)
-            .expect("the embedded descriptor set decodes");
-        set.file
-            .iter()
-            .flat_map(|f| f.service.iter())
-            .flat_map(|s| s.method.iter())
-            .filter_map(|m| m.name.clone())
-            .collect()
-    });
-    &METHODS
 }
 
 /// What a refused request looked like, from its trailers-only response.
