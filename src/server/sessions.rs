@@ -470,12 +470,12 @@ impl ToolService {
         let cwd_rel = crate::fs::resolve_dir(ws, &req.cwd)?;
         // A deterministic agent's session is deterministic throughout (its
         // environment and umask are fixed at open).
-        let deterministic = agent.deterministic;
+        let fixed = shell::determinism(&agent, false);
         let env = shell::env::build(
             shell_policy,
             WORKSPACE_MOUNT,
             &req.env,
-            deterministic.then_some(agent.source_date_epoch),
+            fixed.source_date_epoch,
         )?;
         let cwd = shell::inside(&cwd_rel);
         let (mut spec, _git_sweep) = shell::sandbox_spec(
@@ -487,7 +487,7 @@ impl ToolService {
             Stdin::Null,
         )?;
         spec.session = true;
-        spec.umask = deterministic.then_some(shell::DETERMINISTIC_UMASK);
+        spec.umask = fixed.umask;
         spec.limits.memory_bytes = Some(memory);
         spec.limits.pids = Some(pids);
         let launcher = self.state().launcher.as_ref().ok_or_else(|| {

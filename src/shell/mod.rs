@@ -21,6 +21,22 @@ pub const WORKSPACE_MOUNT: &str = "/workspace";
 pub const HOSTNAME: &str = "agentjail";
 /// The umask of deterministic commands (others inherit the daemon's).
 pub const DETERMINISTIC_UMASK: u32 = 0o022;
+/// What determinism mode fixes in a sandbox (both None when it is off).
+pub struct Determinism {
+    /// `SOURCE_DATE_EPOCH` for [`env::build`].
+    pub source_date_epoch: Option<u64>,
+    pub umask: Option<u32>,
+}
+
+/// Determinism mode for `agent`: its policy's, or asked for by a request.
+pub fn determinism(agent: &AgentPolicy, requested: bool) -> Determinism {
+    let on = agent.deterministic || requested;
+    Determinism {
+        source_date_epoch: on.then_some(agent.source_date_epoch),
+        umask: on.then_some(DETERMINISTIC_UMASK),
+    }
+}
+
 /// Largest stdin a request may carry.
 pub const MAX_STDIN_BYTES: usize = 16 * 1024 * 1024;
 
@@ -128,14 +144,8 @@ pub fn prepare(
     let allowed = allowed_command(shell, req, || crate::fs::resolve_dir(ws, &req.cwd))?;
     check_stdin(req)?;
     let cwd_rel = crate::fs::resolve_dir(ws, &req.cwd)?;
-    // Determinism mode: the agent's policy, or this request.
-    let deterministic = agent.deterministic || req.deterministic;
-    let env = env::build(
-        shell,
-        WORKSPACE_MOUNT,
-        &req.env,
-        deterministic.then_some(agent.source_date_epoch),
-    )?;
+    let fixed = determinism(agent, req.deterministic);
+    let env = env::build(shell, WORKSPACE_MOUNT, &req.env, fixed.source_date_epoch)?;
     let stdin = if req.stdin.is_empty() {
         Stdin::Null
     } else {
@@ -149,7 +159,7 @@ pub fn prepare(
         inside(&cwd_rel),
         stdin,
     )?;
-    spec.umask = deterministic.then_some(DETERMINISTIC_UMASK);
+    spec.umask = fixed.umask;
     Ok((
         spec,
         Prepared {
