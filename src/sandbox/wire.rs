@@ -169,14 +169,29 @@ pub fn recv<T: for<'de> Deserialize<'de>>(
     sock: BorrowedFd<'_>,
 ) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
     let mut body = vec![0u8; MAX_BODY];
+    let Some((n, fds)) = recv_raw(sock, &mut body, MsgFlags::empty())? else {
+        return Ok(None);
+    };
+    let msg = serde_json::from_slice(&body[..n])?;
+    Ok(Some((msg, fds)))
+}
+
+/// One datagram into `body`: its length and descriptors, `None` at the
+/// peer's close. EINTR is retried; a message larger than `body` (or with
+/// more descriptors than fit) is an error, its descriptors closed.
+fn recv_raw(
+    sock: BorrowedFd<'_>,
+    body: &mut [u8],
+    flags: MsgFlags,
+) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
     let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
     let (n, fds, truncated) = loop {
-        let mut iov = [IoSliceMut::new(&mut body)];
+        let mut iov = [IoSliceMut::new(body)];
         match recvmsg::<()>(
             sock.as_raw_fd(),
             &mut iov,
             Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
+            flags | MsgFlags::MSG_CMSG_CLOEXEC,
         ) {
             Ok(m) => {
                 let mut fds = Vec::new();
@@ -207,8 +222,7 @@ pub fn recv<T: for<'de> Deserialize<'de>>(
             "a launcher message was larger than its buffer",
         ));
     }
-    let msg = serde_json::from_slice(&body[..n])?;
-    Ok(Some((msg, fds)))
+    Ok(Some((n, fds)))
 }
 
 /// Reads and drops whatever the peer sent that is still queued (a Kill
@@ -218,30 +232,12 @@ pub fn recv<T: for<'de> Deserialize<'de>>(
 /// returning what was sent to it.
 pub fn discard_pending(sock: BorrowedFd<'_>) {
     let mut body = [0u8; 256];
-    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+    // Until nothing is queued (EAGAIN) or the peer has gone. An oversized
+    // message is dropped like the others (its descriptors closed).
     loop {
-        let mut iov = [IoSliceMut::new(&mut body)];
-        match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(m) if m.bytes > 0 => {
-                // Passed descriptors are closed here, not leaked.
-                if let Ok(cmsgs) = m.cmsgs() {
-                    for c in cmsgs {
-                        if let ControlMessageOwned::ScmRights(raw) = c {
-                            // SAFETY: the kernel just installed these fds for us.
-                            drop(
-                                raw.into_iter()
-                                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                            );
-                        }
-                    }
-                }
-            }
-            Err(Errno::EINTR) => {}
+        match recv_raw(sock, &mut body, MsgFlags::MSG_DONTWAIT) {
+            Ok(Some(_)) => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {}
             _ => return,
         }
     }
