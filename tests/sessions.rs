@@ -915,3 +915,52 @@ async fn a_keyed_start_process_starts_once() {
     start(&mut c, &id, plain).await;
     assert_eq!(listed(&mut c).await.len(), 3);
 }
+
+/// The agent owns its session's port directory, so a name it plants there
+/// must not steer the daemon: a symlink at the next port's socket name is
+/// replaced by the socket (the daemon, which keeps CHOWN and FOWNER,
+/// neither chmods nor chowns through it, and creates nothing at its
+/// target). Control: the first port's socket is made as usual.
+#[tokio::test]
+async fn a_link_planted_in_the_port_directory_is_replaced_not_followed() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let d = ShellDaemon::start().await;
+    let id = open_default(&d).await;
+    let mut c = d.client().await;
+    let open_port = |port: u32| {
+        let mut c = c.clone();
+        let id = id.clone();
+        async move {
+            c.open_port(OpenPortRequest {
+                session_id: id,
+                port,
+            })
+            .await
+            .map(|r| r.into_inner().socket_path)
+        }
+    };
+    let first = open_port(8771).await.expect("OpenPort");
+    assert!(
+        std::fs::symlink_metadata(&first)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+    let dir = std::path::Path::new(&first).parent().unwrap().to_path_buf();
+    let victim = d.dirs.ws.join("victim");
+    std::os::unix::fs::symlink(&victim, dir.join("8772.sock")).unwrap();
+    let second = open_port(8772)
+        .await
+        .unwrap_or_else(|s| panic!("OpenPort over a planted link: {}", describe(&s)));
+    assert_eq!(second, dir.join("8772.sock").to_string_lossy());
+    let meta = std::fs::symlink_metadata(&second).unwrap();
+    assert!(meta.file_type().is_socket(), "{meta:?}");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(
+        std::fs::symlink_metadata(&victim).is_err(),
+        "nothing was made at the link's target"
+    );
+    let _ = c
+        .close_session(CloseSessionRequest { session_id: id })
+        .await;
+}

@@ -6,6 +6,13 @@
 //! per session (the agent's uid, 0700) holding `<port>.sock` (the agent's
 //! uid, 0600): only that uid (and root) can connect. Removed when the
 //! session ends.
+//!
+//! The agent owns its session's directory, so the daemon never chmods or
+//! chowns a path in it: a name there could be swapped for a symlink
+//! between two calls (and CHOWN/FOWNER would then follow it anywhere).
+//! The socket is bound, chmod'ed and chown'ed in `.bind/` (root, 0700),
+//! then renamed into place, which replaces whatever the agent put there
+//! and follows no link.
 
 use super::Session;
 use std::io;
@@ -53,9 +60,23 @@ pub fn open(session: Arc<Session>, port: u16, uid: u32, gid: u32) -> io::Result<
     if path.exists() {
         return Ok(path); // already relayed
     }
-    let listener = tokio::net::UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+    let staging = base.join(".bind");
+    match std::fs::create_dir(&staging) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))?;
+    let bound = staging.join(format!("{}-{port}.sock", session.id));
+    let _ = std::fs::remove_file(&bound);
+    let listener = tokio::net::UnixListener::bind(&bound)?;
+    let placed = std::fs::set_permissions(&bound, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::os::unix::fs::chown(&bound, Some(uid), Some(gid)))
+        .and_then(|()| std::fs::rename(&bound, &path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&bound);
+        return Err(e);
+    }
     let gone = session.sup.gone.clone();
     tokio::spawn(async move {
         loop {
