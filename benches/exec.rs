@@ -15,8 +15,8 @@
 //! root, like the daemon.
 
 use agentjail::proto::ExecRequest;
-use common::{Daemon, ensure_bwrap};
-use std::process::{Command, Stdio};
+use common::{Daemon, bwrap_command, ensure_bwrap, time_command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -62,25 +62,7 @@ fn main() {
         started.elapsed()
     };
     let bare_once = || time_command(Command::new("/bin/true"));
-    let bwrap_once = || {
-        let mut c = Command::new("bwrap");
-        c.args([
-            "--ro-bind",
-            "/",
-            "/",
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
-            "--tmpfs",
-            "/tmp",
-            "--unshare-all",
-            "--die-with-parent",
-            "--new-session",
-            "/bin/true",
-        ]);
-        time_command(c)
-    };
+    let bwrap_once = || time_command(bwrap_command());
 
     // Warm up caches, the netns pool and the cgroup hierarchy.
     for _ in 0..20 {
@@ -146,17 +128,6 @@ fn verdict(ok: bool) -> &'static str {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn time_command(mut c: Command) -> Duration {
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let started = Instant::now();
-    let status = c.status().expect("spawn");
-    let elapsed = started.elapsed();
-    assert!(status.success(), "{c:?} failed");
-    elapsed
 }
 
 struct Stats {

@@ -25,7 +25,7 @@ use agentjail::proto::{
     ByteWindow, ExecRequest, GlobRequest, GrepOutput, GrepRequest, ListDirRequest, ReadFileRequest,
     SortOrder,
 };
-use common::{Daemon, ensure_apt, ensure_bwrap, ensure_nsjail};
+use common::{Daemon, bwrap_command, ensure_apt, ensure_bwrap, ensure_nsjail, time_command};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -199,42 +199,11 @@ async fn run_true(client: &mut Client) {
     );
 }
 
-fn bwrap_command() -> Command {
-    let mut c = Command::new("bwrap");
-    c.args([
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--tmpfs",
-        "/tmp",
-        "--unshare-all",
-        "--die-with-parent",
-        "--new-session",
-        "/bin/true",
-    ]);
-    c
-}
-
 fn nsjail_command(nsjail: &Path) -> Command {
     let mut c = Command::new(nsjail);
     // Once mode, all namespaces (its default), the host's / read-only.
     c.args(["-Mo", "-q", "--chroot", "/", "--", "/bin/true"]);
     c
-}
-
-fn time_command(mut c: Command) -> Duration {
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let started = Instant::now();
-    let status = c.status().expect("spawn");
-    let elapsed = started.elapsed();
-    assert!(status.success(), "{c:?} failed");
-    elapsed
 }
 
 const CONTENDERS: [&str; 4] = ["agentjail Run (cold)", "bare spawn", "bwrap", "nsjail"];

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// bubblewrap is only a point of comparison: install it for the bench.
@@ -22,6 +22,41 @@ pub fn ensure_bwrap() {
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(ok && which("bwrap"), "could not install bubblewrap");
+}
+
+/// The bubblewrap sandbox the benches compare against: every namespace, the
+/// host's / read-only, running `/bin/true`.
+pub fn bwrap_command() -> Command {
+    let mut c = Command::new("bwrap");
+    c.args([
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "/bin/true",
+    ]);
+    c
+}
+
+/// How long `c` takes from spawn to exit (it must succeed), its output
+/// discarded.
+pub fn time_command(mut c: Command) -> Duration {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let started = Instant::now();
+    let status = c.status().expect("spawn");
+    let elapsed = started.elapsed();
+    assert!(status.success(), "{c:?} failed");
+    elapsed
 }
 
 fn which(program: &str) -> bool {
