@@ -15,7 +15,7 @@
 //! root, like the daemon.
 
 use agentjail::proto::ExecRequest;
-use common::{Daemon, bwrap_command, ensure_bwrap, time_command};
+use common::{Daemon, bwrap_command, ensure_bwrap, percentile, time_command};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -138,12 +138,10 @@ struct Stats {
 
 impl Stats {
     fn of(mut samples: Vec<Duration>) -> Stats {
-        samples.sort();
-        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
         let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
         Stats {
-            p50: at(0.5),
-            p99: at(0.99),
+            p50: percentile(&mut samples, 0.5),
+            p99: percentile(&mut samples, 0.99),
             mean,
         }
     }

@@ -25,7 +25,9 @@ use agentjail::proto::{
     ByteWindow, ExecRequest, GlobRequest, GrepOutput, GrepRequest, ListDirRequest, ReadFileRequest,
     SortOrder,
 };
-use common::{Daemon, bwrap_command, ensure_apt, ensure_bwrap, ensure_nsjail, time_command};
+use common::{
+    Daemon, bwrap_command, ensure_apt, ensure_bwrap, ensure_nsjail, percentile, time_command,
+};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -661,11 +663,9 @@ struct Stats {
 
 impl Stats {
     fn of(mut samples: Vec<Duration>) -> Stats {
-        samples.sort();
-        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
         Stats {
-            p50: at(0.5),
-            p99: at(0.99),
+            p50: percentile(&mut samples, 0.5),
+            p99: percentile(&mut samples, 0.99),
         }
     }
 }

@@ -59,6 +59,12 @@ pub fn time_command(mut c: Command) -> Duration {
     elapsed
 }
 
+/// The `q` quantile (0.0 to 1.0) of `samples`, by nearest rank; sorts them.
+pub fn percentile(samples: &mut [Duration], q: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() - 1) as f64 * q).round() as usize]
+}
+
 fn which(program: &str) -> bool {
     std::env::var("PATH")
         .unwrap_or_default()
