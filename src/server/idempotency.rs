@@ -13,6 +13,7 @@
 //! `Idempotency::once` with `Call::new(agent, method, &request)` and what
 //! to keep of a success; on `Once::Replayed` it answers and records the
 //! stored answer (after the role and rate checks, as for any call).
+
 use crate::error::{Reason, ToolError};
 use prost::Message;
 use sha2::{Digest, Sha256};
