@@ -14,8 +14,7 @@
 //! `BENCH_ITERS` sets the samples per contender (default 300). Must run as
 //! root, like the daemon.
 
-use agentjail::proto::ExecRequest;
-use common::{Daemon, bwrap_command, ensure_bwrap, percentile, time_command};
+use common::{Daemon, bwrap_command, ensure_bwrap, percentile, run_true, time_command};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -44,21 +43,9 @@ fn main() {
             .expect("connect to the daemon")
     };
     let mut clients = [connect(&audited), connect(&unaudited)];
-    let request = ExecRequest {
-        argv: vec!["/bin/true".into()],
-        ..Default::default()
-    };
     let mut run_once = |which: usize| {
         let started = Instant::now();
-        let result = runtime
-            .block_on(clients[which].run(request.clone()))
-            .expect("Run /bin/true")
-            .into_inner();
-        assert_eq!(
-            result.exited.and_then(|e| e.exit_code),
-            Some(0),
-            "/bin/true failed in the sandbox"
-        );
+        runtime.block_on(run_true(&mut clients[which]));
         started.elapsed()
     };
     let bare_once = || time_command(Command::new("/bin/true"));

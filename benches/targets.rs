@@ -22,11 +22,11 @@
 use agentjail::proto::read_file_request::Window;
 use agentjail::proto::tool_sandbox_client::ToolSandboxClient;
 use agentjail::proto::{
-    ByteWindow, ExecRequest, GlobRequest, GrepOutput, GrepRequest, ListDirRequest, ReadFileRequest,
-    SortOrder,
+    ByteWindow, GlobRequest, GrepOutput, GrepRequest, ListDirRequest, ReadFileRequest, SortOrder,
 };
 use common::{
-    Daemon, bwrap_command, ensure_apt, ensure_bwrap, ensure_nsjail, percentile, time_command,
+    Daemon, bwrap_command, ensure_apt, ensure_bwrap, ensure_nsjail, percentile, run_true,
+    time_command,
 };
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -180,26 +180,6 @@ fn source_text(size: usize) -> String {
 }
 
 // ------------------------------------------------------------------ Run
-
-fn run_request() -> ExecRequest {
-    ExecRequest {
-        argv: vec!["/bin/true".into()],
-        ..Default::default()
-    }
-}
-
-async fn run_true(client: &mut Client) {
-    let result = client
-        .run(run_request())
-        .await
-        .expect("Run /bin/true")
-        .into_inner();
-    assert_eq!(
-        result.exited.and_then(|e| e.exit_code),
-        Some(0),
-        "/bin/true failed in the sandbox"
-    );
-}
 
 fn nsjail_command(nsjail: &Path) -> Command {
     let mut c = Command::new(nsjail);

@@ -3,9 +3,12 @@
 // Each bench uses a different part of this module.
 #![allow(dead_code)]
 
+use agentjail::proto::ExecRequest;
+use agentjail::proto::tool_sandbox_client::ToolSandboxClient;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tonic::transport::Channel;
 
 /// bubblewrap is only a point of comparison: install it for the bench.
 pub fn ensure_bwrap() {
@@ -57,6 +60,24 @@ pub fn time_command(mut c: Command) -> Duration {
     let elapsed = started.elapsed();
     assert!(status.success(), "{c:?} failed");
     elapsed
+}
+
+/// One Run of `/bin/true`, which must exit 0: the call every command bench
+/// times.
+pub async fn run_true(client: &mut ToolSandboxClient<Channel>) {
+    let result = client
+        .run(ExecRequest {
+            argv: vec!["/bin/true".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("Run /bin/true")
+        .into_inner();
+    assert_eq!(
+        result.exited.and_then(|e| e.exit_code),
+        Some(0),
+        "/bin/true failed in the sandbox"
+    );
 }
 
 /// The `q` quantile (0.0 to 1.0) of `samples`, by nearest rank; sorts them.
