@@ -5,7 +5,7 @@
 //! commit) and one with it off. `BENCH_SECONDS` sets each measurement's
 //! length (default 3). Must run as root, like the daemon.
 
-use agentjail::proto::{ExecRequest, LineWindow, ReadFileRequest, read_file_request};
+use agentjail::proto::{LineWindow, ReadFileRequest, read_file_request};
 use common::Daemon;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -97,17 +97,7 @@ async fn measure(socket: &Path, call: Call, clients: usize, length: Duration) ->
                             .await
                             .expect("ReadFile");
                     }
-                    Call::Run => {
-                        let r = client
-                            .run(ExecRequest {
-                                argv: vec!["/bin/true".into()],
-                                ..Default::default()
-                            })
-                            .await
-                            .expect("Run")
-                            .into_inner();
-                        assert_eq!(r.exited.and_then(|e| e.exit_code), Some(0));
-                    }
+                    Call::Run => common::run_true(&mut client).await,
                 }
                 done += 1;
             }

@@ -14,9 +14,8 @@
 //! `BENCH_ITERS` sets the samples per contender (default 300). Must run as
 //! root, like the daemon.
 
-use agentjail::proto::ExecRequest;
-use common::{Daemon, ensure_bwrap};
-use std::process::{Command, Stdio};
+use common::{Daemon, bwrap_command, ensure_bwrap, percentile, run_true, time_command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -44,43 +43,13 @@ fn main() {
             .expect("connect to the daemon")
     };
     let mut clients = [connect(&audited), connect(&unaudited)];
-    let request = ExecRequest {
-        argv: vec!["/bin/true".into()],
-        ..Default::default()
-    };
     let mut run_once = |which: usize| {
         let started = Instant::now();
-        let result = runtime
-            .block_on(clients[which].run(request.clone()))
-            .expect("Run /bin/true")
-            .into_inner();
-        assert_eq!(
-            result.exited.and_then(|e| e.exit_code),
-            Some(0),
-            "/bin/true failed in the sandbox"
-        );
+        runtime.block_on(run_true(&mut clients[which]));
         started.elapsed()
     };
     let bare_once = || time_command(Command::new("/bin/true"));
-    let bwrap_once = || {
-        let mut c = Command::new("bwrap");
-        c.args([
-            "--ro-bind",
-            "/",
-            "/",
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
-            "--tmpfs",
-            "/tmp",
-            "--unshare-all",
-            "--die-with-parent",
-            "--new-session",
-            "/bin/true",
-        ]);
-        time_command(c)
-    };
+    let bwrap_once = || time_command(bwrap_command());
 
     // Warm up caches, the netns pool and the cgroup hierarchy.
     for _ in 0..20 {
@@ -148,17 +117,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn time_command(mut c: Command) -> Duration {
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let started = Instant::now();
-    let status = c.status().expect("spawn");
-    let elapsed = started.elapsed();
-    assert!(status.success(), "{c:?} failed");
-    elapsed
-}
-
 struct Stats {
     p50: Duration,
     p99: Duration,
@@ -167,12 +125,10 @@ struct Stats {
 
 impl Stats {
     fn of(mut samples: Vec<Duration>) -> Stats {
-        samples.sort();
-        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
         let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
         Stats {
-            p50: at(0.5),
-            p99: at(0.99),
+            p50: percentile(&mut samples, 0.5),
+            p99: percentile(&mut samples, 0.99),
             mean,
         }
     }

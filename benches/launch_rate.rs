@@ -9,7 +9,6 @@
 //! this one so that drift on a shared machine hits both alike. Must run as
 //! root, like the daemon.
 
-use agentjail::proto::ExecRequest;
 use common::Daemon;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -73,15 +72,7 @@ async fn measure(socket: &Path, clients: usize, length: Duration) -> f64 {
         tasks.push(tokio::spawn(async move {
             let mut done = 0u64;
             while Instant::now() < deadline {
-                let r = client
-                    .run(ExecRequest {
-                        argv: vec!["/bin/true".into()],
-                        ..Default::default()
-                    })
-                    .await
-                    .expect("Run")
-                    .into_inner();
-                assert_eq!(r.exited.and_then(|e| e.exit_code), Some(0));
+                common::run_true(&mut client).await;
                 done += 1;
             }
             done

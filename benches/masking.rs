@@ -16,7 +16,7 @@
 
 use agentjail::policy::{LoadOptions, load_dir};
 use agentjail::proto::ExecRequest;
-use common::Daemon;
+use common::{Daemon, percentile};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -55,11 +55,6 @@ fn chown_all(ws: &Path) {
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(ok, "chown the workspace");
-}
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn ms(d: Duration) -> String {
@@ -154,14 +149,14 @@ fn main() {
         println!(
             "{:<28} {:>12} {:>12} {:>14} {:>14}",
             name,
-            ms(pct(&mut samples[i], 0.5)),
-            ms(pct(&mut samples[i], 0.9)),
-            ms(pct(&mut survey_samples[i], 0.5)),
-            ms(pct(&mut survey_samples[i], 0.9)),
+            ms(percentile(&mut samples[i], 0.5)),
+            ms(percentile(&mut samples[i], 0.9)),
+            ms(percentile(&mut survey_samples[i], 0.5)),
+            ms(percentile(&mut survey_samples[i], 0.9)),
         );
     }
-    let base = pct(&mut samples[0], 0.5);
-    let ten = pct(&mut samples[1], 0.5);
+    let base = percentile(&mut samples[0], 0.5);
+    let ten = percentile(&mut samples[1], 0.5);
     println!(
         "\nmasking cost per call (10,000 files, 100 matches): {} at p50 over the empty workspace",
         ms(ten.saturating_sub(base))

@@ -120,6 +120,5 @@ fn main() {
 }
 
 fn p50_ms(samples: &mut [Duration]) -> f64 {
-    samples.sort();
-    samples[samples.len() / 2].as_secs_f64() * 1000.0
+    common::percentile(samples, 0.5).as_secs_f64() * 1000.0
 }

@@ -22,10 +22,12 @@
 use agentjail::proto::read_file_request::Window;
 use agentjail::proto::tool_sandbox_client::ToolSandboxClient;
 use agentjail::proto::{
-    ByteWindow, ExecRequest, GlobRequest, GrepOutput, GrepRequest, ListDirRequest, ReadFileRequest,
-    SortOrder,
+    ByteWindow, GlobRequest, GrepOutput, GrepRequest, ListDirRequest, ReadFileRequest, SortOrder,
 };
-use common::{Daemon, ensure_apt, ensure_bwrap, ensure_nsjail};
+use common::{
+    Daemon, bwrap_command, ensure_apt, ensure_bwrap, ensure_nsjail, percentile, run_true,
+    time_command,
+};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -179,62 +181,11 @@ fn source_text(size: usize) -> String {
 
 // ------------------------------------------------------------------ Run
 
-fn run_request() -> ExecRequest {
-    ExecRequest {
-        argv: vec!["/bin/true".into()],
-        ..Default::default()
-    }
-}
-
-async fn run_true(client: &mut Client) {
-    let result = client
-        .run(run_request())
-        .await
-        .expect("Run /bin/true")
-        .into_inner();
-    assert_eq!(
-        result.exited.and_then(|e| e.exit_code),
-        Some(0),
-        "/bin/true failed in the sandbox"
-    );
-}
-
-fn bwrap_command() -> Command {
-    let mut c = Command::new("bwrap");
-    c.args([
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--tmpfs",
-        "/tmp",
-        "--unshare-all",
-        "--die-with-parent",
-        "--new-session",
-        "/bin/true",
-    ]);
-    c
-}
-
 fn nsjail_command(nsjail: &Path) -> Command {
     let mut c = Command::new(nsjail);
     // Once mode, all namespaces (its default), the host's / read-only.
     c.args(["-Mo", "-q", "--chroot", "/", "--", "/bin/true"]);
     c
-}
-
-fn time_command(mut c: Command) -> Duration {
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let started = Instant::now();
-    let status = c.status().expect("spawn");
-    let elapsed = started.elapsed();
-    assert!(status.success(), "{c:?} failed");
-    elapsed
 }
 
 const CONTENDERS: [&str; 4] = ["agentjail Run (cold)", "bare spawn", "bwrap", "nsjail"];
@@ -692,11 +643,9 @@ struct Stats {
 
 impl Stats {
     fn of(mut samples: Vec<Duration>) -> Stats {
-        samples.sort();
-        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
         Stats {
-            p50: at(0.5),
-            p99: at(0.99),
+            p50: percentile(&mut samples, 0.5),
+            p99: percentile(&mut samples, 0.99),
         }
     }
 }

@@ -4,29 +4,48 @@
 
 use std::borrow::Cow;
 
+/// A request limit: the name a refusal gives it (the ErrorInfo's `limit`,
+/// as the README's "Limits" lists it) and its value, kept together so that
+/// every check of it says the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub name: &'static str,
+    pub max: usize,
+}
+
 /// Bytes of a path argument: `crate::fs::MAX_PATH_BYTES`, checked by the
 /// path validation (INVALID_ARGUMENT).
 /// Bytes of a Glob pattern, or of Grep's pattern or glob filter.
-pub const MAX_PATTERN_BYTES: usize = 4096;
+pub const MAX_PATTERN_BYTES: Limit = limit("max_pattern_bytes", 4096);
 /// Compiled size of a Grep regex, and the lazy DFA's cache (grep-regex's
 /// own defaults are 100 MiB and 1 GiB).
 pub const REGEX_SIZE_LIMIT: usize = 4 << 20;
 pub const REGEX_DFA_SIZE_LIMIT: usize = 4 << 20;
 /// Entries of a command's argv, and their bytes together.
-pub const MAX_ARGV_ENTRIES: usize = 4096;
-pub const MAX_ARGV_BYTES: usize = 1 << 20;
+pub const MAX_ARGV_ENTRIES: Limit = limit("max_argv_entries", 4096);
+pub const MAX_ARGV_BYTES: Limit = limit("max_argv_bytes", 1 << 20);
 /// Entries of a command's environment, and their bytes together.
-pub const MAX_ENV_ENTRIES: usize = 256;
-pub const MAX_ENV_BYTES: usize = 256 << 10;
+pub const MAX_ENV_ENTRIES: Limit = limit("max_env_entries", 256);
+pub const MAX_ENV_BYTES: Limit = limit("max_env_bytes", 256 << 10);
 /// Bytes of a `sh -c` script.
-pub const MAX_SHELL_BYTES: usize = 1 << 20;
+pub const MAX_SHELL_BYTES: Limit = limit("max_shell_bytes", 1 << 20);
 /// Edits in one EditFile call.
-pub const MAX_EDITS: usize = 1024;
+pub const MAX_EDITS: Limit = limit("max_edits", 1024);
 /// Occurrences of any one field at the top of a request message, counted on
 /// the wire before it is decoded: the largest of the per-field limits above,
 /// so that a request of millions of tiny entries is refused without building
 /// them (the per-field limits then name the precise one).
-pub const MAX_REPEATED_ENTRIES: usize = max(max(MAX_ARGV_ENTRIES, MAX_ENV_ENTRIES), MAX_EDITS);
+pub const MAX_REPEATED_ENTRIES: Limit = limit(
+    "max_repeated_entries",
+    max(
+        max(MAX_ARGV_ENTRIES.max, MAX_ENV_ENTRIES.max),
+        MAX_EDITS.max,
+    ),
+);
+
+const fn limit(name: &'static str, max: usize) -> Limit {
+    Limit { name, max }
+}
 
 const fn max(a: usize, b: usize) -> usize {
     if a > b { a } else { b }

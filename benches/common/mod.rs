@@ -3,9 +3,12 @@
 // Each bench uses a different part of this module.
 #![allow(dead_code)]
 
+use agentjail::proto::ExecRequest;
+use agentjail::proto::tool_sandbox_client::ToolSandboxClient;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tonic::transport::Channel;
 
 /// bubblewrap is only a point of comparison: install it for the bench.
 pub fn ensure_bwrap() {
@@ -22,6 +25,65 @@ pub fn ensure_bwrap() {
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(ok && which("bwrap"), "could not install bubblewrap");
+}
+
+/// The bubblewrap sandbox the benches compare against: every namespace, the
+/// host's / read-only, running `/bin/true`.
+pub fn bwrap_command() -> Command {
+    let mut c = Command::new("bwrap");
+    c.args([
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "/bin/true",
+    ]);
+    c
+}
+
+/// How long `c` takes from spawn to exit (it must succeed), its output
+/// discarded.
+pub fn time_command(mut c: Command) -> Duration {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let started = Instant::now();
+    let status = c.status().expect("spawn");
+    let elapsed = started.elapsed();
+    assert!(status.success(), "{c:?} failed");
+    elapsed
+}
+
+/// One Run of `/bin/true`, which must exit 0: the call every command bench
+/// times.
+pub async fn run_true(client: &mut ToolSandboxClient<Channel>) {
+    let result = client
+        .run(ExecRequest {
+            argv: vec!["/bin/true".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("Run /bin/true")
+        .into_inner();
+    assert_eq!(
+        result.exited.and_then(|e| e.exit_code),
+        Some(0),
+        "/bin/true failed in the sandbox"
+    );
+}
+
+/// The `q` quantile (0.0 to 1.0) of `samples`, by nearest rank; sorts them.
+pub fn percentile(samples: &mut [Duration], q: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() - 1) as f64 * q).round() as usize]
 }
 
 fn which(program: &str) -> bool {

@@ -10,17 +10,16 @@ pub trait WithinLimits {
     fn within_limits(&self) -> ToolResult<()>;
 }
 
-fn at_most(limit: &str, max: usize, got: usize, what_next: &str) -> ToolResult<()> {
-    if got > max {
-        return Err(ToolError::limit(limit, max, got, what_next));
+fn at_most(limit: Limit, got: usize, what_next: &str) -> ToolResult<()> {
+    if got > limit.max {
+        return Err(ToolError::limit(limit.name, limit.max, got, what_next));
     }
     Ok(())
 }
 
-fn pattern(limit: &str, value: &str) -> ToolResult<()> {
+fn pattern(limit: Limit, value: &str) -> ToolResult<()> {
     at_most(
         limit,
-        MAX_PATTERN_BYTES,
         value.len(),
         "use a shorter pattern, or several calls",
     )
@@ -52,7 +51,6 @@ nothing_more!(
 impl WithinLimits for EditFileRequest {
     fn within_limits(&self) -> ToolResult<()> {
         at_most(
-            "max_edits",
             MAX_EDITS,
             self.edits.len(),
             "split the edits over several calls, or write the whole file",
@@ -62,42 +60,32 @@ impl WithinLimits for EditFileRequest {
 
 impl WithinLimits for GlobRequest {
     fn within_limits(&self) -> ToolResult<()> {
-        pattern("max_pattern_bytes", &self.pattern)
+        pattern(MAX_PATTERN_BYTES, &self.pattern)
     }
 }
 
 impl WithinLimits for GrepRequest {
     fn within_limits(&self) -> ToolResult<()> {
-        pattern("max_pattern_bytes", &self.pattern)?;
-        pattern("max_pattern_bytes (glob)", &self.glob)
+        pattern(MAX_PATTERN_BYTES, &self.pattern)?;
+        // The same limit; the name says which field is over it.
+        let glob = Limit {
+            name: "max_pattern_bytes (glob)",
+            ..MAX_PATTERN_BYTES
+        };
+        pattern(glob, &self.glob)
     }
 }
 
 impl WithinLimits for ExecRequest {
     fn within_limits(&self) -> ToolResult<()> {
         let pass_data = "pass large data through stdin or a file in the workspace";
-        at_most(
-            "max_argv_entries",
-            MAX_ARGV_ENTRIES,
-            self.argv.len(),
-            pass_data,
-        )?;
+        at_most(MAX_ARGV_ENTRIES, self.argv.len(), pass_data)?;
         let argv_bytes: usize = self.argv.iter().map(|a| a.len() + 1).sum();
-        at_most("max_argv_bytes", MAX_ARGV_BYTES, argv_bytes, pass_data)?;
-        at_most(
-            "max_shell_bytes",
-            MAX_SHELL_BYTES,
-            self.shell.len(),
-            pass_data,
-        )?;
-        at_most(
-            "max_env_entries",
-            MAX_ENV_ENTRIES,
-            self.env.len(),
-            pass_data,
-        )?;
+        at_most(MAX_ARGV_BYTES, argv_bytes, pass_data)?;
+        at_most(MAX_SHELL_BYTES, self.shell.len(), pass_data)?;
+        at_most(MAX_ENV_ENTRIES, self.env.len(), pass_data)?;
         let env_bytes: usize = self.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-        at_most("max_env_bytes", MAX_ENV_BYTES, env_bytes, pass_data)
+        at_most(MAX_ENV_BYTES, env_bytes, pass_data)
     }
 }
 
@@ -109,19 +97,19 @@ mod tests {
     #[test]
     fn a_request_over_a_limit_is_refused_naming_it() {
         let req = ExecRequest {
-            argv: vec![String::new(); MAX_ARGV_ENTRIES + 1],
+            argv: vec![String::new(); MAX_ARGV_ENTRIES.max + 1],
             ..Default::default()
         };
         let err = req.within_limits().unwrap_err();
         assert_eq!(err.reason, Reason::LimitExceeded);
-        assert_eq!(err.metadata_value("limit"), Some("max_argv_entries"));
+        assert_eq!(err.metadata_value("limit"), Some(MAX_ARGV_ENTRIES.name));
         let ok = ExecRequest {
             argv: vec!["true".into()],
             ..Default::default()
         };
         assert!(ok.within_limits().is_ok());
         let glob = GlobRequest {
-            pattern: "a".repeat(MAX_PATTERN_BYTES + 1),
+            pattern: "a".repeat(MAX_PATTERN_BYTES.max + 1),
             ..Default::default()
         };
         assert_eq!(

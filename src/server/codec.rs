@@ -10,6 +10,7 @@
 //! gigabytes of decoded strings.
 
 use crate::error::{Reason, ToolError};
+use crate::limits::Limit;
 use std::marker::PhantomData;
 use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
@@ -95,13 +96,13 @@ fn type_name<U>() -> &'static str {
 
 /// The limit that binds a repeated request field on the wire: its own where
 /// `crate::limits` names one, else the largest of them.
-fn repeated_limit(message: &str, field: u32) -> (&'static str, usize) {
+fn repeated_limit(message: &str, field: u32) -> Limit {
     use crate::limits::*;
     match (message, field) {
-        ("ExecRequest", 2) => ("max_argv_entries", MAX_ARGV_ENTRIES),
-        ("ExecRequest", 5) => ("max_env_entries", MAX_ENV_ENTRIES),
-        ("EditFileRequest", 3) => ("max_edits", MAX_EDITS),
-        _ => ("max_repeated_entries", MAX_REPEATED_ENTRIES),
+        ("ExecRequest", 2) => MAX_ARGV_ENTRIES,
+        ("ExecRequest", 5) => MAX_ENV_ENTRIES,
+        ("EditFileRequest", 3) => MAX_EDITS,
+        _ => MAX_REPEATED_ENTRIES,
     }
 }
 
@@ -117,7 +118,7 @@ fn check_repeated(message: &str, mut wire: &[u8]) -> Result<(), Status> {
         };
         let n = counts.entry(tag).or_insert(0);
         *n += 1;
-        let (limit, max) = repeated_limit(message, tag);
+        let Limit { name: limit, max } = repeated_limit(message, tag);
         if *n > max {
             let mut status = ToolError::new(
                 Reason::LimitExceeded,
@@ -167,7 +168,7 @@ mod repeated_tests {
     #[test]
     fn millions_of_empty_entries_are_refused_before_decoding() {
         let req = crate::proto::ExecRequest {
-            argv: vec![String::new(); crate::limits::MAX_ARGV_ENTRIES + 1],
+            argv: vec![String::new(); crate::limits::MAX_ARGV_ENTRIES.max + 1],
             ..Default::default()
         };
         let err = check_repeated("ExecRequest", &req.encode_to_vec()).unwrap_err();
@@ -182,7 +183,7 @@ mod repeated_tests {
             ..Default::default()
         }
         .encode_to_vec()
-        .repeat(crate::limits::MAX_REPEATED_ENTRIES + 1);
+        .repeat(crate::limits::MAX_REPEATED_ENTRIES.max + 1);
         let err = check_repeated("GlobRequest", &other).unwrap_err();
         assert!(
             err.message().contains("max_repeated_entries"),
@@ -194,7 +195,7 @@ mod repeated_tests {
     #[test]
     fn requests_within_the_limit_pass_the_scan() {
         let req = crate::proto::ExecRequest {
-            argv: vec!["x".into(); crate::limits::MAX_ARGV_ENTRIES],
+            argv: vec!["x".into(); crate::limits::MAX_ARGV_ENTRIES.max],
             ..Default::default()
         };
         assert!(check_repeated("ExecRequest", &req.encode_to_vec()).is_ok());

@@ -8,17 +8,17 @@
 //! key, so a retry runs again. Memory is bounded by `MAX_ENTRIES` and
 //! `MAX_BYTES` (the oldest answers go first).
 //!
-//! A new mutating RPC (e.g. a session's StartProcess) takes part like this:
-//! `fingerprint` its request (`fingerprint_with_map` when it carries a
-//! protobuf map, whose wire order is arbitrary), call
-//! `Idempotency::begin(agent, "StartProcess", key, fp)`: on `Replay`
-//! answer the stored response (after the role and rate checks, as for any
-//! call), on `Run` do the work and `Claim::finish` with the encoded answer
-//! (drop the claim on failure: the key is free again).
+//! A mutating RPC takes part like this: its request is `Idempotent` (the
+//! key, and what counts as the same request), and its work runs through
+//! `Idempotency::once` with `Call::new(agent, method, &request)` and what
+//! to keep of a success; on `Once::Replayed` it answers and records the
+//! stored answer (after the role and rate checks, as for any call).
 
 use crate::error::{Reason, ToolError};
+use prost::Message;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,85 @@ pub struct Stored {
     pub rule: String,
 }
 
+impl Stored {
+    /// The rule a replay's record and answer name.
+    pub fn replay_rule(&self) -> String {
+        format!(
+            "{} (idempotent replay of request {})",
+            self.rule, self.request_id
+        )
+    }
+}
+
+/// A request that may carry an `idempotency_key` (the mutating ones do).
+pub trait Idempotent: Message + Sized {
+    fn idempotency_key(&self) -> &str {
+        ""
+    }
+
+    /// What counts as the same request: the request byte for byte.
+    fn fingerprint(&self) -> [u8; 32] {
+        fingerprint(&self.encode_to_vec())
+    }
+}
+
+/// Requests with an environment map: the request, its environment in name
+/// order (protobuf maps have no order of their own on the wire).
+macro_rules! keyed_with_env {
+    ($($req:ty),*) => {$(
+        impl Idempotent for $req {
+            fn idempotency_key(&self) -> &str {
+                &self.idempotency_key
+            }
+
+            fn fingerprint(&self) -> [u8; 32] {
+                let mut plain = self.clone();
+                plain.env.clear();
+                fingerprint_with_map(&plain.encode_to_vec(), &self.env)
+            }
+        }
+    )*};
+}
+
+keyed_with_env!(crate::proto::ExecRequest, crate::proto::StartProcessRequest);
+
+/// A call as its key sees it: whose, which method, which key (empty: none)
+/// and which request.
+pub struct Call {
+    agent: String,
+    method: &'static str,
+    key: String,
+    fingerprint: [u8; 32],
+}
+
+impl Call {
+    pub fn new(agent: &str, method: &'static str, request: &impl Idempotent) -> Self {
+        let key = request.idempotency_key().to_string();
+        // A call without a key is never fingerprinted.
+        let fingerprint = if key.is_empty() {
+            [0; 32]
+        } else {
+            request.fingerprint()
+        };
+        Call {
+            agent: agent.to_string(),
+            method,
+            key,
+            fingerprint,
+        }
+    }
+}
+
+/// How a call through `Idempotency::once` went.
+pub enum Once<Resp, Done> {
+    /// It ran (it had no key, or was the first with its key): the work's own
+    /// result.
+    Ran(Done),
+    /// A retry of a success: the first answer, decoded, and where it came
+    /// from.
+    Replayed(Resp, Arc<Stored>),
+}
+
 struct Entry {
     fingerprint: [u8; 32],
     slot: Slot,
@@ -66,7 +145,7 @@ pub struct Idempotency {
 }
 
 /// What to do with a call that carries a key.
-pub enum Begin {
+enum Begin {
     /// Run it; `Claim::finish` stores the answer.
     Run(Claim),
     /// Answer this again.
@@ -75,19 +154,19 @@ pub enum Begin {
 
 /// The key, held while the first call runs; freed if it is dropped
 /// unfinished (the call failed).
-pub struct Claim {
+struct Claim {
     inner: Arc<Mutex<Inner>>,
     key: Option<Key>,
 }
 
-pub fn fingerprint(encoded_request: &[u8]) -> [u8; 32] {
+fn fingerprint(encoded_request: &[u8]) -> [u8; 32] {
     Sha256::digest(encoded_request).into()
 }
 
 /// The fingerprint of a request with a map field: `encoded_without_map` is
 /// the request with the map cleared, `map` its entries (taken in name
 /// order, each part length-prefixed).
-pub fn fingerprint_with_map(
+fn fingerprint_with_map(
     encoded_without_map: &[u8],
     map: &std::collections::HashMap<String, String>,
 ) -> [u8; 32] {
@@ -105,7 +184,43 @@ pub fn fingerprint_with_map(
 }
 
 impl Idempotency {
-    pub fn begin(
+    /// The begin / replay / claim sequence of every keyed call. A call
+    /// without a key just runs. The first with its key runs `run`, and its
+    /// success is kept as `keep` makes it (`None` keeps nothing: the key is
+    /// free again); a retry of the same request gets that answer back
+    /// instead, decoded as `Resp`. The outer error refuses the call before
+    /// any work (a bad key, a key used for another request, the first
+    /// still running); a failed or dropped `run` frees the key.
+    pub async fn once<Resp, Out, E, Fut>(
+        &self,
+        call: Call,
+        run: impl FnOnce() -> Fut,
+        keep: impl FnOnce(&Out) -> Option<Stored>,
+    ) -> Result<Once<Resp, Result<Out, E>>, ToolError>
+    where
+        Resp: Message + Default,
+        Fut: Future<Output = Result<Out, E>>,
+    {
+        if call.key.is_empty() {
+            return Ok(Once::Ran(run().await));
+        }
+        match self.begin(&call.agent, call.method, &call.key, call.fingerprint)? {
+            Begin::Replay(first) => {
+                let response = Resp::decode(first.response.as_slice())
+                    .map_err(|e| ToolError::internal(format!("a stored answer is corrupt: {e}")))?;
+                Ok(Once::Replayed(response, first))
+            }
+            Begin::Run(claim) => {
+                let done = run().await;
+                if let Some(stored) = done.as_ref().ok().and_then(keep) {
+                    claim.finish(stored);
+                }
+                Ok(Once::Ran(done))
+            }
+        }
+    }
+
+    fn begin(
         &self,
         agent: &str,
         method: &'static str,
@@ -164,7 +279,7 @@ impl Idempotency {
 
 impl Claim {
     /// Stores the first answer for replays.
-    pub fn finish(mut self, stored: Stored) {
+    fn finish(mut self, stored: Stored) {
         let Some(key) = self.key.take() else { return };
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let size = stored.response.len();
@@ -297,6 +412,120 @@ mod tests {
             ids.begin("a", "WriteFile", "k", [2; 32]),
             Ok(Begin::Run(_))
         ));
+    }
+
+    use crate::proto::{ExecRequest, ExecResult};
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    fn keyed_run(key: &str, argv: &str) -> ExecRequest {
+        ExecRequest {
+            argv: vec![argv.into()],
+            idempotency_key: key.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Runs `req` through `once`, answering `answer` (counted in `runs`)
+    /// and keeping it if `keep`.
+    async fn once_with(
+        ids: &Idempotency,
+        req: &ExecRequest,
+        answer: Result<&str, ToolError>,
+        keep: bool,
+        runs: &AtomicUsize,
+    ) -> Result<Once<ExecResult, Result<ExecResult, ToolError>>, ToolError> {
+        ids.once(
+            Call::new("a", "Run", req),
+            || async {
+                runs.fetch_add(1, SeqCst);
+                answer.map(|id| ExecResult {
+                    exec_id: id.into(),
+                    ..Default::default()
+                })
+            },
+            |result: &ExecResult| {
+                keep.then(|| Stored {
+                    response: result.encode_to_vec(),
+                    request_id: result.exec_id.clone(),
+                    rule: "rule".into(),
+                })
+            },
+        )
+        .await
+    }
+
+    fn ran(once: Once<ExecResult, Result<ExecResult, ToolError>>) -> Result<String, ToolError> {
+        match once {
+            Once::Ran(done) => done.map(|r| r.exec_id),
+            Once::Replayed(..) => panic!("expected a run, got a replay"),
+        }
+    }
+
+    #[tokio::test]
+    async fn once_runs_the_first_call_and_replays_its_success() {
+        let ids = Idempotency::default();
+        let runs = AtomicUsize::new(0);
+        let req = keyed_run("k", "true");
+        let first = once_with(&ids, &req, Ok("r1"), true, &runs).await;
+        assert_eq!(ran(first.unwrap()).unwrap(), "r1");
+        match once_with(&ids, &req, Ok("r2"), true, &runs).await.unwrap() {
+            Once::Replayed(answer, first) => {
+                assert_eq!(answer.exec_id, "r1");
+                assert_eq!(
+                    first.replay_rule(),
+                    "rule (idempotent replay of request r1)"
+                );
+            }
+            Once::Ran(_) => panic!("a retry must replay"),
+        }
+        assert_eq!(runs.load(SeqCst), 1);
+        // Another request under the key is refused without running.
+        let other = once_with(&ids, &keyed_run("k", "false"), Ok("r3"), true, &runs).await;
+        assert_eq!(other.err().unwrap().reason, Reason::IdempotencyKeyReused);
+        assert_eq!(runs.load(SeqCst), 1);
+    }
+
+    #[test]
+    fn a_keyed_requests_fingerprint_ignores_its_environments_order() {
+        let mut a = keyed_run("k", "env");
+        let mut b = a.clone();
+        for i in 0..20 {
+            a.env.insert(format!("V{i}"), i.to_string());
+        }
+        for i in (0..20).rev() {
+            b.env.insert(format!("V{i}"), i.to_string());
+        }
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        b.env.insert("V0".into(), "other".into());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[tokio::test]
+    async fn once_without_a_key_runs_every_time() {
+        let ids = Idempotency::default();
+        let runs = AtomicUsize::new(0);
+        let req = keyed_run("", "true");
+        for id in ["r1", "r2"] {
+            let done = once_with(&ids, &req, Ok(id), true, &runs).await.unwrap();
+            assert_eq!(ran(done).unwrap(), id);
+        }
+        assert_eq!(runs.load(SeqCst), 2);
+        assert!(ids.inner.lock().unwrap().entries.is_empty());
+    }
+
+    #[tokio::test]
+    async fn once_frees_the_key_after_a_failure_or_an_answer_not_kept() {
+        let ids = Idempotency::default();
+        let runs = AtomicUsize::new(0);
+        let req = keyed_run("k", "true");
+        let failed = once_with(&ids, &req, Err(ToolError::internal("boom")), true, &runs).await;
+        assert!(ran(failed.unwrap()).is_err());
+        let not_kept = once_with(&ids, &req, Ok("r2"), false, &runs).await;
+        assert_eq!(ran(not_kept.unwrap()).unwrap(), "r2");
+        // Both freed the key: a third call runs, even with another request.
+        let other = once_with(&ids, &keyed_run("k", "false"), Ok("r3"), true, &runs).await;
+        assert_eq!(ran(other.unwrap()).unwrap(), "r3");
+        assert_eq!(runs.load(SeqCst), 3);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! that allowed it or a status that says why not.
 
 use super::caps::Kind;
-use super::idempotency::{self, Begin, Stored};
+use super::idempotency::{Call, Idempotent, Once, Stored};
 use super::identity::{Caller, agent_for};
 use super::record::{AuditArgs, AuditOutcome, EntryStart};
 use super::state::State;
@@ -71,13 +71,6 @@ file_messages! {
     MakeDirRequest => MakeDirResponse, |r| r.path.clone(), mutates: true;
     MoveRequest => MoveResponse, |r| format!("{} -> {}", r.from, r.to), mutates: true;
     RemoveRequest => RemoveResponse, |r| r.path.clone(), mutates: true;
-}
-
-/// A request that may carry an `idempotency_key` (the mutating ones).
-pub trait Idempotent {
-    fn idempotency_key(&self) -> &str {
-        ""
-    }
 }
 
 macro_rules! idempotent {
@@ -331,34 +324,22 @@ impl ToolService {
             + prost::Message,
         Resp: prost::Message + Default + Send + 'static,
     {
-        let key = req.idempotency_key().to_string();
-        if key.is_empty() {
-            return self.run_tool(agent, req, tool, entry, intent, stop).await;
-        }
-        let fingerprint = idempotency::fingerprint(&req.encode_to_vec());
-        match self
-            .state
-            .idempotency
-            .begin(&agent.name, entry.method, &key, fingerprint)?
-        {
-            Begin::Replay(first) => {
-                let response = Resp::decode(first.response.as_slice())
-                    .map_err(|e| ToolError::internal(format!("a stored answer is corrupt: {e}")))?;
-                let rule = format!(
-                    "{} (idempotent replay of request {})",
-                    first.rule, first.request_id
-                );
-                Ok(Outcome::new(response, Arc::from(rule)))
-            }
-            Begin::Run(claim) => {
-                // A failure drops the claim: the key is free for a retry.
-                let outcome = self.run_tool(agent, req, tool, entry, intent, stop).await?;
-                claim.finish(Stored {
+        let call = Call::new(&agent.name, entry.method, &req);
+        let once = self.state.idempotency.once(
+            call,
+            || self.run_tool(agent, req, tool, entry, intent, stop),
+            |outcome: &Outcome<Resp>| {
+                Some(Stored {
                     response: outcome.response.encode_to_vec(),
                     request_id: entry.request_id.clone(),
                     rule: outcome.rule.to_string(),
-                });
-                Ok(outcome)
+                })
+            },
+        );
+        match once.await? {
+            Once::Ran(outcome) => outcome,
+            Once::Replayed(response, first) => {
+                Ok(Outcome::new(response, Arc::from(first.replay_rule())))
             }
         }
     }

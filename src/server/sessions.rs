@@ -703,23 +703,27 @@ impl ToolService {
         agent: Arc<AgentPolicy>,
         req: StartProcessRequest,
     ) -> Work<StartProcessResponse> {
-        use super::idempotency::{self, Begin, Stored};
+        use super::idempotency::{Call, Once, Stored};
         use prost::Message;
-        if req.idempotency_key.is_empty() {
-            return self.start_process_work(agent, req).await;
-        }
-        let mut plain = req.clone();
-        plain.env.clear();
-        let fingerprint = idempotency::fingerprint_with_map(&plain.encode_to_vec(), &req.env);
-        let key = req.idempotency_key.clone();
-        match self
-            .state()
-            .idempotency
-            .begin(&agent.name, "StartProcess", &key, fingerprint)?
-        {
-            Begin::Replay(first) => {
-                let response = StartProcessResponse::decode(first.response.as_slice())
-                    .map_err(|e| ToolError::internal(format!("a stored answer is corrupt: {e}")))?;
+        let call = Call::new(&agent.name, "StartProcess", &req);
+        let once = self.state().idempotency.once(
+            call,
+            || self.clone().start_process_work(agent, req),
+            |(response, _): &(StartProcessResponse, audit::Outcome)| {
+                let started = response
+                    .process
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.process_id.clone());
+                Some(Stored {
+                    response: response.encode_to_vec(),
+                    request_id: format!("process {started}"),
+                    rule: String::new(),
+                })
+            },
+        );
+        match once.await? {
+            Once::Ran(done) => done,
+            Once::Replayed(response, first) => {
                 let outcome = audit::Outcome {
                     message: Some(format!(
                         "idempotent replay of the start of {}",
@@ -727,20 +731,6 @@ impl ToolService {
                     )),
                     ..Default::default()
                 };
-                Ok((response, outcome))
-            }
-            Begin::Run(claim) => {
-                // A failure drops the claim: the key is free for a retry.
-                let (response, outcome) = self.start_process_work(agent, req).await?;
-                let started = response
-                    .process
-                    .as_ref()
-                    .map_or_else(String::new, |p| p.process_id.clone());
-                claim.finish(Stored {
-                    response: response.encode_to_vec(),
-                    request_id: format!("process {started}"),
-                    rule: String::new(),
-                });
                 Ok((response, outcome))
             }
         }

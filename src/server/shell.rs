@@ -3,7 +3,7 @@
 
 use super::bounds::WithinLimits;
 use super::caps::Kind;
-use super::idempotency::{self, Begin, Stored};
+use super::idempotency::{Call, Once, Stored};
 use super::identity::{Caller, agent_for};
 use super::record::EntryStart;
 use super::service::{ToolService, refusal_status, workspace_index};
@@ -217,8 +217,9 @@ impl ToolService {
         request: Request<ExecRequest>,
         stop: Stop,
     ) -> Result<ExecResult, Status> {
-        let key = request.get_ref().idempotency_key.clone();
-        if key.is_empty() {
+        // Without a key there is nothing to look up, and no agent to resolve
+        // here.
+        if request.get_ref().idempotency_key.is_empty() {
             return self.run_command(request, stop).await;
         }
         let policy = self.state().policy();
@@ -235,7 +236,6 @@ impl ToolService {
         };
         let started = Instant::now();
         let request_id = self.state().next_request_id();
-        let fingerprint = exec_fingerprint(request.get_ref());
         let entry = EntryStart::new(
             &request_id,
             caller.as_ref().ok(),
@@ -244,37 +244,46 @@ impl ToolService {
             &policy.redactor,
             &policy.version,
         );
-        let begun = self
-            .state()
-            .idempotency
-            .begin(&agent.name, "Run", &key, fingerprint)
-            .and_then(|b| match b {
-                // A replay does no work, but it is a call: it passes the
-                // rate limit (a first run passes it on the command path).
-                Begin::Replay(first) => self
-                    .state()
-                    .limiters
-                    .check(&agent, "Run")
-                    .and_then(|()| {
-                        ExecResult::decode(first.response.as_slice()).map_err(|e| {
-                            ToolError::internal(format!("a stored answer is corrupt: {e}"))
-                        })
-                    })
-                    .map(|r| Ok((r, first))),
-                Begin::Run(claim) => Ok(Err(claim)),
-            });
-        match begun {
+        let call = Call::new(&agent.name, "Run", request.get_ref());
+        // A refusal or failure keeps nothing: the key stays free; so does a
+        // command stopped because its client went away.
+        let gone = stop.clone();
+        let once = self.state().idempotency.once(
+            call,
+            || self.run_command(request, stop),
+            |result: &ExecResult| {
+                if gone.reason().is_some() {
+                    return None;
+                }
+                let mut stored = result.clone();
+                let info = stored.exited.as_mut().and_then(|e| e.info.take());
+                Some(Stored {
+                    response: stored.encode_to_vec(),
+                    request_id: result.exec_id.clone(),
+                    rule: info.map(|i| i.rule).unwrap_or_default(),
+                })
+            },
+        );
+        let replayed: Result<(ExecResult, _), _> = match once.await {
+            Ok(Once::Ran(result)) => return result,
+            // A replay does no work, but it is a call: it passes the rate
+            // limit (a first run passes it on the command path).
+            Ok(Once::Replayed(result, first)) => self
+                .state()
+                .limiters
+                .check(&agent, "Run")
+                .map(|()| (result, first)),
+            Err(err) => Err(err),
+        };
+        match replayed {
             Err(err) => {
                 let elapsed_us = started.elapsed().as_micros() as u64;
                 let record = entry.refused(Some(&agent.name), &err, elapsed_us, &policy.redactor);
                 let seq = self.audited(record, &request_id).await?;
                 Err(refusal_status(&err, &request_id, seq))
             }
-            Ok(Ok((mut result, first))) => {
-                let rule = format!(
-                    "{} (idempotent replay of request {})",
-                    first.rule, first.request_id
-                );
+            Ok((mut result, first)) => {
+                let rule = first.replay_rule();
                 let outcome = crate::audit::Outcome {
                     status: "OK".into(),
                     duration_us: started.elapsed().as_micros() as u64,
@@ -292,23 +301,6 @@ impl ToolService {
                         policy_version: policy.version.clone(),
                     });
                 }
-                Ok(result)
-            }
-            Ok(Err(claim)) => {
-                // A refusal or failure drops the claim: the key stays free;
-                // so does a command stopped because its client went away.
-                let gone = stop.clone();
-                let result = self.run_command(request, stop).await?;
-                if gone.reason().is_some() {
-                    return Ok(result);
-                }
-                let mut stored = result.clone();
-                let info = stored.exited.as_mut().and_then(|e| e.info.take());
-                claim.finish(Stored {
-                    response: stored.encode_to_vec(),
-                    request_id: result.exec_id.clone(),
-                    rule: info.map(|i| i.rule).unwrap_or_default(),
-                });
                 Ok(result)
             }
         }
@@ -551,14 +543,6 @@ fn captured(buffer: HeadTail) -> CapturedOutput {
         omitted_bytes,
         total_bytes,
     }
-}
-
-/// A Run's idempotency fingerprint: the request, its environment in name
-/// order (protobuf maps have no order of their own).
-fn exec_fingerprint(req: &ExecRequest) -> [u8; 32] {
-    let mut plain = req.clone();
-    plain.env.clear();
-    idempotency::fingerprint_with_map(&plain.encode_to_vec(), &req.env)
 }
 
 /// A failed launch as the caller sees it, decided on the typed error (the

@@ -325,7 +325,7 @@ fn parse_report(report: &[u8], _workspace: &std::path::Path) -> Option<Shell> {
         bytes += text.len();
         env.push((name.to_string(), value.to_string()));
     }
-    if env.len() > crate::limits::MAX_ENV_ENTRIES || bytes > crate::limits::MAX_ENV_BYTES {
+    if env.len() > crate::limits::MAX_ENV_ENTRIES.max || bytes > crate::limits::MAX_ENV_BYTES.max {
         return None;
     }
     Some(Shell {

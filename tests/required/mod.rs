@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+/// Whether we run under CI (`CI=true` or `CI=1`): nothing may be skipped
+/// there. The one test-side definition (`shell_common::under_ci` calls it).
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }

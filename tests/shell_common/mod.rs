@@ -30,6 +30,8 @@
 
 #[path = "../launch/mod.rs"]
 mod launch;
+#[path = "../required/mod.rs"]
+mod required;
 
 // Every suite uses a different part of these.
 #[allow(unused_imports)]
@@ -70,7 +72,7 @@ pub const ESSENTIAL: &[&str] = &[
 
 /// Whether we run under CI (`CI=true`): nothing may be skipped there.
 pub fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+    required::in_ci()
 }
 
 /// Where `name` resolves on the sandbox PATH (which binds the host dirs).
