@@ -76,23 +76,84 @@ impl WithinLimits for GrepRequest {
     }
 }
 
+/// A command's argv, script and environment: the same limits for a Run, an
+/// Exec and a session's background process.
+fn command_input<'a>(
+    argv: &[String],
+    shell: &str,
+    env: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
+) -> ToolResult<()> {
+    let pass_data = "pass large data through stdin or a file in the workspace";
+    at_most(MAX_ARGV_ENTRIES, argv.len(), pass_data)?;
+    let argv_bytes: usize = argv.iter().map(|a| a.len() + 1).sum();
+    at_most(MAX_ARGV_BYTES, argv_bytes, pass_data)?;
+    at_most(MAX_SHELL_BYTES, shell.len(), pass_data)?;
+    environment(env)
+}
+
+fn environment<'a>(env: impl ExactSizeIterator<Item = (&'a String, &'a String)>) -> ToolResult<()> {
+    let pass_data = "pass large data through stdin or a file in the workspace";
+    at_most(MAX_ENV_ENTRIES, env.len(), pass_data)?;
+    let env_bytes: usize = env.map(|(k, v)| k.len() + v.len() + 2).sum();
+    at_most(MAX_ENV_BYTES, env_bytes, pass_data)
+}
+
 impl WithinLimits for ExecRequest {
     fn within_limits(&self) -> ToolResult<()> {
-        let pass_data = "pass large data through stdin or a file in the workspace";
-        at_most(MAX_ARGV_ENTRIES, self.argv.len(), pass_data)?;
-        let argv_bytes: usize = self.argv.iter().map(|a| a.len() + 1).sum();
-        at_most(MAX_ARGV_BYTES, argv_bytes, pass_data)?;
-        at_most(MAX_SHELL_BYTES, self.shell.len(), pass_data)?;
-        at_most(MAX_ENV_ENTRIES, self.env.len(), pass_data)?;
-        let env_bytes: usize = self.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-        at_most(MAX_ENV_BYTES, env_bytes, pass_data)
+        command_input(&self.argv, &self.shell, self.env.iter())
     }
 }
+
+impl WithinLimits for StartProcessRequest {
+    fn within_limits(&self) -> ToolResult<()> {
+        command_input(&self.argv, &self.shell, self.env.iter())
+    }
+}
+
+impl WithinLimits for OpenSessionRequest {
+    fn within_limits(&self) -> ToolResult<()> {
+        environment(self.env.iter())
+    }
+}
+
+// WriteStdin's data is bounded by its own check (TOO_LARGE, as a Run's
+// stdin is); the others carry ids and small numbers only.
+nothing_more!(
+    CloseSessionRequest,
+    ListSessionsRequest,
+    ReadOutputRequest,
+    WriteStdinRequest,
+    SignalProcessRequest,
+    WaitProcessRequest,
+    ListProcessesRequest,
+    ResizeTerminalRequest,
+    OpenPortRequest
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::Reason;
+
+    #[test]
+    fn a_background_process_and_a_session_meet_the_command_limits() {
+        let start = StartProcessRequest {
+            shell: "x".repeat(MAX_SHELL_BYTES.max + 1),
+            ..Default::default()
+        };
+        let err = start.within_limits().unwrap_err();
+        assert_eq!(err.metadata_value("limit"), Some(MAX_SHELL_BYTES.name));
+        let open = OpenSessionRequest {
+            env: (0..=MAX_ENV_ENTRIES.max)
+                .map(|i| (format!("V{i}"), String::new()))
+                .collect(),
+            ..Default::default()
+        };
+        let err = open.within_limits().unwrap_err();
+        assert_eq!(err.metadata_value("limit"), Some(MAX_ENV_ENTRIES.name));
+        assert!(StartProcessRequest::default().within_limits().is_ok());
+        assert!(OpenSessionRequest::default().within_limits().is_ok());
+    }
 
     #[test]
     fn a_request_over_a_limit_is_refused_naming_it() {

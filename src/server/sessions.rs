@@ -5,6 +5,7 @@
 //! a session's end (closed, idle, lifetime, shutdown, failed) and each
 //! background process's exit get a record of their own.
 
+use super::bounds::WithinLimits;
 use super::caps::Kind;
 use super::identity::{Caller, agent_for};
 use super::record::{AuditArgs, EntryStart, argv as argv_arg, text};
@@ -305,7 +306,7 @@ impl ToolService {
         work: F,
     ) -> Result<Response<Resp>, Status>
     where
-        Req: AuditArgs,
+        Req: AuditArgs + WithinLimits,
         Resp: WithInfo + Opened,
         F: FnOnce(ToolService, Arc<AgentPolicy>, Req, Option<(u32, u32)>) -> Fut,
         Fut: std::future::Future<Output = Work<Resp>>,
@@ -334,6 +335,7 @@ impl ToolService {
                 .tools
                 .check(&agent.name, "Run")
                 .and_then(|()| self.state().limiters.check(&agent, method))
+                .and_then(|()| req.within_limits())
             {
                 Ok(()) => {
                     let rule = session_rule(&agent);
