@@ -134,7 +134,8 @@ struct Shared<F> {
 ///   its return type, `Infallible`, says so (`!` is not stable).
 ///
 /// The caller's thread is suspended until then: a routine that blocks
-/// blocks it too.
+/// blocks it too. What the routine owns is never dropped (it does not
+/// return): capture references.
 pub unsafe fn spawn<F>(stack: &mut Stack, flags: libc::c_int, routine: F) -> io::Result<Spawned>
 where
     F: FnOnce(&Failure) -> Infallible,
