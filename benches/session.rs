@@ -3,7 +3,8 @@
 //!
 //! - `Run in a session`: `Run` of `/bin/true` with a `session_id`, end to
 //!   end over the Unix socket (audit on, the default, and off): the
-//!   session's supervisor forks and execs it, no sandbox is built;
+//!   session's supervisor spawns it (`sandbox/fast_spawn.rs`) and it
+//!   execs, no sandbox is built;
 //! - `Run, own sandbox`: the same without a session (a sandbox per call);
 //! - `bare spawn`: `/bin/true` spawned by this process with no isolation.
 //!

@@ -30,6 +30,7 @@ mod child;
 mod clone;
 mod creds;
 pub mod etc;
+pub mod fast_spawn;
 mod landlock;
 mod launcher;
 pub mod launcher_process;

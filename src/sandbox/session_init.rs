@@ -19,12 +19,16 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
 
+use super::fast_spawn;
 use super::sys;
 use super::wire;
 
 /// One datagram's body at most (`wire::recv`'s buffer, with room to spare):
 /// the daemon refuses larger spawn requests before sending them.
 pub const MAX_REQUEST_BYTES: usize = 60 << 10;
+
+/// A spawned child's stack until it execs (raw syscalls only: a little).
+const CHILD_STACK_BYTES: usize = 64 << 10;
 
 /// The daemon's requests.
 #[derive(Debug, Serialize, Deserialize)]
@@ -100,6 +104,8 @@ pub fn serve(sock: i32, status_w: i32) -> ! {
     // SAFETY: init's end of the supervisor socket, owned by nothing else.
     let sock = unsafe { OwnedFd::from_raw_fd(sock) };
     let mut live: Vec<Live> = Vec::new();
+    // One stack for every spawn (each returns once its child has exec'd).
+    let mut stack = fast_spawn::Stack::new(CHILD_STACK_BYTES).unwrap_or_else(|_| sys::exit(1));
     loop {
         let mut fds = vec![pollfd(sock.as_raw_fd())];
         fds.extend(live.iter().map(|l| pollfd(l.pidfd.as_raw_fd())));
@@ -114,7 +120,7 @@ pub fn serve(sock: i32, status_w: i32) -> ! {
         match wire::recv::<ToSupervisor>(sock.as_fd()) {
             Ok(Some((ToSupervisor::Spawn(req), _))) => {
                 let id = req.id;
-                match spawn(&req) {
+                match spawn(&mut stack, &req) {
                     Ok((pid, pidfd, mut ends)) => {
                         ends.insert(0, pidfd.try_clone().unwrap_or_else(|_| sys::exit(1)));
                         let passed: Vec<BorrowedFd<'_>> = ends.iter().map(|f| f.as_fd()).collect();
@@ -283,7 +289,10 @@ fn open_pty(rows: u16, cols: u16) -> Result<OwnedFd, Failure> {
 const TIOCGPTPEER: libc::c_ulong = 0x5441;
 
 /// Starts one process. Returns its pid, pidfd and the daemon's ends.
-fn spawn(req: &SpawnRequest) -> Result<(libc::pid_t, OwnedFd, Vec<OwnedFd>), Failure> {
+fn spawn(
+    stack: &mut fast_spawn::Stack,
+    req: &SpawnRequest,
+) -> Result<(libc::pid_t, OwnedFd, Vec<OwnedFd>), Failure> {
     let program = cstring(&req.program)?;
     let cwd = cstring(&req.cwd)?;
     let argv: Vec<CString> = req
@@ -347,80 +356,43 @@ fn spawn(req: &SpawnRequest) -> Result<(libc::pid_t, OwnedFd, Vec<OwnedFd>), Fai
         mine.push(out_w);
         mine.push(err_w);
     }
-    let (fail_r, fail_w) = pipe()?;
     let mine_raw: Vec<i32> = mine.iter().map(|f| f.as_raw_fd()).collect();
 
-    let pid = sys::fork().map_err(|e| ("fork", e))?;
-    if pid == 0 {
-        child(
-            master,
-            &mine_raw,
-            fail_w.as_raw_fd(),
-            &cwd,
-            &program,
-            &argv_p,
-            &env_p,
-        );
+    // SAFETY: `child` makes raw syscalls only, reads what was prepared above
+    // and ends in execve or `Failure::fail`.
+    let spawned = unsafe {
+        fast_spawn::spawn(stack, 0, |failure| {
+            child(master, &mine_raw, failure, &cwd, &program, &argv_p, &env_p)
+        })
     }
+    .map_err(|e| ("fork", e.raw_os_error().unwrap_or(libc::EIO)))?;
     drop(mine);
-    drop(fail_w);
-    // EOF: exec happened (the pipe is close-on-exec); else (step, errno).
-    let mut rec = [0u8; 8];
-    let mut got = 0;
-    loop {
-        // SAFETY: reading into our buffer.
-        let n = unsafe {
-            libc::read(
-                fail_r.as_raw_fd(),
-                rec[got..].as_mut_ptr().cast(),
-                rec.len() - got,
-            )
-        };
-        if n > 0 {
-            got += n as usize;
-            if got == rec.len() {
-                break;
-            }
-        } else if n == 0 || last_errno() != libc::EINTR {
-            break;
+    match spawned {
+        fast_spawn::Spawned::Running { pid, pidfd } => Ok((pid, pidfd, theirs)),
+        fast_spawn::Spawned::Failed { step, errno, .. } => {
+            let step = match step {
+                1 => "chdir",
+                2 => "exec",
+                _ => "terminal",
+            };
+            Err((step, errno))
         }
     }
-    if got == rec.len() {
-        let step = u32::from_le_bytes(rec[..4].try_into().unwrap_or_default());
-        let errno = i32::from_le_bytes(rec[4..].try_into().unwrap_or_default());
-        let mut status = 0;
-        let _ = sys::wait4(pid, &mut status, 0);
-        let step = match step {
-            1 => "chdir",
-            2 => "exec",
-            _ => "terminal",
-        };
-        return Err((step, errno));
-    }
-    let pidfd = super::launcher_process::pidfd_open(pid)
-        .map_err(|e| ("pidfd_open", e.raw_os_error().unwrap_or(libc::EIO)))?;
-    Ok((pid, pidfd, theirs))
 }
 
-/// In the forked child: stdio, session, cwd, exec. Raw syscalls only (no
-/// allocation between fork and exec).
+/// In the spawned child (sharing the supervisor's memory until exec):
+/// stdio, session, cwd, exec. Raw syscalls only (no allocation).
 #[allow(clippy::too_many_arguments)]
 fn child(
     master: Option<i32>,
     mine: &[i32],
-    fail_w: i32,
+    failure: &fast_spawn::Failure,
     cwd: &CString,
     program: &CString,
     argv: &[*const libc::c_char],
     env: &[*const libc::c_char],
 ) -> ! {
-    let fail = |step: u32, errno: i32| -> ! {
-        let mut rec = [0u8; 8];
-        rec[..4].copy_from_slice(&step.to_le_bytes());
-        rec[4..].copy_from_slice(&errno.to_le_bytes());
-        let _ = sys::write_all(fail_w, &rec);
-        sys::exit(127)
-    };
+    let fail = |step: u32, errno: i32| -> ! { failure.fail(step, errno) };
     // Its own session and process group: signals reach the whole group, and
     // a terminal can become its controlling one.
     if let Err(e) = sys::setsid() {
@@ -466,7 +438,7 @@ fn child(
             fail(3, e);
         }
     }
-    // Everything else closes at exec (the failure pipe stays until then).
+    // Everything else closes at exec.
     // SAFETY: close_range with the CLOEXEC flag only marks descriptors.
     unsafe {
         libc::syscall(

@@ -74,6 +74,8 @@ pub struct Session {
     pub pids: u64,
     pub max_processes: usize,
     pub sup: Arc<Supervisor>,
+    /// See [`Session::oom_kills`].
+    oom_file: std::sync::OnceLock<Option<String>>,
     state: Mutex<Mutable>,
 }
 
@@ -106,6 +108,7 @@ impl Session {
             idle_timeout,
             max_processes,
             sup,
+            oom_file: std::sync::OnceLock::new(),
             state: Mutex::new(Mutable {
                 shell,
                 last_used: now,
@@ -228,20 +231,8 @@ impl Session {
 
     /// OOM kills in the session's cgroup so far (0 when unreadable).
     pub fn oom_kills(&self) -> u64 {
-        let pid = self.sup.init_pid();
-        let Ok(cg) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        let Some(file) = self.oom_file.get_or_init(|| self.find_oom_file()) else {
             return 0;
-        };
-        // cgroup v1's memory controller where the host has it, else v2.
-        let v1 = cg
-            .lines()
-            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p));
-        let file = match v1 {
-            Some(path) => format!("/sys/fs/cgroup/memory{path}/memory.oom_control"),
-            None => match cg.lines().find_map(|l| l.strip_prefix("0::")) {
-                Some(path) => format!("/sys/fs/cgroup{path}/memory.events"),
-                None => return 0,
-            },
         };
         std::fs::read_to_string(file)
             .ok()
@@ -251,6 +242,24 @@ impl Session {
                     .and_then(|n| n.trim().parse().ok())
             })
             .unwrap_or(0)
+    }
+
+    /// The file counting the session cgroup's OOM kills: cgroup v1's memory
+    /// controller where the host has it, else v2's. Found once (init's
+    /// cgroup does not change), read at each command.
+    fn find_oom_file(&self) -> Option<String> {
+        let pid = self.sup.init_pid();
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let v1 = cg
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p));
+        match v1 {
+            Some(path) => Some(format!("/sys/fs/cgroup/memory{path}/memory.oom_control")),
+            None => cg
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .map(|path| format!("/sys/fs/cgroup{path}/memory.events")),
+        }
     }
 
     /// Starts a process in the session.
@@ -398,7 +407,7 @@ pub fn new_id() -> String {
 pub struct Command {
     pub session: Arc<Session>,
     id: u64,
-    pub host_pid: u32,
+    pidfd: std::os::fd::OwnedFd,
     stdin: Option<File>,
     stdout: Option<File>,
     stderr: Option<File>,
@@ -468,7 +477,7 @@ impl Command {
         Ok(Command {
             session,
             id: spawned.id,
-            host_pid: spawned.host_pid,
+            pidfd: spawned.pidfd,
             stdin,
             stdout: Some(out.into()),
             stderr: Some(err.into()),
@@ -481,6 +490,11 @@ impl Command {
 
     pub fn take_stdio(&mut self) -> (Option<File>, Option<File>, Option<File>) {
         (self.stdin.take(), self.stdout.take(), self.stderr.take())
+    }
+
+    /// Its pid as the daemon sees it (0 once unknowable).
+    pub fn host_pid(&self) -> u32 {
+        supervisor::host_pid_of(&self.pidfd).unwrap_or(0)
     }
 
     /// Kills the command's process group (the session lives on).

@@ -99,7 +99,7 @@ impl Process {
             id,
             argv,
             tty,
-            host_pid: spawned.host_pid,
+            host_pid: super::supervisor::host_pid_of(&spawned.pidfd).unwrap_or(0),
             started_at: SystemTime::now(),
             started: Instant::now(),
             sup_id: spawned.id,

@@ -42,13 +42,15 @@ impl Exit {
     }
 }
 
-/// A started process: its pid inside the session, host pid, and the
+/// A started process: its pid inside the session, its pidfd, and the
 /// daemon's ends of its stdio.
 pub struct Spawned {
     /// The supervisor's id for it (for [`Supervisor::signal`]).
     pub id: u64,
     pub pid_in_session: i32,
-    pub host_pid: u32,
+    /// Names the process for [`host_pid_of`] (read when asked: a Run's
+    /// command never needs it).
+    pub pidfd: OwnedFd,
     pub fds: Vec<OwnedFd>,
     pub exit: watch::Receiver<Option<Exit>>,
 }
@@ -244,7 +246,7 @@ impl Supervisor {
         Ok(Spawned {
             id,
             pid_in_session: pid,
-            host_pid: host_pid_of(&pidfd).unwrap_or(0),
+            pidfd,
             fds: fds.collect(),
             exit: exit_rx,
         })
@@ -302,7 +304,7 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 }
 
 /// The pid a pidfd names, as the daemon sees it (/proc/self/fdinfo).
-fn host_pid_of(pidfd: &OwnedFd) -> Option<u32> {
+pub fn host_pid_of(pidfd: &OwnedFd) -> Option<u32> {
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
     info.lines()
         .find_map(|l| l.strip_prefix("Pid:"))

@@ -237,7 +237,7 @@ impl Running {
     pub fn pid(&self) -> u32 {
         match self {
             Running::Sandbox(c) => c.pid as u32,
-            Running::Session(c) => c.host_pid,
+            Running::Session(c) => c.host_pid(),
         }
     }
 
