@@ -30,7 +30,6 @@ use crate::proto::read_file_request::Window;
 use crate::proto::{LineEnding, ReadFileRequest, ReadFileResponse};
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 
 /// Lines returned when the request does not say.
 pub const DEFAULT_LINE_LIMIT: u64 = 2000;
@@ -330,19 +329,22 @@ fn text_window(mut data: Vec<u8>) -> Result<(usize, String), Vec<u8>> {
         .map_err(|e| e.into_bytes())
 }
 
-/// Up to `len` bytes from `offset` (fewer at the end of the file).
+/// Up to `len` bytes from `offset` (fewer at the end of the file), read
+/// into the buffer's spare capacity: a buffer about to be overwritten is
+/// not zeroed first.
 fn read_at_most(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut data = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut data[filled..], offset + filled as u64) {
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        let at = offset + data.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut data), at) {
             Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
-    data.truncate(filled);
+    // The allocator may have given more room than asked for.
+    data.truncate(len);
     Ok(data)
 }
 
@@ -433,6 +435,7 @@ mod tests {
     use super::*;
     use crate::fs::testutil::Fixture;
     use crate::proto::{ByteWindow, LineWindow};
+    use std::os::unix::fs::FileExt;
 
     fn req(path: &str, window: Option<Window>) -> ReadFileRequest {
         ReadFileRequest {
