@@ -14,6 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         // prost's codec, but undecodable requests are INVALID_ARGUMENT.
         .codec_path("crate::server::codec::CheckedCodec")
+        // A binary read's bytes as `Bytes`: the file's buffer is handed to
+        // the response, and a client decodes it without a copy.
+        .bytes(".agentjail.v1.ReadFileResponse.data")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -62,6 +62,12 @@ pub fn with_stop<T>(stop: Stop, work: impl FnOnce() -> T) -> T {
     work()
 }
 
+/// The stop in force on this thread, to install on the threads a call's
+/// work is spread over.
+pub fn current() -> Option<Stop> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
 /// An error when the current call must stop (its client cancelled, or its
 /// deadline passed); the work ends there and its record says so.
 pub fn check() -> ToolResult<()> {

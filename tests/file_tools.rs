@@ -192,7 +192,7 @@ async fn read_file_binary_comes_back_as_bytes() {
     put(&d.dirs.w("latin1.txt"), b"caf\xe9\n");
     let r = ok(c.read_file(read_req("latin1.txt")).await);
     assert!(r.is_binary);
-    assert_eq!(r.data, b"caf\xe9\n");
+    assert_eq!(r.data, &b"caf\xe9\n"[..]);
 }
 
 #[tokio::test]

@@ -12,10 +12,11 @@
 
 use super::access::{check_hardlink, precheck, require};
 use super::meta::Kind;
+use super::ordered;
 use super::oserror::os_error;
 use super::path::RelPath;
 use super::resolve::{Follow, not_regular, open_regular, resolve};
-use super::walk::{Filter, Flow, Start, WalkOptions, walk};
+use super::walk::{Entry, Filter, Flow, Start, WalkOptions, walk};
 use super::{MAX_SCAN_ENTRIES, Outcome};
 use crate::error::{ToolError, ToolResult};
 use crate::policy::compile::compile_glob;
@@ -70,13 +71,13 @@ pub fn grep(
                 .compile_matcher(),
         )
     };
-    let mut searcher = SearcherBuilder::new()
+    let mut searchers = SearcherBuilder::new();
+    searchers
         .binary_detection(BinaryDetection::quit(0))
         .line_number(true)
         .before_context(req.context_before.min(MAX_CONTEXT_LINES) as usize)
         .after_context(req.context_after.min(MAX_CONTEXT_LINES) as usize)
-        .heap_limit(Some(SEARCH_HEAP_LIMIT))
-        .build();
+        .heap_limit(Some(SEARCH_HEAP_LIMIT));
     let mut state = State {
         output,
         max: match req.max_results {
@@ -88,14 +89,12 @@ pub fn grep(
         text_budget: usize::try_from(limits.max_read_bytes).unwrap_or(usize::MAX),
         response: GrepResponse::default(),
     };
-    let mut search = |path: &str, rel: &str, name: &str| -> bool {
-        if let Some(filter) = &file_filter {
-            if !filter.is_match(rel) && !filter.is_match(name) {
-                return true;
-            }
-        }
-        search_file(ws, limits, &mut searcher, &matcher, path, &mut state)
+    let wanted = |rel: &str, name: &str| {
+        file_filter
+            .as_ref()
+            .is_none_or(|f| f.is_match(rel) || f.is_match(name))
     };
+    let new_searcher = || searchers.build();
 
     let rel = RelPath::parse_in(&ws.path, &req.path)?;
     precheck(ws, Access::Read, &rel.to_path_string())?;
@@ -116,17 +115,48 @@ pub fn grep(
                 canonical: &path,
                 lexical: &res.lexical,
             };
-            let stats = walk(ws, &start, &opts, |e| {
-                if e.kind != Kind::File {
-                    return Ok(Flow::Continue);
-                }
-                // search_file checks the size on the opened file: no stat here.
-                if search(e.path, e.rel, e.name) {
-                    Ok(Flow::Continue)
-                } else {
-                    Ok(Flow::Stop)
-                }
-            })?;
+            let files = |e: &Entry<'_>| e.kind == Kind::File && wanted(e.rel, e.name);
+            let stats = if output == GrepOutput::Content {
+                // One thread: CONTENT answers are capped by lines and
+                // bytes, usually reached within the first few files.
+                let mut searcher = new_searcher();
+                walk(ws, &start, &opts, |e| {
+                    if !files(e) {
+                        return Ok(Flow::Continue);
+                    }
+                    let found = search_file(
+                        ws,
+                        limits,
+                        &mut searcher,
+                        &matcher,
+                        e.path,
+                        output,
+                        Some(&mut state),
+                    );
+                    Ok(add_file(&mut state, e.path, found))
+                })?
+            } else {
+                // FILES and COUNT: every core searches, the answer is
+                // taken in walk order (the same as on one thread).
+                ordered::map_in_order(
+                    ordered::workers(),
+                    new_searcher,
+                    |searcher, path: String| {
+                        let found =
+                            search_file(ws, limits, searcher, &matcher, &path, output, None);
+                        (path, found)
+                    },
+                    |(path, found)| add_file(&mut state, &path, found),
+                    |feed| {
+                        walk(ws, &start, &opts, |e| {
+                            if !files(e) {
+                                return Ok(Flow::Continue);
+                            }
+                            Ok(feed.push(e.path.to_string()))
+                        })
+                    },
+                )?
+            };
             if stats.truncated {
                 state.response.truncated = true;
             }
@@ -135,7 +165,13 @@ pub fn grep(
         Some(Kind::File) => {
             let rule = require(ws, Access::Read, &res.lexical, &path, false)?;
             let name = path.rsplit('/').next().unwrap_or(&path).to_string();
-            search(&path, &name, &name);
+            if wanted(&name, &name) {
+                let mut searcher = new_searcher();
+                let content = (output == GrepOutput::Content).then_some(&mut state);
+                let found =
+                    search_file(ws, limits, &mut searcher, &matcher, &path, output, content);
+                add_file(&mut state, &path, found);
+            }
             rule
         }
         Some(kind) => return Err(not_regular(&path, kind)),
@@ -167,68 +203,95 @@ struct State {
     response: GrepResponse,
 }
 
-/// Searches one file; false when the answer is full and the walk should stop.
+/// What searching one file found, before it joins the answer.
+#[derive(Debug, Clone, Copy, Default)]
+struct Found {
+    /// The file was opened and searched (not skipped).
+    searched: bool,
+    matches: u64,
+    /// CONTENT output filled up in this file: the search ends here.
+    full: bool,
+}
+
+/// Searches one file. CONTENT lines go straight into `content`'s answer
+/// (so its caps hold line by line); FILES and COUNT only count matches.
 fn search_file(
     ws: &WorkspacePolicy,
     limits: &Limits,
     searcher: &mut Searcher,
     matcher: &RegexMatcher,
     path: &str,
-    state: &mut State,
-) -> bool {
+    output: GrepOutput,
+    content: Option<&mut State>,
+) -> Found {
     // A file that cannot be opened safely (swapped for a symlink, a
     // hardlink from outside, grown too large) is skipped, not fatal.
     let Ok((file, meta)) = open_regular(ws, path) else {
-        return true;
+        return Found::default();
     };
     if meta.size > limits.max_file_bytes || check_hardlink(ws, &meta, path, Access::Read).is_err() {
-        return true;
+        return Found::default();
     }
-    state.response.files_searched += 1;
     let mut sink = FileSink {
         path,
-        state,
+        output,
+        content,
         matches: 0,
         full: false,
     };
     // An I/O error or an over-long line ends this file's search only; a
     // stopped call ends it at the next buffer (the walk then stops too).
     let _ = searcher.search_reader(matcher, StopCheckedRead(&file), &mut sink);
-    let (matches, full) = (sink.matches, sink.full);
-    if full {
-        state.response.truncated = true;
-        return false;
+    Found {
+        searched: true,
+        matches: sink.matches,
+        full: sink.full,
     }
-    if matches == 0 {
-        return true;
+}
+
+/// Adds one file's findings to the answer, in walk order; `Stop` when the
+/// answer is full and the walk should end.
+fn add_file(state: &mut State, path: &str, found: Found) -> Flow {
+    if !found.searched {
+        return Flow::Continue;
+    }
+    state.response.files_searched += 1;
+    if found.full {
+        state.response.truncated = true;
+        return Flow::Stop;
+    }
+    if found.matches == 0 {
+        return Flow::Continue;
     }
     let response = &mut state.response;
     match state.output {
         GrepOutput::Count => {
             if response.counts.len() >= state.max {
                 response.truncated = true;
-                return false;
+                return Flow::Stop;
             }
             response.counts.push(GrepCount {
                 path: path.to_string(),
-                count: matches,
+                count: found.matches,
             });
         }
         GrepOutput::Content => {}
         _ => {
             if response.files.len() >= state.max {
                 response.truncated = true;
-                return false;
+                return Flow::Stop;
             }
             response.files.push(path.to_string());
         }
     }
-    true
+    Flow::Continue
 }
 
 struct FileSink<'a> {
     path: &'a str,
-    state: &'a mut State,
+    output: GrepOutput,
+    /// The answer CONTENT lines go to; None for FILES and COUNT.
+    content: Option<&'a mut State>,
     matches: u64,
     /// CONTENT output is full: stop everything.
     full: bool,
@@ -236,8 +299,10 @@ struct FileSink<'a> {
 
 impl FileSink<'_> {
     fn push_line(&mut self, line_number: Option<u64>, bytes: &[u8], is_match: bool) -> bool {
+        let Some(state) = self.content.as_deref_mut() else {
+            return true;
+        };
         let text = line_text(bytes);
-        let state = &mut *self.state;
         if state.response.lines.len() >= state.max || text.len() > state.text_budget {
             self.full = true;
             return false;
@@ -258,7 +323,7 @@ impl Sink for FileSink<'_> {
 
     fn matched(&mut self, _: &Searcher, mat: &SinkMatch<'_>) -> Result<bool, Self::Error> {
         self.matches += 1;
-        match self.state.output {
+        match self.output {
             GrepOutput::Content => Ok(self.push_line(mat.line_number(), mat.bytes(), true)),
             GrepOutput::Count => Ok(true),
             // One match is enough to list the file.
@@ -267,7 +332,7 @@ impl Sink for FileSink<'_> {
     }
 
     fn context(&mut self, _: &Searcher, ctx: &SinkContext<'_>) -> Result<bool, Self::Error> {
-        if self.state.output == GrepOutput::Content {
+        if self.output == GrepOutput::Content {
             return Ok(self.push_line(ctx.line_number(), ctx.bytes(), false));
         }
         Ok(true)
@@ -426,6 +491,71 @@ mod tests {
             let err = grep(&fx.ws, &fx.limits, &q).unwrap_err();
             assert_eq!(err.reason, reason, "{path}");
         }
+    }
+
+    #[test]
+    fn files_and_counts_from_many_threads_come_in_walk_order_with_an_exact_cap() {
+        let fx = Fixture::new();
+        for i in 0..400 {
+            let text = if i % 3 == 0 { "x\nhit\nhit\n" } else { "x\n" };
+            fx.file(&format!("t/d{}/e{}/f{i:03}.txt", i % 7, i % 3), text);
+        }
+        // The order is the walk's: every file in walk order, then the hits.
+        let mut walked = Vec::new();
+        let start = Start {
+            canonical: "t",
+            lexical: "t",
+        };
+        let opts = WalkOptions {
+            max_depth: usize::MAX,
+            filter: Filter::Agent {
+                include_hidden: false,
+                respect_gitignore: true,
+            },
+            max_entries: MAX_SCAN_ENTRIES,
+        };
+        walk(&fx.ws, &start, &opts, |e| {
+            if e.kind == Kind::File {
+                walked.push(e.path.to_string());
+            }
+            Ok(Flow::Continue)
+        })
+        .unwrap();
+        let hits: Vec<&String> = walked.iter().filter(|p| hit_index(p) % 3 == 0).collect();
+        assert_eq!(hits.len(), 134);
+
+        let mut q = req("hit", GrepOutput::Files);
+        q.path = "t".into();
+        q.max_results = 50;
+        let r = grep(&fx.ws, &fx.limits, &q).unwrap().response;
+        assert_eq!(
+            r.files,
+            hits[..50].iter().map(|p| p.as_str()).collect::<Vec<_>>()
+        );
+        assert!(r.truncated);
+        // Counted up to the file that showed there is more, as one thread does.
+        let more = walked.iter().position(|p| p == hits[50]).unwrap() + 1;
+        assert_eq!(r.files_searched, more as u64);
+
+        let mut q = req("hit", GrepOutput::Count);
+        q.path = "t".into();
+        q.max_results = 1000;
+        let r = grep(&fx.ws, &fx.limits, &q).unwrap().response;
+        let counted: Vec<(&str, u64)> = r
+            .counts
+            .iter()
+            .map(|c| (c.path.as_str(), c.count))
+            .collect();
+        assert_eq!(
+            counted,
+            hits.iter().map(|p| (p.as_str(), 2)).collect::<Vec<_>>()
+        );
+        assert_eq!((r.truncated, r.files_searched), (false, 400));
+    }
+
+    fn hit_index(path: &str) -> usize {
+        let name = path.rsplit('/').next().unwrap();
+        name[1..4].parse().unwrap()
     }
 
     #[test]

@@ -51,6 +51,7 @@ mod list_pages;
 mod lock;
 mod meta;
 mod mkdir;
+mod ordered;
 mod oserror;
 mod owner;
 mod path;

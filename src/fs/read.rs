@@ -30,7 +30,6 @@ use crate::proto::read_file_request::Window;
 use crate::proto::{LineEnding, ReadFileRequest, ReadFileResponse};
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 
 /// Lines returned when the request does not say.
 pub const DEFAULT_LINE_LIMIT: u64 = 2000;
@@ -207,7 +206,8 @@ fn binary_response(
     size: u64,
 ) -> ReadFileResponse {
     ReadFileResponse {
-        data,
+        // The read's own buffer, not a copy.
+        data: data.into(),
         is_binary: true,
         encoding: "binary".to_string(),
         line_ending: LineEnding::Unspecified as i32,
@@ -292,13 +292,30 @@ fn read_bytes(
 /// The UTF-8 text in a byte window of a text file: continuation bytes at the
 /// start (the window began inside a character) are skipped and a character
 /// cut at the end is left for the next window. The bytes back when they are
-/// not text. The common case (a whole window of text) is not copied.
+/// not text. The common case (a whole window of text) is not copied and
+/// is validated once.
 fn text_window(mut data: Vec<u8>) -> Result<(usize, String), Vec<u8>> {
     let skipped = data
         .iter()
         .take(3)
         .take_while(|&&b| (0x80..=0xbf).contains(&b))
         .count();
+    if skipped == 0 {
+        return match String::from_utf8(data) {
+            Ok(text) => Ok((0, text)),
+            Err(e) => {
+                let cut = e.utf8_error();
+                let mut data = e.into_bytes();
+                if cut.error_len().is_some() || cut.valid_up_to() == 0 {
+                    return Err(data);
+                }
+                data.truncate(cut.valid_up_to());
+                String::from_utf8(data)
+                    .map(|text| (0, text))
+                    .map_err(|e| e.into_bytes())
+            }
+        };
+    }
     let rest = &data[skipped..];
     let valid = match std::str::from_utf8(rest) {
         Ok(_) => rest.len(),
@@ -312,19 +329,22 @@ fn text_window(mut data: Vec<u8>) -> Result<(usize, String), Vec<u8>> {
         .map_err(|e| e.into_bytes())
 }
 
-/// Up to `len` bytes from `offset` (fewer at the end of the file).
+/// Up to `len` bytes from `offset` (fewer at the end of the file), read
+/// into the buffer's spare capacity: a buffer about to be overwritten is
+/// not zeroed first.
 fn read_at_most(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut data = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut data[filled..], offset + filled as u64) {
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        let at = offset + data.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut data), at) {
             Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
-    data.truncate(filled);
+    // The allocator may have given more room than asked for.
+    data.truncate(len);
     Ok(data)
 }
 
@@ -415,6 +435,7 @@ mod tests {
     use super::*;
     use crate::fs::testutil::Fixture;
     use crate::proto::{ByteWindow, LineWindow};
+    use std::os::unix::fs::FileExt;
 
     fn req(path: &str, window: Option<Window>) -> ReadFileRequest {
         ReadFileRequest {
@@ -496,12 +517,12 @@ mod tests {
             .response;
         assert!(r.is_binary);
         assert_eq!(r.encoding, "binary");
-        assert_eq!(r.data, b"ab\0cd\xff");
+        assert_eq!(r.data, &b"ab\0cd\xff"[..]);
         assert_eq!(r.total_lines, 0);
         let r = read_file(&fx.ws, &fx.limits, &req("b.bin", bytes(2, 2)))
             .unwrap()
             .response;
-        assert_eq!(r.data, b"\0c");
+        assert_eq!(r.data, &b"\0c"[..]);
         assert_eq!((r.next_offset, r.truncated), (4, true));
     }
 

@@ -226,7 +226,7 @@ impl Call<'_> {
         let bytes = if r.is_binary {
             r.data
         } else {
-            r.text.into_bytes()
+            r.text.into_bytes().into()
         };
         let data = base64::engine::general_purpose::STANDARD.encode(bytes);
         let block = if kind == mime_guess::mime::IMAGE {

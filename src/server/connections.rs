@@ -300,6 +300,20 @@ impl<S: Socket> AsyncWrite for Guarded<S> {
         Pin::new(&mut self.stream).poll_write(cx, data)
     }
 
+    // h2 writes a DATA frame's header and payload in one writev when the
+    // stream says it can; without these, two writes per frame.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_flush(cx)
     }

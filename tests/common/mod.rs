@@ -610,7 +610,7 @@ pub fn remove_req(path: &str, recursive: bool) -> RemoveRequest {
 /// The text (or bytes) a ReadFile returned.
 pub fn content_of(r: &ReadFileResponse) -> Vec<u8> {
     if r.is_binary {
-        r.data.clone()
+        r.data.to_vec()
     } else {
         r.text.as_bytes().to_vec()
     }
