@@ -120,6 +120,20 @@ impl Stream {
         }
     }
 
+    /// Returns once the stream has reached its end (its reader saw EOF), or
+    /// at `deadline`.
+    pub async fn closed_by(&self, deadline: tokio::time::Instant) {
+        loop {
+            let notified = self.more.notified();
+            if self.inner.lock().map_or(true, |s| s.closed) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// As `read`, waiting up to `wait` for something past `offset`.
     pub async fn read_wait(&self, offset: u64, max: usize, wait: std::time::Duration) -> Chunk {
         let deadline = tokio::time::Instant::now() + wait;

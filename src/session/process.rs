@@ -13,6 +13,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::{Mutex, watch};
 
+/// How long a wait that saw the exit gives the output readers to reach
+/// the streams' ends.
+const OUTPUT_SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub struct Process {
     pub id: String,
     pub argv: Vec<String>,
@@ -137,11 +141,28 @@ impl Process {
             .unwrap_or_else(|| self.started.elapsed())
     }
 
-    /// Waits up to `timeout` for the exit.
+    /// Waits up to `timeout` for the exit, and then for the output it wrote
+    /// before exiting: that is still in its pipes when the notice comes, so
+    /// the readers are given until both streams end (at most
+    /// `OUTPUT_SETTLE` more, for a child left holding a pipe open) and the
+    /// counts answered with the exit are whole.
     pub async fn wait(&self, timeout: std::time::Duration) -> Option<Exit> {
+        // None: no deadline (Duration::MAX).
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         let mut rx = self.exit.clone();
-        let _ = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
-        self.exit()
+        let exited = rx.wait_for(Option::is_some);
+        match deadline {
+            Some(at) => drop(tokio::time::timeout_at(at, exited).await),
+            None => drop(exited.await),
+        }
+        let exit = self.exit();
+        if exit.is_some() {
+            let settle = tokio::time::Instant::now() + OUTPUT_SETTLE;
+            let settle = deadline.map_or(settle, |at| at.min(settle));
+            self.stdout.closed_by(settle).await;
+            self.stderr.closed_by(settle).await;
+        }
+        exit
     }
 
     pub fn signal(&self, signal: i32) {
