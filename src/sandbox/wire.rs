@@ -35,8 +35,13 @@ const MAX_BODY: usize = 64 << 10;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToLauncher {
-    /// fds: [the spec's memfd, this launch's socket].
-    Launch,
+    /// fds: [the spec's memfd, this launch's socket]. `pool`: the key
+    /// (agent and policy version) under which a sandbox built ahead may
+    /// serve this call; `None`: never (a session).
+    Launch {
+        #[serde(default)]
+        pool: Option<String>,
+    },
     /// Kill the whole tree now (init and everything in its cgroups).
     Kill,
     /// On the control socket: rebuild the /etc snapshots on next use (a
@@ -57,6 +62,9 @@ pub enum FromLauncher {
         stdin: bool,
         #[serde(default)]
         session: bool,
+        /// Served by a sandbox built ahead (the pool), not one built for it.
+        #[serde(default)]
+        pooled: bool,
     },
     /// Nothing runs.
     Failed(LaunchError),
