@@ -135,13 +135,19 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
     // 9. Ready: say so, then wait for the command. A sandbox built ahead
     //    (the pool) waits here until a call takes it; a cold one finds its
     //    command already there. EOF instead: the sandbox is destroyed.
+    //    Its name says which (`ps`, and the tests' leftover checks).
     let e = p.err_w;
+    let _ = sys::prctl(libc::PR_SET_NAME, c"aj-ready".as_ptr() as libc::c_ulong);
     if sys::write_all(e, &report::READY).is_err() {
         sys::exit(1)
     }
     let Some(cmd) = p.command.wait() else {
         sys::exit(0)
     };
+    let _ = sys::prctl(
+        libc::PR_SET_NAME,
+        c"agentjail-init".as_ptr() as libc::c_ulong,
+    );
     // 10. The command's cwd, entered with its own credentials and under
     //     its Landlock domain, then the command as init's only child.
     if let Err(errno) = sys::chdir(cmd.cwd) {

@@ -333,7 +333,7 @@ impl Loop {
                     conn: Some(conn),
                 }),
                 Err(e) => {
-                    tracing::debug!("launcher: {e}; building one for this call");
+                    tracing::info!("launcher: {e}; building one for this call");
                     drop(pending);
                     self.cold(spec, program, conn)
                 }
@@ -405,7 +405,7 @@ impl Loop {
             Ok(Setup::Ready) => {
                 if let Some((program, spec)) = waiting.take() {
                     if let Err(e) = hand_over(&mut pending, &program, &spec) {
-                        tracing::debug!("launcher: {e}; building one for this call");
+                        tracing::info!("launcher: {e}; building one for this call");
                         drop(pending);
                         if let Some(conn) = conn {
                             self.cold(spec, program, conn);

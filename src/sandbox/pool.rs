@@ -75,7 +75,9 @@ pub fn shaping_part(spec: &SandboxSpec) -> SandboxSpec {
     let mut s = spec.clone();
     s.argv = Vec::new();
     s.env = Vec::new();
-    s.cwd = Default::default();
+    // A placeholder that passes validation: the call's own cwd is entered
+    // when its command arrives.
+    s.cwd = "/".into();
     s
 }
 
