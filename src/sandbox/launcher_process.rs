@@ -148,7 +148,7 @@ enum Stage {
     /// ahead (the record says so).
     SettingUp {
         pending: Pending,
-        waiting: Option<(PathBuf, SandboxSpec)>,
+        waiting: Option<Box<(PathBuf, SandboxSpec)>>,
         pooled: bool,
     },
     /// The command was exec'd; the loop polls init's pidfd.
@@ -342,7 +342,7 @@ impl Loop {
             Some((pending, false)) => self.live.push(Live {
                 stage: Stage::SettingUp {
                     pending,
-                    waiting: Some((program, spec)),
+                    waiting: Some(Box::new((program, spec))),
                     pooled: true,
                 },
                 conn: Some(conn),
@@ -403,7 +403,7 @@ impl Loop {
         };
         match pending.poll_setup() {
             Ok(Setup::Ready) => {
-                if let Some((program, spec)) = waiting.take() {
+                if let Some((program, spec)) = waiting.take().map(|w| *w) {
                     if let Err(e) = hand_over(&mut pending, &program, &spec) {
                         tracing::info!("launcher: {e}; building one for this call");
                         drop(pending);
@@ -423,7 +423,7 @@ impl Loop {
                 });
             }
             Ok(Setup::Done) => self.on_setup_done(pending.finish(), conn, pooled),
-            Err(e) => match (waiting, conn) {
+            Err(e) => match (waiting.map(|w| *w), conn) {
                 // A claimed sandbox that failed before serving: build one.
                 (Some((program, spec)), Some(conn)) => self.cold(spec, program, conn),
                 (None, Some(conn)) => fail(&conn, &e),

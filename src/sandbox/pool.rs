@@ -212,7 +212,8 @@ mod tests {
         other_cmd.cwd = "/workspace/sub".into();
         assert_eq!(Shape::of("a@v1", &other_cmd).unwrap(), base);
 
-        let changes: Vec<(&str, Box<dyn Fn(&mut SandboxSpec)>)> = vec![
+        type Change = Box<dyn Fn(&mut SandboxSpec)>;
+        let changes: Vec<(&str, Change)> = vec![
             ("mask", Box::new(|s| s.masked.push(("x".into(), false)))),
             ("ro", Box::new(|s| s.read_only_paths.push(".git".into()))),
             ("ws", Box::new(|s| s.workspace.host = "/srv/other".into())),

@@ -875,7 +875,8 @@ pub fn descendants_of(root: u32) -> Vec<String> {
         for (pid, ppid, state) in &procs {
             if *ppid == parent && !found.contains(pid) {
                 found.push(*pid);
-                if !(parent == root && is_launcher(*pid)) && !is_ready_init(*pid) {
+                let part_of_daemon = parent == root && is_launcher(*pid);
+                if !(part_of_daemon || is_ready_init(*pid)) {
                     out.push(format!("{pid} {state} {}", cmdline_of(*pid)));
                 }
             }
