@@ -7,9 +7,11 @@
 //!
 //! The conversation, per launch:
 //! - on the control socket, daemon → launcher: [`ToLauncher::Launch`] with
-//!   the spec's memfd and one end of a fresh socket pair for this launch;
+//!   the spec's memfd and one end of a fresh socket pair for this launch,
+//!   and the pool key under which a sandbox built ahead may serve it;
 //! - on that launch socket, launcher → daemon: [`FromLauncher::Started`]
-//!   (fds: pidfd, stdout, stderr, stdin if piped) or [`FromLauncher::Failed`];
+//!   (fds: pidfd, stdout, stderr, stdin if piped; whether it was pooled) or
+//!   [`FromLauncher::Failed`];
 //!   later [`FromLauncher::Exited`] once the sandbox ended;
 //! - daemon → launcher: [`ToLauncher::Kill`]; closing the launch socket
 //!   also kills the sandbox (the daemon dropped the call).
