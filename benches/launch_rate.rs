@@ -2,7 +2,8 @@
 //! concurrent clients (issue 12's "at 8 clients at least 2× the 1-client
 //! rate"). `Run` of `/bin/true` with the full default isolation, audit on
 //! (the default), at 1, 2, 8 and 32 clients, `BENCH_SECONDS` (default 3)
-//! per measurement, each measured twice in alternation and the best kept.
+//! per measurement, each measured twice in alternation and the best kept;
+//! with the pool (the default config) and without (`[pool] per_agent = 0`).
 //!
 //! `BENCH_BASELINE_BIN=/path/to/agentjail` adds a second daemon from
 //! another build (e.g. the previous commit's), measured interleaved with
@@ -20,7 +21,13 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let mut daemons = vec![("this build".to_string(), Daemon::start(""))];
+    let mut daemons = vec![
+        ("this build, pooled".to_string(), Daemon::start("")),
+        (
+            "this build, cold".to_string(),
+            Daemon::start("[pool]\nper_agent = 0\n"),
+        ),
+    ];
     if let Some(bin) = std::env::var_os("BENCH_BASELINE_BIN") {
         let bin = PathBuf::from(bin);
         let name = format!("baseline {}", bin.display());

@@ -1,10 +1,11 @@
 //! `cargo bench --bench targets`: issue 12's targets, side by side in one
 //! run, each printed with the figure it is measured against and met or not.
 //!
-//! 1. `Run` of `/bin/true` with the full default isolation (cold: a sandbox
-//!    built for each call; no pool exists yet, so there is no "pooled" row),
-//!    a bare spawn, bwrap and nsjail: p50 and p99 from interleaved rounds,
-//!    then the rate with 1, 8 and 32 clients, each contender in turn.
+//! 1. `Run` of `/bin/true` with the full default isolation, pooled (the
+//!    default config: sandboxes built ahead) and cold (`[pool] per_agent =
+//!    0`: a sandbox built for each call), a bare spawn, bwrap and nsjail:
+//!    p50 and p99 from interleaved rounds, then the rate with 1, 8 and 32
+//!    clients, each contender in turn. The Run targets are the pooled row's.
 //! 2. ReadFile of 8.9 KB, 1 MiB and 16 MiB of text, whole (one byte window)
 //!    and paged (256 KiB windows), against reading the file in process.
 //! 3. A full ListDir walk of a 100,000-entry directory (pages of 1000 and
@@ -75,6 +76,7 @@ fn main() {
     // the file daemons' policy allows it. The third daemon (audit off, only
     // the files ReadFile reads) shows what the audit record costs a read.
     let runs = Daemon::start("");
+    let cold_runs = Daemon::start("[pool]\nper_agent = 0\n");
     let read_limit = "[agents.limits]\nmax_read_bytes = 16777216\n";
     let daemon = Daemon::start_with("", read_limit, fill_workspace);
     let unaudited = Daemon::start_with("[audit]\nenabled = false\n", read_limit, fill_read_files);
@@ -89,8 +91,8 @@ fn main() {
             .expect("connect to the daemon")
             .max_decoding_message_size(64 << 20)
     };
-    let connect = || connect_to(&runs);
-    let mut client = connect();
+    let connect = |cold: bool| connect_to(if cold { &cold_runs } else { &runs });
+    let mut clients = [connect(false), connect(true)];
     let mut report = Report::default();
 
     // BENCH_ONLY=read,list,grep (any of run, read, list, grep): only those
@@ -101,7 +103,7 @@ fn main() {
             .is_none_or(|o| o.split(',').any(|s| s == name))
     };
     if section("run") {
-        run_latency(&runtime, &mut client, &nsjail, iters, &mut report);
+        run_latency(&runtime, &mut clients, &nsjail, iters, &mut report);
         run_rate(&runtime, &connect, &nsjail, &mut report);
     }
     let mut client = connect_to(&daemon);
@@ -212,23 +214,31 @@ fn nsjail_command(nsjail: &Path) -> Command {
     c
 }
 
-const CONTENDERS: [&str; 4] = ["agentjail Run (cold)", "bare spawn", "bwrap", "nsjail"];
+const CONTENDERS: [&str; 5] = [
+    "agentjail Run (pooled)",
+    "agentjail Run (cold)",
+    "bare spawn",
+    "bwrap",
+    "nsjail",
+];
+/// The contenders that are agentjail daemons (pooled, cold).
+const DAEMONS: usize = 2;
 
 fn run_latency(
     runtime: &tokio::runtime::Runtime,
-    client: &mut Client,
+    clients: &mut [Client; DAEMONS],
     nsjail: &Path,
     iters: usize,
     report: &mut Report,
 ) {
     let mut once = |which: usize| match which {
-        0 => {
+        0 | 1 => {
             let started = Instant::now();
-            runtime.block_on(run_true(client));
+            runtime.block_on(run_true(&mut clients[which]));
             started.elapsed()
         }
-        1 => time_command(Command::new("/bin/true")),
-        2 => time_command(bwrap_command()),
+        2 => time_command(Command::new("/bin/true")),
+        3 => time_command(bwrap_command()),
         _ => time_command(nsjail_command(nsjail)),
     };
     for _ in 0..20 {
@@ -250,8 +260,7 @@ fn run_latency(
     for (name, s) in CONTENDERS.iter().zip(&stats) {
         println!("{name:<24} {:>9.3} {:>9.3}", ms(s.p50), ms(s.p99));
     }
-    println!("(no pooled row: the sandbox pool, issue 12 item 2, does not exist yet)");
-    let (ours, bare, bwrap) = (&stats[0], &stats[1], &stats[2]);
+    let (ours, bare, bwrap) = (&stats[0], &stats[2], &stats[3]);
     let r = ms(ours.p50) / ms(bwrap.p50);
     report.target(format!("Run p50 <= 0.4x bwrap's: {r:.2}x"), r <= 0.4);
     let r = ms(ours.p50) / ms(bare.p50);
@@ -262,7 +271,7 @@ fn run_latency(
 
 fn run_rate(
     runtime: &tokio::runtime::Runtime,
-    connect: &dyn Fn() -> Client,
+    connect: &dyn Fn(bool) -> Client,
     nsjail: &Path,
     report: &mut Report,
 ) {
@@ -274,10 +283,10 @@ fn run_rate(
             let done = Arc::new(AtomicUsize::new(0));
             let started = Instant::now();
             let deadline = started + RATE_WINDOW;
-            if which == 0 {
+            if which < DAEMONS {
                 let tasks: Vec<_> = (0..clients)
                     .map(|_| {
-                        let mut client = connect();
+                        let mut client = connect(which == 1);
                         let done = Arc::clone(&done);
                         runtime.spawn(async move {
                             while Instant::now() < deadline {
@@ -297,8 +306,8 @@ fn run_rate(
                         s.spawn(move || {
                             while Instant::now() < deadline {
                                 time_command(match which {
-                                    1 => Command::new("/bin/true"),
-                                    2 => bwrap_command(),
+                                    2 => Command::new("/bin/true"),
+                                    3 => bwrap_command(),
                                     _ => nsjail_command(nsjail),
                                 });
                                 done.fetch_add(1, Ordering::Relaxed);
@@ -313,7 +322,7 @@ fn run_rate(
     for (name, r) in CONTENDERS.iter().zip(&rates) {
         println!("{name:<24} {:>9.0} {:>9.0} {:>9.0}", r[0], r[1], r[2]);
     }
-    let ratio = rates[0][1] / rates[2][1];
+    let ratio = rates[0][1] / rates[3][1];
     report.target(
         format!("Run rate at 8 clients >= 2x bwrap's: {ratio:.2}x"),
         ratio >= 2.0,

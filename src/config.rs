@@ -52,6 +52,44 @@ pub struct Config {
     /// Per-agent caps and connection limits (defaults in `crate::limits`).
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Sandboxes built ahead (defaults in `crate::limits`).
+    #[serde(default)]
+    pub pool: PoolSection,
+}
+
+/// `[pool]`: sandboxes built ahead of the calls that use them. Each serves
+/// one call of one agent under one policy version; `per_agent = 0` turns
+/// the pool off (every sandbox is built for its call).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolSection {
+    /// Built ahead per agent and policy version.
+    pub per_agent: usize,
+    /// Built ahead in all.
+    pub total: usize,
+    /// A sandbox unused this long is destroyed.
+    pub idle_ms: u64,
+}
+
+impl Default for PoolSection {
+    fn default() -> Self {
+        use crate::limits::*;
+        PoolSection {
+            per_agent: DEFAULT_POOL_PER_KEY,
+            total: DEFAULT_POOL_TOTAL,
+            idle_ms: DEFAULT_POOL_IDLE_MS,
+        }
+    }
+}
+
+impl PoolSection {
+    pub fn bounds(&self) -> crate::sandbox::pool::PoolConfig {
+        crate::sandbox::pool::PoolConfig {
+            per_key: self.per_agent,
+            total: self.total,
+            idle: std::time::Duration::from_millis(self.idle_ms),
+        }
+    }
 }
 
 /// `[limits]`: the limits an operator may change; every other limit is
@@ -190,6 +228,7 @@ impl Default for Config {
             log_format: LogFormat::Auto,
             watch_policy_dir: true,
             limits: LimitsConfig::default(),
+            pool: PoolSection::default(),
         }
     }
 }

@@ -79,6 +79,12 @@ pub const MAX_STATUS_VALUE_BYTES: usize = 512;
 /// `[limits]`).
 pub const DEFAULT_CONCURRENT_FILE_CALLS_PER_AGENT: usize = 16;
 pub const DEFAULT_CONCURRENT_COMMANDS_PER_AGENT: usize = 1024;
+/// Sandboxes built ahead (daemon config `[pool]`): per agent and policy
+/// version, in all, and how long one may wait unused before it is
+/// destroyed.
+pub const DEFAULT_POOL_PER_KEY: usize = 2;
+pub const DEFAULT_POOL_TOTAL: usize = 16;
+pub const DEFAULT_POOL_IDLE_MS: u64 = 60_000;
 /// Sessions (issue 13): how many one agent may hold open, how long one
 /// may idle or live (a request may ask for less, up to the maximum), how
 /// many background processes one may run, and the output kept per stream.

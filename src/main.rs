@@ -150,6 +150,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     let launcher = match agentjail::sandbox::launcher_process::start(
         config.daemon_tcp_ports(),
         agentjail::sandbox::netns::POOL_SIZE,
+        config.pool.bounds(),
     ) {
         Ok((launcher, control)) => {
             agentjail::shell::launcher::install(control);

@@ -44,6 +44,11 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to build a command's sandbox, from request to exec"
     );
+    describe_counter!(
+        "agentjail_sandbox_pool_total",
+        "Commands by the sandbox that served them: result=hit (built ahead) or miss (built \
+         for the call)"
+    );
     describe_histogram!(
         "agentjail_audit_write_seconds",
         metrics::Unit::Seconds,
@@ -127,6 +132,12 @@ pub fn call_finished(method: &'static str, agent: &str, decision: &'static str, 
 
 pub fn sandbox_setup(took: Duration) {
     histogram!("agentjail_sandbox_setup_seconds").record(took.as_secs_f64());
+}
+
+/// A command was served by a sandbox built ahead (hit) or one built for it.
+pub fn sandbox_pool(pooled: bool) {
+    let result = if pooled { "hit" } else { "miss" };
+    counter!("agentjail_sandbox_pool_total", "result" => result).increment(1);
 }
 
 pub fn audit_write(took: Duration) {

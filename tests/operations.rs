@@ -1068,6 +1068,15 @@ async fn metrics_endpoint_serves_the_documented_metrics() {
         "{}",
         ctx()
     );
+    // Each command counted as served by a sandbox built ahead or not.
+    let pool =
+        |result| sample(&m, "agentjail_sandbox_pool_total", &[("result", result)]).unwrap_or(0.0);
+    assert_eq!(pool("hit") + pool("miss"), 2.0, "{}", ctx());
+    assert!(
+        pool("miss") >= 1.0,
+        "the first command's was built for it: {}",
+        ctx()
+    );
     // Audit write latency and queue depth.
     assert!(
         text.contains("# TYPE agentjail_audit_write_seconds histogram"),
@@ -1113,6 +1122,7 @@ async fn metrics_endpoint_serves_the_documented_metrics() {
         "agentjail_call_duration_seconds",
         "agentjail_calls_in_flight",
         "agentjail_sandbox_setup_seconds",
+        "agentjail_sandbox_pool_total",
         "agentjail_audit_write_seconds",
         "agentjail_audit_queue_depth",
         "agentjail_policy_reloads_total",

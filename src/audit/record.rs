@@ -40,6 +40,9 @@ pub struct Enforced {
     pub network: bool,
     pub uid: u32,
     pub gid: u32,
+    /// Served by a sandbox built ahead (the pool) rather than one built for
+    /// this call.
+    pub pooled: bool,
 }
 
 /// How the call ended.

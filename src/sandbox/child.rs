@@ -6,10 +6,7 @@
 //! pid 1 of a new pid namespace; it sets everything up, confines itself, then
 //! forks the command and stays as its reaper.
 
-use std::ffi::CString;
-
-use libc::c_char;
-
+use super::command::ChildArea;
 use super::creds::Creds;
 use super::landlock::LandlockPlan;
 use super::mounts::MountPlan;
@@ -46,11 +43,8 @@ pub struct ChildPlan {
     pub creds: Creds,
     pub landlock: LandlockPlan,
     pub seccomp: &'static [seccompiler::sock_filter],
-    pub program: CString,
-    /// NULL-terminated pointer arrays into `_strings`.
-    pub argv: Vec<*const c_char>,
-    pub envp: Vec<*const c_char>,
-    pub _strings: Vec<CString>,
+    /// Where init waits for its command (`command.rs`).
+    pub command: ChildArea,
     /// A session sandbox: init's end of the supervisor socket; init serves
     /// it (`session_init.rs`) instead of running `argv`.
     pub session: Option<i32>,
@@ -83,7 +77,7 @@ fn install_stdio(s: &impl Syscall, stdio: [i32; 3]) -> Result<(), sys::Errno> {
 }
 
 /// Closes every fd except 0, 1, 2 and `keep` (small, unsorted; -1 = none).
-fn close_all_except(s: &impl Syscall, keep: [i32; 3]) -> Result<(), sys::Errno> {
+fn close_all_except(s: &impl Syscall, keep: [i32; 4]) -> Result<(), sys::Errno> {
     let mut keep = keep;
     keep.sort_unstable();
     let mut next = 3;
@@ -138,15 +132,36 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
         sys::close(p.err_w);
         super::session_init::serve(sock, p.status_w)
     }
-    // 9. The command, as init's only child.
+    // 9. Ready: say so, then wait for the command. A sandbox built ahead
+    //    (the pool) waits here until a call takes it; a cold one finds its
+    //    command already there. EOF instead: the sandbox is destroyed.
+    //    Its name says which (`ps`, and the tests' leftover checks).
     let e = p.err_w;
+    let _ = sys::prctl(libc::PR_SET_NAME, c"aj-ready".as_ptr() as libc::c_ulong);
+    if sys::write_all(e, &report::READY).is_err() {
+        sys::exit(1)
+    }
+    let Some(cmd) = p.command.wait() else {
+        sys::exit(0)
+    };
+    let _ = sys::prctl(
+        libc::PR_SET_NAME,
+        c"agentjail-init".as_ptr() as libc::c_ulong,
+    );
+    // 10. The command's cwd, entered with its own credentials and under
+    //     its Landlock domain, then the command as init's only child.
+    if let Err(errno) = sys::chdir(cmd.cwd) {
+        report::fail(e, Step::Cwd, errno);
+    }
+    // TODO(lead, at merge): switch this fork to fast_spawn (h13s) — init is
+    // a copy of the launcher, so a plain fork copies its page tables.
     let pid = match sys::fork() {
         Ok(pid) => pid,
         Err(errno) => report::fail(e, Step::ForkCommand, errno),
     };
     if pid == 0 {
         sys::close(p.status_w);
-        let errno = sys::execve(p.program.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
+        let errno = sys::execve(cmd.program, cmd.argv, cmd.envp);
         report::fail(e, Step::Exec, errno);
     }
     sys::close(e);
@@ -198,7 +213,6 @@ pub fn setup(s: &impl Syscall, p: &mut ChildPlan) -> Result<(), (Step, sys::Errn
     // A credential change clears both settings: set them again.
     at(Step::Session, s.prctl(libc::PR_SET_PDEATHSIG, pdeathsig))?;
     at(Step::Session, s.prctl(libc::PR_SET_DUMPABLE, 0))?;
-    at(Step::Cwd, s.chdir(p.mounts.cwd().as_ptr()))?;
     // 7. Landlock (sets no_new_privs).
     s.landlock(&mut p.landlock)?;
     // 4. Only now close inherited fds: the landlock crate owns its ruleset
@@ -206,7 +220,7 @@ pub fn setup(s: &impl Syscall, p: &mut ChildPlan) -> Result<(), (Step, sys::Errn
     let session = p.session.unwrap_or(-1);
     at(
         Step::CloseFds,
-        close_all_except(s, [p.err_w, p.status_w, session]),
+        close_all_except(s, [p.err_w, p.status_w, session, p.command.wait_fd()]),
     )?;
     // 5b. rlimits only once the inherited fds are closed: lowering
     //     RLIMIT_NOFILE below the daemon's open fds (a busy daemon has
@@ -249,8 +263,9 @@ mod tests {
     use crate::sandbox::landlock::LandlockPlan;
     use crate::sandbox::mounts::{MountOp, MountPlan};
     use crate::sandbox::spec::Limits;
+    use libc::c_char;
     use std::cell::RefCell;
-    use std::ffi::CStr;
+    use std::ffi::{CStr, CString};
 
     /// Records each call as text; fails the first call whose text starts
     /// with `fail` (with EPERM).
@@ -456,7 +471,6 @@ mod tests {
                 dst: c(&format!("{STAGING}/proc")),
             },
         ];
-        let strings = vec![c("/bin/true")];
         ChildPlan {
             stdio: [0, 1, 7],
             stdin_null,
@@ -465,7 +479,7 @@ mod tests {
             netns,
             hostname: b"sandbox".to_vec(),
             daemon_argv_env: [0; 4],
-            mounts: MountPlan::for_tests(STAGING, ops, "/workspace"),
+            mounts: MountPlan::for_tests(STAGING, ops),
             cgroup_procs,
             rlimits: RlimitPlan::build(&Limits::default()),
             sched: SchedPlan::build(),
@@ -478,10 +492,7 @@ mod tests {
             umask: Some(0o022),
             session: None,
             seccomp: &[],
-            program: c("/bin/true"),
-            argv: vec![strings[0].as_ptr(), std::ptr::null()],
-            envp: vec![std::ptr::null()],
-            _strings: strings,
+            command: ChildArea::for_tests(),
         }
     }
 
@@ -497,6 +508,8 @@ mod tests {
         let calls = r.calls();
         assert_eq!(calls[0], "setsid", "{calls:#?}");
         assert_eq!(calls.last().unwrap(), "seccomp", "seccomp is last");
+        // The cwd is the command's, entered once it arrives (after setup).
+        assert!(!r.has("chdir /workspace"), "{calls:#?}");
         for (first, then) in [
             ("setsid", "dup2"),
             ("dup2", "setns"),
@@ -518,8 +531,7 @@ mod tests {
             ("setgroups", "setresgid 65534"),
             ("setresgid", "setresuid 65534"),
             ("setresuid", "capget"),
-            ("capget", "chdir /workspace"),
-            ("chdir /workspace", "landlock"),
+            ("capget", "landlock"),
             ("landlock", "close_range"),
             ("close_range", "prlimit"),
             ("prlimit", "umask 22"),

@@ -5,17 +5,16 @@
 //! long-lived thread: PR_SET_PDEATHSIG fires when the *thread* that cloned
 //! init exits.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::cgroup::{Cgroup, CgroupStats};
 use super::child::{self, ChildPlan};
+use super::command::CommandArea;
 use super::creds::Creds;
 use super::landlock::LandlockPlan;
 use super::mounts::MountPlan;
@@ -86,10 +85,6 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn cstring(s: &str) -> io::Result<CString> {
-    CString::new(s).map_err(|_| super::spec::invalid("argument or environment contains NUL"))
-}
-
 /// Whose sandboxes these are: per-call cgroups are named `<pid>-<n>` after
 /// the daemon (not the launcher), which is what an operator looks for.
 static OWNER: OnceLock<u32> = OnceLock::new();
@@ -152,20 +147,27 @@ struct ChildEnds {
 /// child's setup. (The one-shot form, for callers outside that loop.)
 #[allow(dead_code)]
 pub fn spawn(spec: &SandboxSpec) -> io::Result<Sandbox> {
-    let pending = start(spec)?;
-    let mut p = libc::pollfd {
-        fd: pending.setup_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    while unsafe { libc::poll(&mut p, 1, -1) } < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+    let program = spec.resolve_program()?;
+    let mut pending = start(spec)?;
+    pending.send_command(&program, spec)?;
+    loop {
+        let mut p = libc::pollfd {
+            fd: pending.setup_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, -1) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            continue;
+        }
+        if let Setup::Done = pending.poll_setup()? {
+            return Ok(pending.finish());
         }
     }
-    pending.finish()
 }
 
 /// A sandbox whose init was cloned and is still setting up: the parent
@@ -177,6 +179,17 @@ pub struct Pending {
     /// Read end of the child's CLOEXEC setup pipe.
     setup: File,
     cloned: Instant,
+    /// Where the command goes (`command.rs`); init waits for it.
+    command: CommandArea,
+}
+
+/// What the setup pipe said.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Setup {
+    /// Init finished its setup and waits for its command.
+    Ready,
+    /// EOF: the command was exec'd (or init is gone: its pidfd says how).
+    Done,
 }
 
 /// Prepares the sandbox in the parent and clones its init; returns without
@@ -186,13 +199,8 @@ pub fn start(spec: &SandboxSpec) -> io::Result<Pending> {
     spec.validate()?;
     let ks = support();
     ks.require_for_launch()?;
-    // A session runs no program of its own (its supervisor is init).
-    let program = if spec.session {
-        std::path::PathBuf::from("/")
-    } else {
-        spec.resolve_program()?
-    };
     MountPlan::ensure_staging_dir()?;
+    let mut command = CommandArea::new()?;
 
     let (stdin_r, stdin_w) = match spec.stdin {
         Stdin::Pipe => {
@@ -266,7 +274,7 @@ pub fn start(spec: &SandboxSpec) -> io::Result<Pending> {
         cgroup_procs,
         session: session_init,
     };
-    let mut plan = match build_plan(spec, &program, &ends, ks.landlock_abi) {
+    let mut plan = match build_plan(spec, &command, &ends, ks.landlock_abi) {
         Ok(p) => p,
         Err(e) => {
             cgroup.remove();
@@ -298,6 +306,7 @@ pub fn start(spec: &SandboxSpec) -> io::Result<Pending> {
         std::process::abort();
     }
     let t2 = Instant::now();
+    command.after_clone();
     drop(plan);
     drop(ends);
     drop(into_v2);
@@ -331,6 +340,7 @@ pub fn start(spec: &SandboxSpec) -> io::Result<Pending> {
         sandbox,
         setup: err_r.into(),
         cloned: t2,
+        command,
     })
 }
 
@@ -346,11 +356,16 @@ impl Pending {
         self.sandbox.kill_tree()
     }
 
-    /// Call once [`Pending::setup_fd`] is readable: the running sandbox, or
-    /// the typed setup failure (the failed child is reaped; its cgroup
-    /// removed).
-    pub fn finish(mut self) -> io::Result<Sandbox> {
-        // One read: a failure record is 8 bytes written at once (less than
+    /// Host pid of init.
+    pub fn pid(&self) -> libc::pid_t {
+        self.sandbox.pid
+    }
+
+    /// Call each time [`Pending::setup_fd`] is readable: init is ready for
+    /// its command, or the command was exec'd, or the typed setup failure
+    /// (the failed child is then reaped; dropping `self` removes its cgroup).
+    pub fn poll_setup(&mut self) -> io::Result<Setup> {
+        // One read per record: each is 8 bytes written at once (less than
         // PIPE_BUF, so never split); EOF reads 0.
         let mut rec = [0u8; 8];
         let n = loop {
@@ -359,42 +374,45 @@ impl Pending {
                 r => break r?,
             }
         };
-        if let Some(failure) = report::decode_failure(&rec[..n]) {
-            let _ = self.sandbox.wait();
-            return Err(failure.into_io());
+        if n == 0 {
+            return Ok(Setup::Done);
         }
-        self.sandbox.timings.child_setup = self.cloned.elapsed();
-        Ok(self.sandbox)
+        if rec == report::READY {
+            self.sandbox.timings.child_setup = self.cloned.elapsed();
+            return Ok(Setup::Ready);
+        }
+        let _ = self.sandbox.wait();
+        Err(report::decode_failure(&rec[..n])
+            .map(|f| f.into_io())
+            .unwrap_or_else(|| io::Error::other("a malformed setup record")))
+    }
+
+    /// Hands init its command (`program` resolved on the spec's PATH). A
+    /// cold launch sends it at once; init reads it when its setup is done.
+    pub fn send_command(
+        &mut self,
+        program: &std::path::Path,
+        spec: &SandboxSpec,
+    ) -> io::Result<()> {
+        self.command
+            .send(program, &spec.cwd, &spec.argv, &spec.env)?;
+        // The command's wall time starts now, not when it was built.
+        self.sandbox.started = Instant::now();
+        Ok(())
+    }
+
+    /// After [`Setup::Done`]: the running sandbox.
+    pub fn finish(self) -> Sandbox {
+        self.sandbox
     }
 }
 
 fn build_plan(
     spec: &SandboxSpec,
-    program: &std::path::Path,
+    command: &CommandArea,
     ends: &ChildEnds,
     abi: i32,
 ) -> io::Result<ChildPlan> {
-    let argv: Vec<CString> = spec
-        .argv
-        .iter()
-        .map(|a| cstring(a))
-        .collect::<io::Result<_>>()?;
-    let env: Vec<CString> = spec
-        .env
-        .iter()
-        .map(|(k, v)| cstring(&format!("{k}={v}")))
-        .collect::<io::Result<_>>()?;
-    let argc = argv.len();
-    let mut strings = argv;
-    strings.extend(env);
-    let ptrs = |r: std::ops::Range<usize>| -> Vec<*const libc::c_char> {
-        strings[r]
-            .iter()
-            .map(|s| s.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect()
-    };
-    let (argv_ptrs, envp_ptrs) = (ptrs(0..argc), ptrs(argc..strings.len()));
     Ok(ChildPlan {
         stdio: [
             ends.stdin.as_raw_fd(),
@@ -415,11 +433,7 @@ fn build_plan(
         creds: Creds::new(spec.uid, spec.gid),
         landlock: LandlockPlan::build(spec, abi)?,
         seccomp: seccomp::program()?,
-        program: CString::new(program.as_os_str().as_bytes())
-            .map_err(|_| super::spec::invalid("NUL in program"))?,
-        argv: argv_ptrs,
-        envp: envp_ptrs,
-        _strings: strings,
+        command: command.child_view(),
         session: ends.session.as_ref().map(|f| f.as_raw_fd()),
     })
 }

@@ -24,7 +24,12 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
-use super::launcher::{self, Pending, Sandbox};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::launcher::{self, Pending, Sandbox, Setup};
+use super::pool::{Pool, PoolConfig, Shape};
+use super::spec::SandboxSpec;
 use super::wire::{self, FromLauncher, LaunchError, ToLauncher};
 
 /// The launcher process, as `main` holds it to stop it at the end.
@@ -36,7 +41,11 @@ pub struct Child {
 /// Forks the launcher process and returns it and the daemon's end of its
 /// control socket (for the server). Call it while the process is
 /// single-threaded.
-pub fn start(daemon_ports: Vec<u16>, netns_pool: usize) -> io::Result<(Child, OwnedFd)> {
+pub fn start(
+    daemon_ports: Vec<u16>,
+    netns_pool: usize,
+    pool: PoolConfig,
+) -> io::Result<(Child, OwnedFd)> {
     let (daemon_end, launcher_end) = wire::pair()?;
     // SAFETY: getpid has no preconditions.
     let daemon = unsafe { libc::getpid() };
@@ -46,7 +55,7 @@ pub fn start(daemon_ports: Vec<u16>, netns_pool: usize) -> io::Result<(Child, Ow
         -1 => Err(io::Error::last_os_error()),
         0 => {
             drop(daemon_end);
-            run(launcher_end, daemon, daemon_ports, netns_pool)
+            run(launcher_end, daemon, daemon_ports, netns_pool, pool)
         }
         pid => Ok((
             Child {
@@ -83,7 +92,13 @@ impl Child {
     }
 }
 
-fn run(control: OwnedFd, daemon: libc::pid_t, ports: Vec<u16>, netns_pool: usize) -> ! {
+fn run(
+    control: OwnedFd,
+    daemon: libc::pid_t,
+    ports: Vec<u16>,
+    netns_pool: usize,
+    pool: PoolConfig,
+) -> ! {
     abort_on_panic();
     // SAFETY: prctl with integer arguments.
     unsafe {
@@ -103,6 +118,8 @@ fn run(control: OwnedFd, daemon: libc::pid_t, ports: Vec<u16>, netns_pool: usize
     Loop {
         control,
         live: Vec::new(),
+        pool: Pool::new(pool),
+        refills: Vec::new(),
     }
     .serve();
     super::sys::exit(0)
@@ -124,8 +141,16 @@ fn abort_on_panic() {
 
 /// Where a sandbox is in its life, as the loop sees it.
 enum Stage {
-    /// Init was cloned and is setting up; the loop polls its setup pipe.
-    SettingUp(Pending),
+    /// Init was cloned and is setting up, or waits for its command; the
+    /// loop polls its setup pipe. `waiting`: the call claimed a sandbox
+    /// built ahead that was still setting up; its command goes in once init
+    /// is ready and its view is proven fresh (`fresh.rs`). `pooled`: built
+    /// ahead (the record says so).
+    SettingUp {
+        pending: Pending,
+        waiting: Option<Box<(PathBuf, SandboxSpec)>>,
+        pooled: bool,
+    },
     /// The command was exec'd; the loop polls init's pidfd.
     Running(Sandbox),
 }
@@ -141,14 +166,14 @@ impl Live {
     /// The fd whose readiness moves this sandbox on.
     fn event_fd(&self) -> i32 {
         match &self.stage {
-            Stage::SettingUp(p) => p.setup_fd(),
+            Stage::SettingUp { pending, .. } => pending.setup_fd(),
             Stage::Running(s) => s.pidfd().as_raw_fd(),
         }
     }
 
     fn kill_tree(&self) {
         match &self.stage {
-            Stage::SettingUp(p) => p.kill_tree(),
+            Stage::SettingUp { pending, .. } => pending.kill_tree(),
             Stage::Running(s) => s.kill_tree(),
         }
     }
@@ -157,6 +182,10 @@ impl Live {
 struct Loop {
     control: OwnedFd,
     live: Vec<Live>,
+    /// Sandboxes built ahead, each waiting for one call (`pool.rs`).
+    pool: Pool<Pending>,
+    /// Replacements to build, one per loop turn, after the turn's replies.
+    refills: Vec<(Shape, SandboxSpec)>,
 }
 
 impl Loop {
@@ -170,16 +199,32 @@ impl Loop {
                 fds.push(pollfd(l.conn.as_ref().map_or(-1, |c| c.as_raw_fd())));
                 fds.push(pollfd(l.event_fd()));
             }
+            let pooled_at = fds.len();
+            for e in self.pool.entries() {
+                fds.push(pollfd(e.item.setup_fd()));
+            }
             // SAFETY: `fds` is a valid array of pollfd of that length.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            let n = unsafe {
+                libc::poll(
+                    fds.as_mut_ptr(),
+                    fds.len() as libc::nfds_t,
+                    self.poll_timeout(),
+                )
+            };
             if n < 0 {
                 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return self.kill_all();
             }
-            // The live sandboxes first (their indices match `fds`), newest
-            // first so removing one leaves the others' indices intact.
+            // The pool's entries, then the live sandboxes (indices match
+            // `fds`), newest first so removing one leaves the others'
+            // indices intact.
+            for j in (0..self.pool.len()).rev() {
+                if fds[pooled_at + j].revents != 0 {
+                    self.on_pool_event(j);
+                }
+            }
             for i in (0..self.live.len()).rev() {
                 if fds[1 + 2 * i].revents != 0 {
                     self.on_conn(i);
@@ -190,25 +235,138 @@ impl Loop {
             }
             if fds[0].revents != 0 {
                 match wire::recv::<ToLauncher>(self.control.as_fd()) {
-                    Ok(Some((ToLauncher::Launch, fds))) => self.launch(fds),
-                    Ok(Some((ToLauncher::RefreshEtc, _))) => super::etc::refresh(),
+                    Ok(Some((ToLauncher::Launch { pool }, fds))) => self.launch(pool, fds),
+                    Ok(Some((ToLauncher::RefreshEtc, _))) => {
+                        // A reload: a new /etc snapshot, maybe new rules.
+                        // Nothing built before it may serve a call after it.
+                        super::etc::refresh();
+                        self.refills.clear();
+                        drop(self.pool.flush());
+                    }
                     Ok(Some((ToLauncher::Kill, _))) => {}
                     Ok(Some((ToLauncher::Shutdown, _))) => return self.kill_all(),
                     // The daemon is gone: nothing may outlive it.
                     Ok(None) | Err(_) => return self.kill_all(),
                 }
             }
+            drop(self.pool.expire(Instant::now()));
+            self.refill_one();
         }
     }
 
-    /// Prepares and clones; the answer waits for the child's setup event.
-    fn launch(&mut self, fds: Vec<OwnedFd>) {
+    /// Wake at once for a queued refill, else when the next pooled
+    /// sandbox falls idle, else only for an event.
+    fn poll_timeout(&self) -> i32 {
+        if !self.refills.is_empty() {
+            return 0;
+        }
+        match self.pool.next_expiry() {
+            Some(at) => at
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .saturating_add(1)
+                .min(i32::MAX as u128) as i32,
+            None => -1,
+        }
+    }
+
+    /// Builds one queued replacement, within the pool's bounds.
+    fn refill_one(&mut self) {
+        let Some((shape, spec)) = self.refills.pop() else {
+            return;
+        };
+        if !self.pool.has_room(&shape) {
+            return;
+        }
+        match launcher::start(&spec) {
+            Ok(pending) => drop(self.pool.insert(shape, pending, Instant::now())),
+            Err(e) => tracing::debug!("launcher: building a pooled sandbox failed: {e}"),
+        }
+    }
+
+    /// A pooled sandbox's setup pipe: ready (it now waits for a call), or
+    /// it failed or died: destroyed.
+    fn on_pool_event(&mut self, j: usize) {
+        let was_ready = self.pool.entries()[j].ready;
+        match self.pool.item_mut(j).poll_setup() {
+            Ok(Setup::Ready) if !was_ready => self.pool.mark_ready(j),
+            _ => drop(self.pool.remove(j)),
+        }
+    }
+
+    /// Takes a sandbox built ahead for this call's exact shape (proven
+    /// fresh), or claims one still being built, or builds one now; then
+    /// queues a replacement.
+    fn launch(&mut self, key: Option<String>, fds: Vec<OwnedFd>) {
         let Ok::<[OwnedFd; 2], _>([spec, conn]) = fds.try_into() else {
             return;
         };
-        match wire::read_spec(spec).and_then(|spec| launcher::start(&spec)) {
+        let prepared = wire::read_spec(spec).and_then(|spec| {
+            spec.validate()?;
+            // A session runs no program of its own (its supervisor is init).
+            let program = if spec.session {
+                PathBuf::from("/")
+            } else {
+                spec.resolve_program()?
+            };
+            Ok((spec, program))
+        });
+        let (spec, program) = match prepared {
+            Ok(p) => p,
+            Err(e) => return fail(&conn, &e),
+        };
+        let Some(shape) = key.and_then(|k| Shape::of(&k, &spec)) else {
+            return self.cold(spec, program, conn);
+        };
+        if self.refills.len() < 64 {
+            self.refills
+                .push((shape.clone(), super::pool::shaping_part(&spec)));
+        }
+        match self.pool.take(&shape) {
+            Some((mut pending, true)) => match hand_over(&mut pending, &program, &spec) {
+                Ok(()) => self.live.push(Live {
+                    stage: Stage::SettingUp {
+                        pending,
+                        waiting: None,
+                        pooled: true,
+                    },
+                    conn: Some(conn),
+                }),
+                Err(e) => {
+                    tracing::info!("launcher: {e}; building one for this call");
+                    drop(pending);
+                    self.cold(spec, program, conn)
+                }
+            },
+            // Still setting up: never slower than a build started now.
+            Some((pending, false)) => self.live.push(Live {
+                stage: Stage::SettingUp {
+                    pending,
+                    waiting: Some(Box::new((program, spec))),
+                    pooled: true,
+                },
+                conn: Some(conn),
+            }),
+            None => self.cold(spec, program, conn),
+        }
+    }
+
+    /// Builds a sandbox for this call; its command is there before init's
+    /// setup ends (the same path as a pooled one, without the wait).
+    fn cold(&mut self, spec: SandboxSpec, program: PathBuf, conn: OwnedFd) {
+        let started = launcher::start(&spec).and_then(|mut p| {
+            if !spec.session {
+                p.send_command(&program, &spec)?;
+            }
+            Ok(p)
+        });
+        match started {
             Ok(pending) => self.live.push(Live {
-                stage: Stage::SettingUp(pending),
+                stage: Stage::SettingUp {
+                    pending,
+                    waiting: None,
+                    pooled: false,
+                },
                 conn: Some(conn),
             }),
             Err(e) => fail(&conn, &e),
@@ -220,7 +378,10 @@ impl Loop {
         let Some(conn) = &l.conn else { return };
         match wire::recv::<ToLauncher>(conn.as_fd()) {
             Ok(Some((ToLauncher::Kill, _))) => l.kill_tree(),
-            Ok(Some((ToLauncher::Launch | ToLauncher::RefreshEtc | ToLauncher::Shutdown, _))) => {}
+            Ok(Some((
+                ToLauncher::Launch { .. } | ToLauncher::RefreshEtc | ToLauncher::Shutdown,
+                _,
+            ))) => {}
             // The daemon dropped the call: end the tree, reap it later.
             Ok(None) | Err(_) => {
                 l.kill_tree();
@@ -231,23 +392,48 @@ impl Loop {
 
     fn on_event(&mut self, i: usize) {
         let l = self.live.swap_remove(i);
-        match l.stage {
-            Stage::SettingUp(pending) => self.on_setup_done(pending, l.conn),
-            Stage::Running(sandbox) => on_exit(sandbox, l.conn),
+        let conn = l.conn;
+        let (mut pending, mut waiting, pooled) = match l.stage {
+            Stage::SettingUp {
+                pending,
+                waiting,
+                pooled,
+            } => (pending, waiting, pooled),
+            Stage::Running(sandbox) => return on_exit(sandbox, conn),
+        };
+        match pending.poll_setup() {
+            Ok(Setup::Ready) => {
+                if let Some((program, spec)) = waiting.take().map(|w| *w) {
+                    if let Err(e) = hand_over(&mut pending, &program, &spec) {
+                        tracing::info!("launcher: {e}; building one for this call");
+                        drop(pending);
+                        if let Some(conn) = conn {
+                            self.cold(spec, program, conn);
+                        }
+                        return;
+                    }
+                }
+                self.live.push(Live {
+                    stage: Stage::SettingUp {
+                        pending,
+                        waiting,
+                        pooled,
+                    },
+                    conn,
+                });
+            }
+            Ok(Setup::Done) => self.on_setup_done(pending.finish(), conn, pooled),
+            Err(e) => match (waiting.map(|w| *w), conn) {
+                // A claimed sandbox that failed before serving: build one.
+                (Some((program, spec)), Some(conn)) => self.cold(spec, program, conn),
+                (None, Some(conn)) => fail(&conn, &e),
+                (_, None) => {}
+            },
         }
     }
 
     /// The child exec'd the command or reported a failed step.
-    fn on_setup_done(&mut self, pending: Pending, conn: Option<OwnedFd>) {
-        let mut sandbox = match pending.finish() {
-            Ok(s) => s,
-            Err(e) => {
-                if let Some(conn) = &conn {
-                    fail(conn, &e);
-                }
-                return;
-            }
-        };
+    fn on_setup_done(&mut self, mut sandbox: Sandbox, conn: Option<OwnedFd>, pooled: bool) {
         let Some(conn) = conn else {
             // The call is gone (its tree was killed): reap it when it exits.
             return self.live.push(Live {
@@ -272,6 +458,7 @@ impl Loop {
             timings: sandbox.timings(),
             stdin: stdin.is_some(),
             session: session.is_some(),
+            pooled,
         };
         let conn = match wire::send(conn.as_fd(), &reply, &passed) {
             Ok(()) => Some(conn),
@@ -291,10 +478,25 @@ impl Loop {
         for l in &self.live {
             l.kill_tree();
         }
+        for p in self.pool.entries() {
+            p.item.kill_tree();
+        }
+        drop(self.pool.flush());
         // Dropping each reaps it and removes its cgroups.
         self.live.clear();
         super::cgroup::finish_removals(std::time::Duration::from_secs(2));
     }
+}
+
+/// A sandbox built ahead gets the call's command once its view of the
+/// workspace is proven to be the one a cold build would make now.
+fn hand_over(
+    pending: &mut Pending,
+    program: &std::path::Path,
+    spec: &SandboxSpec,
+) -> io::Result<()> {
+    super::fresh::prove(pending.pid(), spec)?;
+    pending.send_command(program, spec)
 }
 
 /// Init exited (its pidfd is readable): reap, answer, then clean up.

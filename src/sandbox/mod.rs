@@ -19,23 +19,29 @@
 //!   reset signals, setsid, pdeathsig, non-dumpable, stdio onto 0-2,
 //!   setns(net), hostname, mounts + pivot_root, join the cgroups it was not
 //!   born in, rlimits, drop
-//!   to uid/gid (caps verified empty), chdir, Landlock (+no_new_privs),
-//!   close inherited fds, seccomp, fork the command, which execs; init reaps
-//!   and reports the command's status on a pipe, then exits (killing any
-//!   leftover process of the namespace).
+//!   to uid/gid (caps verified empty), Landlock (+no_new_privs),
+//!   close inherited fds, seccomp; then init reports ready and waits for its
+//!   command (`command.rs`: at once for a cold launch, when a call takes it
+//!   for a sandbox built ahead, `pool.rs`, after `fresh.rs` proved its view
+//!   current), enters the command's cwd, forks the command, which execs;
+//!   init reaps and reports the command's status on a pipe, then exits
+//!   (killing any leftover process of the namespace).
 
 mod cgroup;
 mod cgroup_layout;
 mod child;
 mod clone;
+mod command;
 mod creds;
 pub mod etc;
 pub mod fast_spawn;
+mod fresh;
 mod landlock;
 mod launcher;
 pub mod launcher_process;
 mod mounts;
 pub mod netns;
+pub mod pool;
 mod probe;
 mod remote;
 mod report;

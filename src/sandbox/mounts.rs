@@ -66,7 +66,6 @@ pub enum MountOp {
 pub struct MountPlan {
     staging: CString,
     ops: Vec<MountOp>,
-    cwd: CString,
 }
 
 fn cstr(p: impl AsRef<Path>) -> io::Result<CString> {
@@ -130,7 +129,7 @@ impl Builder {
 
 /// What is mounted on one workspace path, strongest last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Pin {
+pub(super) enum Pin {
     /// A directory above a mask or a read-only path, bound onto itself so
     /// it is a mount point: rename and rmdir of a mount point fail with
     /// EBUSY, so the mask cannot be carried away or the path rebuilt.
@@ -146,7 +145,7 @@ enum Pin {
 /// before what it protects is mounted below it): the masks, the read-only
 /// paths, and every directory above them. Nothing below a mask is mounted
 /// (the mask hides it); a path inside a read-only one stays read-only.
-fn pinned(spec: &SandboxSpec) -> Vec<(PathBuf, Pin)> {
+pub(super) fn pinned(spec: &SandboxSpec) -> Vec<(PathBuf, Pin)> {
     use std::collections::BTreeMap;
     let mut plan: BTreeMap<PathBuf, Pin> = BTreeMap::new();
     let mut put = |p: PathBuf, pin: Pin| {
@@ -326,7 +325,6 @@ impl MountPlan {
         Ok(MountPlan {
             staging: cstr(&root)?,
             ops: b.ops,
-            cwd: cstr(&spec.cwd)?,
         })
     }
 
@@ -382,18 +380,11 @@ impl MountPlan {
 
     /// A plan of the given operations, for the seam's unit tests.
     #[cfg(test)]
-    pub fn for_tests(staging: &str, ops: Vec<MountOp>, cwd: &str) -> MountPlan {
+    pub fn for_tests(staging: &str, ops: Vec<MountOp>) -> MountPlan {
         MountPlan {
             staging: CString::new(staging).unwrap(),
             ops,
-            cwd: CString::new(cwd).unwrap(),
         }
-    }
-
-    /// The command's working directory, entered after the privilege drop so
-    /// that it is checked with the command's own credentials.
-    pub fn cwd(&self) -> &CString {
-        &self.cwd
     }
 }
 

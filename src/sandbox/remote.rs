@@ -57,13 +57,18 @@ pub fn request_etc_refresh(control: BorrowedFd<'_>) -> io::Result<()> {
 /// Asks the launcher for a sandbox running `spec` (blocking: call it off
 /// the async threads). Returns once the command was exec'd, or the typed
 /// reason it was not (a [`super::SetupError`] inside the `io::Error`, or
-/// [`LauncherGone`]).
-pub fn launch(control: BorrowedFd<'_>, spec: &SandboxSpec) -> io::Result<SandboxChild> {
+/// [`LauncherGone`]). `pool`: the key (agent and policy version) under
+/// which a sandbox built ahead for the same shape may serve it.
+pub fn launch(
+    control: BorrowedFd<'_>,
+    spec: &SandboxSpec,
+    pool: Option<String>,
+) -> io::Result<SandboxChild> {
     let memfd = wire::spec_memfd(spec)?;
     let (conn, theirs) = wire::pair()?;
     wire::send(
         control,
-        &ToLauncher::Launch,
+        &ToLauncher::Launch { pool },
         &[memfd.as_fd(), theirs.as_fd()],
     )
     .map_err(|_| LauncherGone::io())?;
@@ -76,6 +81,7 @@ pub fn launch(control: BorrowedFd<'_>, spec: &SandboxSpec) -> io::Result<Sandbox
                 timings,
                 stdin,
                 session,
+                pooled,
             },
             fds,
         )) => {
@@ -101,6 +107,7 @@ pub fn launch(control: BorrowedFd<'_>, spec: &SandboxSpec) -> io::Result<Sandbox
                 pidfd,
                 conn,
                 timings,
+                pooled,
                 ended: false,
             })
         }
@@ -127,6 +134,8 @@ pub struct SandboxChild {
     pidfd: OwnedFd,
     conn: OwnedFd,
     timings: Timings,
+    /// Served by a sandbox built ahead (the pool).
+    pub pooled: bool,
     ended: bool,
 }
 

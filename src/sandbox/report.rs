@@ -116,6 +116,10 @@ pub fn fail(fd: i32, step: Step, errno: Errno) -> ! {
     sys::exit(127)
 }
 
+/// Init's "setup done, waiting for the command" record on the setup pipe
+/// (no step has this number).
+pub const READY: [u8; 8] = [0xff; 8];
+
 /// Parent side: an empty read (EOF) means every step succeeded and the
 /// command was exec'd.
 pub fn decode_failure(rec: &[u8]) -> Option<SetupError> {

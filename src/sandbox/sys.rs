@@ -9,6 +9,11 @@ use libc::{c_char, c_int, c_long, c_ulong, c_void};
 /// An errno, captured right after a failing syscall.
 pub type Errno = i32;
 
+/// The calling thread's errno (after a raw libc call).
+pub fn last_errno() -> Errno {
+    errno()
+}
+
 fn errno() -> Errno {
     // SAFETY: reading the thread's errno location is always valid.
     unsafe { *libc::__errno_location() }

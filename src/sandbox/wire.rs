@@ -7,9 +7,11 @@
 //!
 //! The conversation, per launch:
 //! - on the control socket, daemon → launcher: [`ToLauncher::Launch`] with
-//!   the spec's memfd and one end of a fresh socket pair for this launch;
+//!   the spec's memfd and one end of a fresh socket pair for this launch,
+//!   and the pool key under which a sandbox built ahead may serve it;
 //! - on that launch socket, launcher → daemon: [`FromLauncher::Started`]
-//!   (fds: pidfd, stdout, stderr, stdin if piped) or [`FromLauncher::Failed`];
+//!   (fds: pidfd, stdout, stderr, stdin if piped; whether it was pooled) or
+//!   [`FromLauncher::Failed`];
 //!   later [`FromLauncher::Exited`] once the sandbox ended;
 //! - daemon → launcher: [`ToLauncher::Kill`]; closing the launch socket
 //!   also kills the sandbox (the daemon dropped the call).
@@ -35,8 +37,13 @@ const MAX_BODY: usize = 64 << 10;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToLauncher {
-    /// fds: [the spec's memfd, this launch's socket].
-    Launch,
+    /// fds: [the spec's memfd, this launch's socket]. `pool`: the key
+    /// (agent and policy version) under which a sandbox built ahead may
+    /// serve this call; `None`: never (a session).
+    Launch {
+        #[serde(default)]
+        pool: Option<String>,
+    },
     /// Kill the whole tree now (init and everything in its cgroups).
     Kill,
     /// On the control socket: rebuild the /etc snapshots on next use (a
@@ -57,6 +64,9 @@ pub enum FromLauncher {
         stdin: bool,
         #[serde(default)]
         session: bool,
+        /// Served by a sandbox built ahead (the pool), not one built for it.
+        #[serde(default)]
+        pooled: bool,
     },
     /// Nothing runs.
     Failed(LaunchError),

@@ -500,7 +500,7 @@ impl ToolService {
         })?;
         self.state().audit.admit().await?;
         let child = launcher
-            .spawn(spec.clone())
+            .spawn(spec.clone(), None)
             .await
             .map_err(super::shell::launch_error)?;
         let sup = session::supervisor::Supervisor::new(child)
@@ -892,6 +892,7 @@ fn session_enforced(service: &ToolService, s: &Session) -> Enforced {
         network: s.spec.network,
         uid: s.spec.uid,
         gid: s.spec.gid,
+        pooled: false,
     }
 }
 

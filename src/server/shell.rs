@@ -131,7 +131,7 @@ impl ToolService {
             self.state()
                 .caps
                 .admit(&agent.name, Kind::Command, agent.quota.concurrent_commands)?;
-        let enforced = Enforced {
+        let mut enforced = Enforced {
             namespaces: if spec.network {
                 "pid,mount,ipc,uts"
             } else {
@@ -142,6 +142,7 @@ impl ToolService {
             network: spec.network,
             uid: spec.uid,
             gid: spec.gid,
+            pooled: false,
         };
         let launcher = self.state().launcher.as_ref().ok_or_else(|| {
             ToolError::new(
@@ -162,8 +163,15 @@ impl ToolService {
             return Err(crate::cancel::stopped_before_work(reason));
         }
         let launch_started = Instant::now();
-        let child = launcher.spawn(spec).await.map_err(launch_error)?;
+        // Sandboxes built ahead serve only this agent under this policy.
+        let pool_key = format!("{}\n{}", agent.name, self.state().policy().version);
+        let child = launcher
+            .spawn(spec, Some(pool_key))
+            .await
+            .map_err(launch_error)?;
         crate::metrics::sandbox_setup(launch_started.elapsed());
+        crate::metrics::sandbox_pool(child.pooled);
+        enforced.pooled = child.pooled;
         let t = child.timings();
         tracing::debug!(
             pid = child.pid,
@@ -171,6 +179,7 @@ impl ToolService {
             prepare_us = t.prepare.as_micros() as u64,
             clone_us = t.clone.as_micros() as u64,
             child_setup_us = t.child_setup.as_micros() as u64,
+            pooled = child.pooled,
             "sandbox started"
         );
         Ok((prepared, enforced, Running::Sandbox(child), slot))

@@ -66,8 +66,10 @@ impl Launcher {
         }
     }
 
-    /// Builds the sandbox and starts the command in it.
-    pub async fn spawn(&self, spec: SandboxSpec) -> io::Result<SandboxChild> {
+    /// Builds the sandbox and starts the command in it. `pool`: the key
+    /// (agent and policy version) under which a sandbox built ahead may
+    /// serve it; `None` for a session.
+    pub async fn spawn(&self, spec: SandboxSpec, pool: Option<String>) -> io::Result<SandboxChild> {
         if !self.alive() {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -75,9 +77,10 @@ impl Launcher {
             ));
         }
         let control = self.control.clone();
-        let result = tokio::task::spawn_blocking(move || sandbox::launch(control.as_fd(), &spec))
-            .await
-            .map_err(io::Error::other)?;
+        let result =
+            tokio::task::spawn_blocking(move || sandbox::launch(control.as_fd(), &spec, pool))
+                .await
+                .map_err(io::Error::other)?;
         if result.as_ref().is_err_and(sandbox::LauncherGone::of) {
             self.alive();
         }

@@ -377,6 +377,8 @@ pub struct ShellDaemon {
     /// The sessions commands run in (by workspace), under
     /// [`commands_in_session`].
     sessions: tokio::sync::Mutex<BTreeMap<String, String>>,
+    /// Calls in flight through `run`/`exec_events` (pooled twins).
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// True in the test binary `escape_shell_in_session` (the escape cases of
@@ -387,6 +389,31 @@ pub fn commands_in_session() -> bool {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .is_some_and(|n| n.starts_with("escape_shell_in_session"))
+}
+
+/// True in the pooled twins of the escape suites (`escape_shell_pooled`,
+/// `escape_paths_pooled`): before each Run and Exec the harness sends a
+/// warm-up call of the same shape (`/bin/true`, same workspace and stdin),
+/// waits until the sandbox built ahead for it is ready, and after the call
+/// checks in the audit log that a sandbox built ahead served it (when no
+/// other call of the test was in flight: concurrent calls may outnumber
+/// the pool).
+pub fn commands_pooled() -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|n| {
+            n.starts_with("escape_shell_pooled") || n.starts_with("escape_paths_pooled")
+        })
+}
+
+/// argv of the pooled twins' warm-up calls (left out of the record counts).
+pub const WARM_UP: &[&str] = &["true", "agentjail-pool-warm-up"];
+
+fn is_warm_up(r: &serde_json::Value) -> bool {
+    r["args"]["argv"]
+        .as_array()
+        .is_some_and(|a| a.len() == 2 && a[1].as_str() == Some(WARM_UP[1]))
 }
 
 /// Writes the policy and an (almost empty) config file.
@@ -414,6 +441,20 @@ impl ShellDaemon {
             server,
             dirs,
             sessions: Default::default(),
+            in_flight: Default::default(),
+        }
+    }
+
+    /// `policy_toml` as the whole policy file, `config` as the config file.
+    pub async fn launch_raw(dirs: ShellDirs, policy_toml: &str, config: &str) -> ShellDaemon {
+        dirs.write_setup(policy_toml, config);
+        let server = Serve::new().start(&dirs).await;
+        ShellDaemon {
+            pid: server.pid,
+            server,
+            dirs,
+            sessions: Default::default(),
+            in_flight: Default::default(),
         }
     }
 
@@ -431,6 +472,7 @@ impl ShellDaemon {
             server,
             dirs,
             sessions: Default::default(),
+            in_flight: Default::default(),
         }
     }
 
@@ -448,6 +490,7 @@ impl ShellDaemon {
             server,
             dirs,
             sessions: Default::default(),
+            in_flight: Default::default(),
         }
     }
 
@@ -464,7 +507,70 @@ impl ShellDaemon {
 
     pub async fn run(&self, req: ExecRequest) -> Result<ExecResult, Status> {
         let req = self.in_session(req).await;
-        self.client().await.run(req).await.map(|r| r.into_inner())
+        let alone = self.warm_up(&req).await;
+        let r = self.client().await.run(req).await.map(|r| r.into_inner());
+        self.in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(r) = &r {
+            self.check_pooled(alone, &r.exec_id);
+        }
+        r
+    }
+
+    /// Pooled twins: a call of `req`'s shape first, so that a sandbox is
+    /// built ahead for `req`, ready before `req` is sent. Returns whether
+    /// `req` is the only call in flight (it is always counted in, so pair
+    /// with a decrement) and a warm-up ran for it.
+    async fn warm_up(&self, req: &ExecRequest) -> bool {
+        let alone = self
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            == 0;
+        if !commands_pooled() || !req.session_id.is_empty() {
+            return alone;
+        }
+        let warm = ExecRequest {
+            argv: WARM_UP.iter().map(|s| s.to_string()).collect(),
+            workspace: req.workspace.clone(),
+            stdin: req.stdin.clone(),
+            deterministic: req.deterministic,
+            ..Default::default()
+        };
+        // A policy that refuses the warm-up gets no sandbox built ahead.
+        let warmed = self.client().await.run(warm).await.is_ok();
+        if warmed && alone {
+            // Built ahead: ready once its init waits for a command.
+            wait_until(Duration::from_secs(10), || self.pool_ready() > 0).await;
+        }
+        alone && warmed
+    }
+
+    /// Pooled twins: the call `exec_id` (when it was alone) was served by
+    /// a sandbox built ahead, as its audit record says.
+    #[track_caller]
+    fn check_pooled(&self, alone: bool, exec_id: &str) {
+        if !commands_pooled() || !alone || exec_id.is_empty() {
+            return;
+        }
+        let records = self.audit_records();
+        let Some(rec) = records
+            .iter()
+            .rev()
+            .find(|r| r["request_id"] == exec_id && r["phase"].is_null())
+        else {
+            return;
+        };
+        if rec["enforced"].is_object() {
+            assert_eq!(
+                rec["enforced"]["pooled"], true,
+                "a sandbox built ahead must serve this call: {rec}"
+            );
+        }
+    }
+
+    /// Sandboxes built ahead that wait for a call (`aj-ready` inits).
+    pub fn pool_ready(&self) -> usize {
+        ready_inits_of(self.pid).len()
     }
 
     /// Closes the sessions [`commands_in_session`] opened.
@@ -539,12 +645,26 @@ impl ShellDaemon {
     /// Every event of an Exec call, in order, until the stream ends.
     pub async fn exec_events(&self, req: ExecRequest) -> Result<Vec<ExecEvent>, Status> {
         let req = self.in_session(req).await;
-        let mut stream = self.client().await.exec(req).await?.into_inner();
-        let mut events = Vec::new();
-        while let Some(e) = stream.message().await? {
-            events.push(e);
+        let alone = self.warm_up(&req).await;
+        let events = async {
+            let mut stream = self.client().await.exec(req).await?.into_inner();
+            let mut events = Vec::new();
+            while let Some(e) = stream.message().await? {
+                events.push(e);
+            }
+            Ok::<_, Status>(events)
         }
-        Ok(events)
+        .await;
+        self.in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(events) = &events {
+            let exec_id = events.iter().find_map(|e| match &e.event {
+                Some(exec_event::Event::Started(s)) => Some(s.exec_id.clone()),
+                _ => None,
+            });
+            self.check_pooled(alone, exec_id.as_deref().unwrap_or(""));
+        }
+        events
     }
 
     /// Asserts that the daemon process is alive and still runs commands.
@@ -575,6 +695,7 @@ impl ShellDaemon {
             .filter(|r| {
                 matches!(r["method"].as_str(), Some("Exec" | "Run"))
                     && r["decision"].as_str() == Some("allow")
+                    && !is_warm_up(r)
             })
             .count()
     }
@@ -586,6 +707,7 @@ impl ShellDaemon {
             .filter(|r| {
                 matches!(r["method"].as_str(), Some("Exec" | "Run"))
                     && r["decision"].as_str() != Some("allow")
+                    && !is_warm_up(r)
             })
             .count()
     }
@@ -604,8 +726,17 @@ impl ShellDaemon {
         descendants_of(self.pid)
     }
 
-    /// Per-launch cgroups of this daemon that still exist.
+    /// Per-launch cgroups of this daemon that still exist, but for those
+    /// of its sandboxes built ahead (ready for a call).
     pub fn leftover_cgroups(&self) -> Vec<PathBuf> {
+        self.launch_cgroups()
+            .into_iter()
+            .filter(|g| !holds_only_ready_inits(g))
+            .collect()
+    }
+
+    /// Every per-launch cgroup of this daemon that exists, the pool's too.
+    pub fn launch_cgroups(&self) -> Vec<PathBuf> {
         let prefix = format!("{}-", self.pid);
         let mut v = Vec::new();
         for h in std::fs::read_dir("/sys/fs/cgroup")
@@ -700,9 +831,42 @@ pub fn cmdline_of(pid: u32) -> String {
         .to_string()
 }
 
+/// A sandbox built ahead, waiting for a call (its init names itself
+/// `aj-ready` until a command arrives): the daemon keeps a bounded few on
+/// purpose, so they are not a call's leftovers.
+pub fn is_ready_init(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "aj-ready")
+}
+
+/// The ready sandboxes built ahead for the daemon `daemon`.
+pub fn ready_inits_of(daemon: u32) -> Vec<u32> {
+    let procs = host_processes();
+    let launchers: Vec<u32> = procs
+        .iter()
+        .filter(|(pid, ppid, _)| *ppid == daemon && is_launcher(*pid))
+        .map(|(pid, _, _)| *pid)
+        .collect();
+    procs
+        .iter()
+        .filter(|(pid, ppid, _)| launchers.contains(ppid) && is_ready_init(*pid))
+        .map(|(pid, _, _)| *pid)
+        .collect()
+}
+
+/// A per-launch cgroup whose only process is a ready sandbox's init.
+fn holds_only_ready_inits(group: &Path) -> bool {
+    let procs = std::fs::read_to_string(group.join("cgroup.procs")).unwrap_or_default();
+    let pids: Vec<u32> = procs
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    !pids.is_empty() && pids.iter().all(|p| is_ready_init(*p))
+}
+
 /// Every process below `root`, as `pid state cmdline` lines.
 /// The daemon's own launcher process (its child named `aj-launcher`)
-/// is part of the daemon, not a sandbox: it is walked through, not listed.
+/// is part of the daemon, not a sandbox: it is walked through, not listed;
+/// nor are the sandboxes it built ahead (`is_ready_init`).
 pub fn descendants_of(root: u32) -> Vec<String> {
     let procs = host_processes();
     let mut found = vec![root];
@@ -713,7 +877,8 @@ pub fn descendants_of(root: u32) -> Vec<String> {
         for (pid, ppid, state) in &procs {
             if *ppid == parent && !found.contains(pid) {
                 found.push(*pid);
-                if !(parent == root && is_launcher(*pid)) {
+                let part_of_daemon = parent == root && is_launcher(*pid);
+                if !(part_of_daemon || is_ready_init(*pid)) {
                     out.push(format!("{pid} {state} {}", cmdline_of(*pid)));
                 }
             }
