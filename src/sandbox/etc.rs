@@ -29,12 +29,7 @@ pub fn refresh() {
 
 /// The snapshot directory for this spec's identity and entry list.
 pub fn view_for(spec: &SandboxSpec) -> io::Result<PathBuf> {
-    let home = spec
-        .env
-        .iter()
-        .find(|(k, _)| k == "HOME")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("/tmp");
+    let home = home_of(spec);
     let key = format!(
         "{}:{}:{home}:{}",
         spec.uid,
@@ -60,6 +55,15 @@ pub fn view_for(spec: &SandboxSpec) -> io::Result<PathBuf> {
     build(spec, home, &dir)?;
     map.insert(key, dir.clone());
     Ok(dir)
+}
+
+/// The home directory the snapshot's passwd gives the sandbox user: the
+/// command's HOME (so a sandbox built ahead must be built for it too).
+pub fn home_of(spec: &SandboxSpec) -> &str {
+    spec.env
+        .iter()
+        .find(|(k, _)| k == "HOME")
+        .map_or("/tmp", |(_, v)| v.as_str())
 }
 
 /// Removes snapshots left by daemons that are gone (named etc-<pid>-...).
