@@ -361,3 +361,80 @@ async fn a_pooled_sandbox_shows_the_etc_a_cold_one_does() {
     assert!(pooled(&d, &warm), "control: served pooled: {warm:?}");
     assert_eq!(warm.ok(), cold.ok(), "a pooled /etc is a cold one's");
 }
+
+// ------------------------------------------------------------- bounds
+
+#[tokio::test]
+async fn the_pool_bound_holds_under_a_burst_of_distinct_shapes() {
+    // Four shapes of one agent (two workspaces, with and without stdin),
+    // over and over: whatever replaces what, the launcher never holds more
+    // than the bound.
+    let d =
+        ShellDaemon::start_with_config(&Policy::default(), "[pool]\nper_agent = 2\ntotal = 2\n")
+            .await;
+    let req = |i: usize| ExecRequest {
+        shell: "cat >/dev/null; echo ok".into(),
+        workspace: if i % 2 == 0 { "main" } else { "ro" }.into(),
+        stdin: if i % 4 < 2 {
+            Vec::new()
+        } else {
+            b"in".to_vec()
+        },
+        ..Default::default()
+    };
+    let mut max_seen = 0;
+    let mut pooled_calls = 0;
+    for round in 0..3 {
+        let calls: Vec<_> = (0..8).map(|i| d.run_ok(req(i + round))).collect();
+        for r in join_all(calls).await {
+            assert!(r.ok().contains("ok"), "{r:?}");
+            pooled_calls += usize::from(pooled(&d, &r));
+        }
+        // Sampled while the replacements are built, then once they are.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Sandboxes with a process in their cgroup (a finished call's
+            // empty group may linger a moment: its removal is off the
+            // answer's path).
+            let groups = d.launch_cgroups();
+            let names: std::collections::BTreeSet<_> = groups
+                .iter()
+                .filter(|g| {
+                    std::fs::read_to_string(g.join("cgroup.procs"))
+                        .is_ok_and(|p| !p.trim().is_empty())
+                })
+                .filter_map(|g| g.file_name())
+                .collect();
+            assert!(names.len() <= 2, "more sandboxes than the bound: {names:?}");
+            max_seen = max_seen.max(d.pool_ready());
+        }
+    }
+    assert!(max_seen <= 2, "{max_seen}");
+    assert!(max_seen >= 1, "control: the pool was in use");
+    assert!(pooled_calls >= 1, "control: some calls were served pooled");
+    d.assert_no_leftovers(Duration::from_secs(5)).await;
+}
+
+/// Runs the futures concurrently, in this task.
+async fn join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
+    let mut fs: Vec<_> = fs.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = fs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in fs.iter_mut().zip(done.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
+}
