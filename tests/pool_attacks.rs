@@ -235,6 +235,58 @@ async fn a_denied_file_exchanged_in_place_with_an_allowed_one_stays_masked() {
     d.assert_no_leftovers(Duration::from_secs(5)).await;
 }
 
+#[tokio::test]
+async fn a_replaced_workspace_root_is_never_served_by_a_sandbox_built_for_the_old_one() {
+    // The whole workspace renamed away and a new one made at its path
+    // with the same names (the survey finds the same masks): the sandbox
+    // built ahead still shows the old directory, whose mounts all look
+    // right; only the root's identity tells them apart.
+    let d = ShellDaemon::start_with(Policy {
+        files: r#"deny = ["conf/secret.txt"]"#.into(),
+        ..Policy::default()
+    })
+    .await;
+    put_ws(&d.dirs, "conf/secret.txt", format!("{OLD}\n"));
+    put_ws(&d.dirs, "which.txt", "old-root\n");
+    let read = "cat /workspace/conf/secret.txt 2>&1; echo; cat /workspace/which.txt; \
+                echo probe > /workspace/written.txt && echo wrote";
+    let warm = d.sh(read).await;
+    assert!(
+        warm.stdout.contains("old-root") && !warm.stdout.contains(OLD),
+        "{warm:?}"
+    );
+    await_ready(&d).await;
+    let old_root = d.dirs.outside.join("ws-old");
+    std::fs::rename(&d.dirs.ws, &old_root).unwrap();
+    std::fs::create_dir(&d.dirs.ws).unwrap();
+    d.dirs.give_ws_to_sandbox();
+    put_ws(&d.dirs, "conf/secret.txt", format!("{NEW}\n"));
+    put_ws(&d.dirs, "which.txt", "new-root\n");
+    std::fs::remove_file(old_root.join("written.txt")).unwrap();
+    let r = d.sh(read).await;
+    assert!(!r.stdout.contains(NEW), "the new root's denied file: {r:?}");
+    assert!(
+        r.stdout.contains("new-root"),
+        "the call sees the new root: {r:?}"
+    );
+    assert!(!pooled(&d, &r), "the stale sandbox must not serve: {r:?}");
+    assert!(
+        d.log().contains("the workspace root was replaced"),
+        "log:\n{}",
+        d.log()
+    );
+    // Nothing written into the old root (now outside the workspace).
+    assert!(
+        d.dirs.w("written.txt").exists(),
+        "control: written in the new root"
+    );
+    assert!(
+        !old_root.join("written.txt").exists(),
+        "written outside the workspace"
+    );
+    d.assert_no_leftovers(Duration::from_secs(5)).await;
+}
+
 // ---------------------------------------------- a ready init, from outside
 
 #[tokio::test]
