@@ -375,6 +375,73 @@ async fn a_killed_daemon_leaves_no_sandbox_built_ahead() {
     );
 }
 
+// ------------------------------------------------------------- reload
+
+#[tokio::test]
+async fn a_reload_that_changes_uid_network_and_limits_is_in_force_for_the_next_call() {
+    let dirs = ShellDirs::new();
+    let before = Policy::default();
+    let text = before.toml(&dirs);
+    let d = ShellDaemon::launch_raw(dirs, &text, "shutdown_grace_ms = 2000\n").await;
+    let look = "id -u; grep -c : /proc/net/dev; ulimit -n";
+    let old = d.sh(look).await;
+    let old_uid = old.ok().lines().next().unwrap().to_string();
+    assert_eq!(old_uid, SANDBOX_UID.to_string(), "{old:?}");
+    await_ready(&d).await;
+    let ready = ready_inits_of(d.pid);
+    // The new policy: another uid, the network granted, another limit.
+    let after = Policy {
+        network: true,
+        nofile: 321,
+        ..Policy::default()
+    };
+    assert_ne!(old.ok().lines().nth(2), Some("321"), "{old:?}");
+    let new_text = after.toml(&d.dirs).replacen(
+        &format!("uid = {SANDBOX_UID}\ngid = {SANDBOX_GID}"),
+        "uid = 54403\ngid = 54403",
+        1,
+    );
+    assert!(new_text.contains("uid = 54403") && new_text != text);
+    let reloads = |d: &ShellDaemon| d.log().matches("policy reloaded").count();
+    let n = reloads(&d);
+    d.dirs.write_setup(&new_text, "shutdown_grace_ms = 2000\n");
+    // SAFETY: SIGHUP to the test's own daemon: a policy reload.
+    unsafe { libc::kill(d.pid as i32, libc::SIGHUP) };
+    assert!(
+        wait_until(Duration::from_secs(10), || reloads(&d) > n).await,
+        "log:\n{}",
+        d.log()
+    );
+    let r = d.sh(look).await;
+    let lines: Vec<&str> = r.ok().lines().collect();
+    assert_eq!(lines[0], "54403", "the new uid: {r:?}");
+    assert_eq!(lines[2], "321", "the new limit: {r:?}");
+    assert!(
+        !pooled(&d, &r),
+        "nothing built before the reload serves: {r:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || ready_inits_of(d.pid)
+            .iter()
+            .all(|p| !ready.contains(p)))
+        .await,
+        "the old sandboxes are destroyed"
+    );
+    // Network: the host's interfaces (more than the loopback) now.
+    let old_ifaces: u32 = old.ok().lines().nth(1).unwrap().trim().parse().unwrap();
+    let new_ifaces: u32 = lines[1].trim().parse().unwrap();
+    assert_eq!(old_ifaces, 1, "no network before: only lo: {old:?}");
+    // Positive control: pooled again after the reload, with the new policy.
+    await_ready(&d).await;
+    let again = d.sh(look).await;
+    assert!(pooled(&d, &again), "{again:?}");
+    assert_eq!(again.ok(), r.ok());
+    assert!(
+        new_ifaces > old_ifaces,
+        "granted network shows the host's interfaces: {r:?}"
+    );
+}
+
 // ------------------------------------------------------------- /etc
 
 #[tokio::test]
