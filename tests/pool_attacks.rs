@@ -442,6 +442,34 @@ async fn a_reload_that_changes_uid_network_and_limits_is_in_force_for_the_next_c
     );
 }
 
+#[tokio::test]
+async fn a_killed_launcher_leaves_no_sandbox_built_ahead() {
+    let d = ShellDaemon::start().await;
+    d.sh("true").await;
+    await_ready(&d).await;
+    let ready = ready_inits_of(d.pid);
+    assert!(!ready.is_empty(), "control: a sandbox was built ahead");
+    let launcher = host_processes()
+        .into_iter()
+        .find(|(pid, ppid, _)| *ppid == d.pid && is_launcher(*pid))
+        .map(|(pid, _, _)| pid)
+        .expect("the launcher process");
+    // SAFETY: SIGKILL to the test daemon's own launcher process.
+    unsafe { libc::kill(launcher as i32, libc::SIGKILL) };
+    let gone = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || ready.iter().all(gone)).await,
+        "ready sandboxes outlived their launcher: {ready:?}"
+    );
+    // The daemon says why it runs no command now, and keeps serving.
+    let r = d.client().await.run(sh_req("echo hi")).await;
+    assert_refused(r, tonic::Code::Unavailable, "UNAVAILABLE");
+    assert!(std::path::Path::new(&format!("/proc/{}", d.pid)).exists());
+}
+
 // ------------------------------------------------------------- /etc
 
 #[tokio::test]
