@@ -562,6 +562,50 @@ async fn the_pool_bound_holds_under_a_burst_of_distinct_shapes() {
     d.assert_no_leftovers(Duration::from_secs(5)).await;
 }
 
+#[tokio::test]
+async fn a_client_choosing_home_cannot_grow_the_hosts_etc_snapshots() {
+    // Each /etc snapshot is a directory on the host's /run (a tmpfs: its
+    // memory). A request that may set HOME must not get one per value.
+    let d = ShellDaemon::start_with(Policy {
+        env: vec!["HOME".into(), "AJ_*".into()],
+        ..Policy::default()
+    })
+    .await;
+    let launcher = host_processes()
+        .into_iter()
+        .find(|(pid, ppid, _)| *ppid == d.pid && is_launcher(*pid))
+        .map(|(pid, _, _)| pid)
+        .expect("the launcher process");
+    let snapshots = || {
+        std::fs::read_dir("/run/agentjail-sandbox")
+            .map(|r| {
+                r.flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(&format!("etc-{launcher}-"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    d.sh("true").await;
+    let base = snapshots();
+    assert!(base >= 1, "control: the snapshot is where the test looks");
+    for i in 0..12 {
+        let mut req = sh_req("echo $HOME");
+        req.env.insert("HOME".into(), format!("/tmp/home-{i}"));
+        let r = d.run_ok(req).await;
+        assert_eq!(r.ok().trim(), format!("/tmp/home-{i}"), "control: {r:?}");
+    }
+    assert!(
+        snapshots() <= base + 1,
+        "one host /etc snapshot per HOME a client chose: {} after {base}",
+        snapshots()
+    );
+    d.assert_no_leftovers(Duration::from_secs(5)).await;
+}
+
 /// Runs the futures concurrently, in this task.
 async fn join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
     let mut fs: Vec<_> = fs.into_iter().map(Box::pin).collect();
