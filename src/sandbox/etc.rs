@@ -58,12 +58,11 @@ pub fn view_for(spec: &SandboxSpec) -> io::Result<PathBuf> {
 }
 
 /// The home directory the snapshot's passwd gives the sandbox user: the
-/// command's HOME (so a sandbox built ahead must be built for it too).
+/// workspace mount (the default HOME), never the request's HOME, which
+/// would make one host snapshot per value a client picks (and would have
+/// to shape a sandbox built ahead).
 pub fn home_of(spec: &SandboxSpec) -> &str {
-    spec.env
-        .iter()
-        .find(|(k, _)| k == "HOME")
-        .map_or("/tmp", |(_, v)| v.as_str())
+    spec.workspace.inside.to_str().unwrap_or("/tmp")
 }
 
 /// Removes snapshots left by daemons that are gone (named etc-<pid>-...).

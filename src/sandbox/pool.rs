@@ -70,12 +70,12 @@ impl Shape {
 }
 
 /// The part of a spec that shapes the sandbox: everything but argv, the
-/// environment and the cwd (which init receives with the command) — save
-/// HOME, which the build reads (the sandbox user's home in /etc/passwd).
+/// environment and the cwd (which init receives with the command; the
+/// build reads none of them: /etc/passwd's home is `etc::home_of`).
 pub fn shaping_part(spec: &SandboxSpec) -> SandboxSpec {
     let mut s = spec.clone();
     s.argv = Vec::new();
-    s.env = vec![("HOME".into(), super::etc::home_of(spec).into())];
+    s.env = Vec::new();
     // A placeholder that passes validation: the call's own cwd is entered
     // when its command arrives.
     s.cwd = "/".into();
@@ -232,10 +232,10 @@ mod tests {
         other_cmd.env.push(("X".into(), "1".into()));
         other_cmd.cwd = "/workspace/sub".into();
         assert_eq!(Shape::of("a@v1", &other_cmd).unwrap(), base);
-        // HOME shapes the sandbox (its /etc/passwd), the rest of env not.
+        // Nor HOME: /etc/passwd's home is the workspace mount's.
         let mut home = spec();
-        home.env.push(("HOME".into(), "/workspace".into()));
-        assert_ne!(Shape::of("a@v1", &home).unwrap(), base, "HOME");
+        home.env.push(("HOME".into(), "/elsewhere".into()));
+        assert_eq!(Shape::of("a@v1", &home).unwrap(), base, "HOME");
 
         let changes: Vec<(&str, Box<dyn Fn(&mut SandboxSpec)>)> = vec![
             ("mask", Box::new(|s| s.masked.push(("x".into(), false)))),
