@@ -29,12 +29,7 @@ pub fn refresh() {
 
 /// The snapshot directory for this spec's identity and entry list.
 pub fn view_for(spec: &SandboxSpec) -> io::Result<PathBuf> {
-    let home = spec
-        .env
-        .iter()
-        .find(|(k, _)| k == "HOME")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("/tmp");
+    let home = home_of(spec);
     let key = format!(
         "{}:{}:{home}:{}",
         spec.uid,
@@ -60,6 +55,14 @@ pub fn view_for(spec: &SandboxSpec) -> io::Result<PathBuf> {
     build(spec, home, &dir)?;
     map.insert(key, dir.clone());
     Ok(dir)
+}
+
+/// The home directory the snapshot's passwd gives the sandbox user: the
+/// workspace mount (the default HOME), never the request's HOME, which
+/// would make one host snapshot per value a client picks (and would have
+/// to shape a sandbox built ahead).
+pub fn home_of(spec: &SandboxSpec) -> &str {
+    spec.workspace.inside.to_str().unwrap_or("/tmp")
 }
 
 /// Removes snapshots left by daemons that are gone (named etc-<pid>-...).

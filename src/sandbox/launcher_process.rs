@@ -275,6 +275,7 @@ impl Loop {
         let Some((shape, spec)) = self.refills.pop() else {
             return;
         };
+        drop(self.pool.evict_for(&shape));
         if !self.pool.has_room(&shape) {
             return;
         }

@@ -70,7 +70,8 @@ impl Shape {
 }
 
 /// The part of a spec that shapes the sandbox: everything but argv, the
-/// environment and the cwd (which init receives with the command).
+/// environment and the cwd (which init receives with the command; the
+/// build reads none of them: /etc/passwd's home is `etc::home_of`).
 pub fn shaping_part(spec: &SandboxSpec) -> SandboxSpec {
     let mut s = spec.clone();
     s.argv = Vec::new();
@@ -136,6 +137,26 @@ impl<T> Pool<T> {
             built: now,
         });
         Ok(())
+    }
+
+    /// Makes room for one more entry of `shape` when its key is full, by
+    /// removing (and returning, to destroy) the key's oldest entry of
+    /// another shape: after a survey finds other masks, or a limit or
+    /// workspace changes, those would hold the key's places unused until
+    /// they fall idle. Never touches another key's entries or `shape`'s own.
+    pub fn evict_for(&mut self, shape: &Shape) -> Option<T> {
+        let same_key = self.entries.iter().filter(|e| e.shape.key == shape.key);
+        if self.cfg.per_key == 0 || same_key.count() < self.cfg.per_key {
+            return None;
+        }
+        let i = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.shape.key == shape.key && e.shape != *shape)
+            .min_by_key(|(_, e)| e.built)
+            .map(|(i, _)| i)?;
+        Some(self.entries.swap_remove(i).item)
     }
 
     /// Takes a ready entry of exactly `shape`, else one still being built
@@ -211,6 +232,10 @@ mod tests {
         other_cmd.env.push(("X".into(), "1".into()));
         other_cmd.cwd = "/workspace/sub".into();
         assert_eq!(Shape::of("a@v1", &other_cmd).unwrap(), base);
+        // Nor HOME: /etc/passwd's home is the workspace mount's.
+        let mut home = spec();
+        home.env.push(("HOME".into(), "/elsewhere".into()));
+        assert_eq!(Shape::of("a@v1", &home).unwrap(), base, "HOME");
 
         type Change = Box<dyn Fn(&mut SandboxSpec)>;
         let changes: Vec<(&str, Change)> = vec![
@@ -276,6 +301,28 @@ mod tests {
         assert_eq!(pool.len(), 3);
         let mut off = Pool::new(PoolConfig::disabled());
         assert_eq!(off.insert(a, 1, now), Err(1), "disabled");
+    }
+
+    #[test]
+    fn a_new_shape_takes_the_place_of_its_keys_oldest_other_shape() {
+        let t0 = Instant::now();
+        let a = Shape::of("a@v1", &spec()).unwrap();
+        let mut masked = spec();
+        masked.masked.push((".env".into(), false));
+        let a2 = Shape::of("a@v1", &masked).unwrap();
+        let b = Shape::of("b@v1", &spec()).unwrap();
+        let mut pool = Pool::new(cfg(2, 3));
+        pool.insert(a.clone(), 1, t0).unwrap();
+        pool.insert(a.clone(), 2, t0 + Duration::from_secs(1))
+            .unwrap();
+        pool.insert(b.clone(), 3, t0).unwrap();
+        assert_eq!(pool.evict_for(&b), None, "room for b: nothing evicted");
+        assert_eq!(pool.evict_for(&a), None, "never the shape's own");
+        assert_eq!(pool.evict_for(&a2), Some(1), "the key's oldest");
+        assert!(pool.has_room(&a2));
+        pool.insert(a2.clone(), 4, t0).unwrap();
+        assert_eq!(pool.len(), 3, "the bounds still hold");
+        assert_eq!(pool.evict_for(&b), None, "never another key's");
     }
 
     #[test]
