@@ -24,6 +24,9 @@ const CLONE_PIDFD: libc::c_int = 0x1000;
 /// Set in the failure word once a routine has failed.
 const FAILED: u64 = 1 << 63;
 
+/// Enough stack for a routine that makes a few raw syscalls and execs.
+pub const CHILD_STACK_BYTES: usize = 64 << 10;
+
 /// A child's stack, mapped once and used by one spawn at a time (the
 /// caller's thread waits until the child has exec'd or exited, so the
 /// stack is free again when [`spawn`] returns). Its lowest page is a guard.

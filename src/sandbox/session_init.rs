@@ -27,9 +27,6 @@ use super::wire;
 /// the daemon refuses larger spawn requests before sending them.
 pub const MAX_REQUEST_BYTES: usize = 60 << 10;
 
-/// A spawned child's stack until it execs (raw syscalls only: a little).
-const CHILD_STACK_BYTES: usize = 64 << 10;
-
 /// The daemon's requests.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToSupervisor {
@@ -105,7 +102,8 @@ pub fn serve(sock: i32, status_w: i32) -> ! {
     let sock = unsafe { OwnedFd::from_raw_fd(sock) };
     let mut live: Vec<Live> = Vec::new();
     // One stack for every spawn (each returns once its child has exec'd).
-    let mut stack = fast_spawn::Stack::new(CHILD_STACK_BYTES).unwrap_or_else(|_| sys::exit(1));
+    let mut stack =
+        fast_spawn::Stack::new(fast_spawn::CHILD_STACK_BYTES).unwrap_or_else(|_| sys::exit(1));
     loop {
         let mut fds = vec![pollfd(sock.as_raw_fd())];
         fds.extend(live.iter().map(|l| pollfd(l.pidfd.as_raw_fd())));

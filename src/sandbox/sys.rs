@@ -183,11 +183,6 @@ pub fn execve(
     let _ = sc!(libc::SYS_execve, path, argv, envp);
     errno()
 }
-/// fork(2) as a bare clone: skips glibc's atfork handlers, which take locks
-/// another thread of the daemon may have held at the first fork.
-pub fn fork() -> Result<libc::pid_t, Errno> {
-    sc!(libc::SYS_clone, libc::SIGCHLD as c_ulong, 0, 0, 0, 0).map(|p| p as libc::pid_t)
-}
 pub fn wait4(pid: libc::pid_t, status: &mut c_int, flags: c_int) -> Result<libc::pid_t, Errno> {
     sc!(
         libc::SYS_wait4,
