@@ -185,7 +185,16 @@ struct Loop {
     /// Sandboxes built ahead, each waiting for one call (`pool.rs`).
     pool: Pool<Pending>,
     /// Replacements to build, one per loop turn, after the turn's replies.
-    refills: Vec<(Shape, SandboxSpec)>,
+    refills: Vec<Refill>,
+}
+
+/// A sandbox to build ahead for `shape`.
+struct Refill {
+    shape: Shape,
+    spec: SandboxSpec,
+    /// Asked for by a call (it may take the place of the key's oldest entry
+    /// of another shape); a top-up only fills room that is free.
+    by_demand: bool,
 }
 
 impl Loop {
@@ -250,14 +259,26 @@ impl Loop {
                 }
             }
             drop(self.pool.expire(Instant::now()));
-            self.refill_one();
+            if !self.a_call_waits_for_its_start() {
+                self.refill_one();
+            }
         }
     }
 
-    /// Wake at once for a queued refill, else when the next pooled
-    /// sandbox falls idle, else only for an event.
+    /// A call's sandbox is still setting up (or starting the command it was
+    /// handed): a build ahead now, on this one thread, would delay that
+    /// call's answer by its own preparation and clone.
+    fn a_call_waits_for_its_start(&self) -> bool {
+        self.live
+            .iter()
+            .any(|l| l.conn.is_some() && matches!(l.stage, Stage::SettingUp { .. }))
+    }
+
+    /// Wake at once for a queued refill (unless a call waits for its
+    /// start: its event wakes the loop), else when the next pooled sandbox
+    /// falls idle, else only for an event.
     fn poll_timeout(&self) -> i32 {
-        if !self.refills.is_empty() {
+        if !self.refills.is_empty() && !self.a_call_waits_for_its_start() {
             return 0;
         }
         match self.pool.next_expiry() {
@@ -270,17 +291,37 @@ impl Loop {
         }
     }
 
-    /// Builds one queued replacement, within the pool's bounds.
+    /// Builds one queued replacement, within the pool's bounds, and queues
+    /// a top-up while the shape's key has room: each take queues one
+    /// replacement, so without it the pool would never hold more than the
+    /// one sandbox the previous call left, and a call arriving sooner than
+    /// one build after the previous would always wait for it.
     fn refill_one(&mut self) {
-        let Some((shape, spec)) = self.refills.pop() else {
+        let Some(refill) = self.refills.pop() else {
             return;
         };
-        drop(self.pool.evict_for(&shape));
-        if !self.pool.has_room(&shape) {
+        if refill.by_demand {
+            drop(self.pool.evict_for(&refill.shape));
+        }
+        if !self.pool.has_room(&refill.shape) {
             return;
         }
-        match launcher::start(&spec) {
-            Ok(pending) => drop(self.pool.insert(shape, pending, Instant::now())),
+        match launcher::start(&refill.spec) {
+            Ok(pending) => {
+                drop(
+                    self.pool
+                        .insert(refill.shape.clone(), pending, Instant::now()),
+                );
+                if self.pool.has_room(&refill.shape) {
+                    self.refills.insert(
+                        0,
+                        Refill {
+                            by_demand: false,
+                            ..refill
+                        },
+                    );
+                }
+            }
             Err(e) => tracing::debug!("launcher: building a pooled sandbox failed: {e}"),
         }
     }
@@ -320,8 +361,11 @@ impl Loop {
             return self.cold(spec, program, conn);
         };
         if self.refills.len() < 64 {
-            self.refills
-                .push((shape.clone(), super::pool::shaping_part(&spec)));
+            self.refills.push(Refill {
+                shape: shape.clone(),
+                spec: super::pool::shaping_part(&spec),
+                by_demand: true,
+            });
         }
         match self.pool.take(&shape) {
             Some((mut pending, true)) => match hand_over(&mut pending, &program, &spec) {
@@ -336,6 +380,7 @@ impl Loop {
                 Err(e) => {
                     tracing::info!("launcher: {e}; building one for this call");
                     drop(pending);
+                    drop(self.pool.remove_shape(&shape));
                     self.cold(spec, program, conn)
                 }
             },

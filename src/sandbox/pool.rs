@@ -199,6 +199,17 @@ impl<T> Pool<T> {
     }
 
     /// Removes every entry (a reload, the daemon stopping).
+    /// Removes every entry of `shape`: one of them was found stale at its
+    /// take (the workspace changed under it), and those built with it or
+    /// before it are as stale; the refills build fresh ones.
+    pub fn remove_shape(&mut self, shape: &Shape) -> Vec<T> {
+        let (gone, kept) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(|e| e.shape == *shape);
+        self.entries = kept;
+        gone.into_iter().map(|e: Entry<T>| e.item).collect()
+    }
+
     pub fn flush(&mut self) -> Vec<T> {
         std::mem::take(&mut self.entries)
             .into_iter()
@@ -284,6 +295,22 @@ mod tests {
         let other = Shape::of("b@v1", &spec()).unwrap();
         pool.insert(other, 3, now).unwrap();
         assert_eq!(pool.take(&shape), None, "never another key's");
+    }
+
+    #[test]
+    fn a_stale_shape_is_removed_whole_and_only_it() {
+        let shape = Shape::of("a@v1", &spec()).unwrap();
+        let other = Shape::of("b@v1", &spec()).unwrap();
+        let mut pool = Pool::new(cfg(3, 10));
+        let now = Instant::now();
+        pool.insert(shape.clone(), 1, now).unwrap();
+        pool.insert(other.clone(), 2, now).unwrap();
+        pool.insert(shape.clone(), 3, now).unwrap();
+        let mut gone = pool.remove_shape(&shape);
+        gone.sort();
+        assert_eq!(gone, vec![1, 3]);
+        assert_eq!(pool.take(&shape), None);
+        assert_eq!(pool.take(&other), Some((2, false)), "another shape stays");
     }
 
     #[test]
