@@ -259,26 +259,14 @@ impl Loop {
                 }
             }
             drop(self.pool.expire(Instant::now()));
-            if !self.a_call_waits_for_its_start() {
-                self.refill_one();
-            }
+            self.refill_one();
         }
     }
 
-    /// A call's sandbox is still setting up (or starting the command it was
-    /// handed): a build ahead now, on this one thread, would delay that
-    /// call's answer by its own preparation and clone.
-    fn a_call_waits_for_its_start(&self) -> bool {
-        self.live
-            .iter()
-            .any(|l| l.conn.is_some() && matches!(l.stage, Stage::SettingUp { .. }))
-    }
-
-    /// Wake at once for a queued refill (unless a call waits for its
-    /// start: its event wakes the loop), else when the next pooled sandbox
-    /// falls idle, else only for an event.
+    /// Wake at once for a queued refill, else when the next pooled
+    /// sandbox falls idle, else only for an event.
     fn poll_timeout(&self) -> i32 {
-        if !self.refills.is_empty() && !self.a_call_waits_for_its_start() {
+        if !self.refills.is_empty() {
             return 0;
         }
         match self.pool.next_expiry() {
