@@ -838,6 +838,19 @@ pub fn is_ready_init(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "aj-ready")
 }
 
+/// A ready init the harness may leave alone: named `aj-ready` AND a child
+/// of a launcher process (a command that names itself so is an init's
+/// child, never the launcher's).
+fn is_built_ahead(pid: u32) -> bool {
+    is_ready_init(pid) && parent_of(pid).is_some_and(is_launcher)
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The ready sandboxes built ahead for the daemon `daemon`.
 pub fn ready_inits_of(daemon: u32) -> Vec<u32> {
     let procs = host_processes();
@@ -860,13 +873,14 @@ fn holds_only_ready_inits(group: &Path) -> bool {
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect();
-    !pids.is_empty() && pids.iter().all(|p| is_ready_init(*p))
+    !pids.is_empty() && pids.iter().all(|p| is_built_ahead(*p))
 }
 
 /// Every process below `root`, as `pid state cmdline` lines.
 /// The daemon's own launcher process (its child named `aj-launcher`)
 /// is part of the daemon, not a sandbox: it is walked through, not listed;
-/// nor are the sandboxes it built ahead (`is_ready_init`).
+/// nor are the sandboxes it built ahead (`is_built_ahead`: its children
+/// named `aj-ready`).
 pub fn descendants_of(root: u32) -> Vec<String> {
     let procs = host_processes();
     let mut found = vec![root];
@@ -878,7 +892,8 @@ pub fn descendants_of(root: u32) -> Vec<String> {
             if *ppid == parent && !found.contains(pid) {
                 found.push(*pid);
                 let part_of_daemon = parent == root && is_launcher(*pid);
-                if !(part_of_daemon || is_ready_init(*pid)) {
+                let built_ahead = is_launcher(parent) && is_ready_init(*pid);
+                if !(part_of_daemon || built_ahead) {
                     out.push(format!("{pid} {state} {}", cmdline_of(*pid)));
                 }
             }
