@@ -31,31 +31,6 @@ fn two_agents(dirs: &ShellDirs, policy: &Policy) -> String {
     format!("{t}\n{second}")
 }
 
-/// The audit outcome record of the call `exec_id`.
-fn record_of(d: &ShellDaemon, exec_id: &str) -> serde_json::Value {
-    d.audit_records()
-        .into_iter()
-        .rev()
-        .find(|r| r["request_id"] == exec_id && r["phase"].is_null())
-        .unwrap_or_else(|| panic!("no record for {exec_id}"))
-}
-
-fn pooled(d: &ShellDaemon, r: &Ran) -> bool {
-    let rec = record_of(d, &r.result.exec_id);
-    rec["enforced"]["pooled"]
-        .as_bool()
-        .unwrap_or_else(|| panic!("no enforced.pooled in {rec}"))
-}
-
-/// Waits until the daemon holds a sandbox built ahead, ready for a call.
-async fn await_ready(d: &ShellDaemon) {
-    assert!(
-        wait_until(Duration::from_secs(10), || d.pool_ready() > 0).await,
-        "a sandbox should be built ahead after a call; log:\n{}",
-        d.log()
-    );
-}
-
 /// What one call's sandbox is: its cgroup (named per sandbox, never
 /// reused by a daemon; namespace inode numbers are reused once freed), its
 /// pid namespace, and what it finds in /tmp from earlier calls before
@@ -108,7 +83,7 @@ async fn a_pooled_sandbox_never_serves_two_calls_or_two_agents() {
     for i in 0..6 {
         // The tester, waiting each time for the replacement built ahead.
         if i > 0 {
-            await_ready(&d).await;
+            d.await_ready().await;
         }
         let r = d.sh(IDENTITY).await;
         let (cg, pidns, tmp) = identity(&r);
@@ -118,7 +93,7 @@ async fn a_pooled_sandbox_never_serves_two_calls_or_two_agents() {
             "sandbox reused: {cg}"
         );
         assert_ne!(pidns, host_pidns, "{r:?}");
-        if pooled(&d, &r) {
+        if d.was_pooled(&r) {
             served_pooled += 1;
         }
         // The second agent, between the tester's calls.
@@ -199,7 +174,7 @@ async fn host_change_after_build(name: &str, change: impl FnOnce(&ShellDirs)) {
         !warm.stdout.contains(OLD),
         "{name}: masked before: {warm:?}"
     );
-    await_ready(&d).await;
+    d.await_ready().await;
 
     change(&d.dirs);
     let r = d.sh(VIEW).await;
@@ -209,7 +184,7 @@ async fn host_change_after_build(name: &str, change: impl FnOnce(&ShellDirs)) {
     );
     assert!(r.stdout.contains("FREE"), "{name}: control: {r:?}");
     assert!(
-        !pooled(&d, &r),
+        !d.was_pooled(&r),
         "{name}: the stale sandbox built ahead must not serve: {r:?}\nlog:\n{}",
         d.log()
     );
@@ -223,9 +198,9 @@ async fn host_change_after_build(name: &str, change: impl FnOnce(&ShellDirs)) {
     // The replacement, built after the change, serves the next call (a
     // positive control that pooling was on) with the same view as the
     // sandbox built for the call.
-    await_ready(&d).await;
+    d.await_ready().await;
     let again = d.sh(VIEW).await;
-    assert!(pooled(&d, &again), "{name}: pooled again: {again:?}");
+    assert!(d.was_pooled(&again), "{name}: pooled again: {again:?}");
     assert_eq!(
         again.stdout, r.stdout,
         "{name}: a pooled view is a cold one's"
@@ -280,7 +255,7 @@ async fn a_replaced_git_dir_is_read_only_in_the_call() {
     let d = ShellDaemon::start_with(deny_policy()).await;
     fresh_workspace(&d.dirs);
     d.sh("true").await;
-    await_ready(&d).await;
+    d.await_ready().await;
     std::fs::rename(d.dirs.w(".git"), d.dirs.outside.join("git-old")).unwrap();
     put_ws(&d.dirs, ".git/config", "[core]\n");
     let r = d
@@ -307,7 +282,7 @@ fn sandboxes_with_groups(d: &ShellDaemon) -> usize {
 async fn a_reload_empties_the_pool() {
     let d = ShellDaemon::start().await;
     d.sh("true").await;
-    await_ready(&d).await;
+    d.await_ready().await;
     let before = ready_inits_of(d.pid);
     // SAFETY: SIGHUP to the test's own daemon: a policy reload.
     unsafe { libc::kill(d.pid as i32, libc::SIGHUP) };
@@ -335,14 +310,14 @@ async fn a_reload_empties_the_pool() {
     assert_eq!(groups_of(&before), 0);
     // The first call after it is built for it, not taken from before.
     let r = d.sh("true").await;
-    assert!(!pooled(&d, &r), "{r:?}");
+    assert!(!d.was_pooled(&r), "{r:?}");
 }
 
 #[tokio::test]
 async fn an_idle_pool_empties_itself() {
     let d = ShellDaemon::start_with_config(&Policy::default(), "[pool]\nidle_ms = 300\n").await;
     d.sh("true").await;
-    await_ready(&d).await;
+    d.await_ready().await;
     assert!(
         wait_until(Duration::from_secs(5), || d.pool_ready() == 0
             && d.launch_cgroups().is_empty())
@@ -363,7 +338,7 @@ async fn the_pool_bound_holds_under_a_burst() {
     let mut max_seen = 0;
     for _ in 0..3 {
         let calls: Vec<_> = (0..8).map(|_| d.sh("true")).collect();
-        for r in join_all(calls).await {
+        for r in futures::future::join_all(calls).await {
             assert_eq!(r.code(), Some(0), "{r:?}");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -382,7 +357,7 @@ async fn the_pool_bound_holds_under_a_burst() {
 async fn a_daemon_stop_leaves_no_sandbox_built_ahead() {
     let mut d = ShellDaemon::start().await;
     d.sh("true").await;
-    await_ready(&d).await;
+    d.await_ready().await;
     let ready = ready_inits_of(d.pid);
     assert!(!ready.is_empty());
     let groups = d.launch_cgroups();
@@ -399,28 +374,4 @@ async fn a_daemon_stop_leaves_no_sandbox_built_ahead() {
     }
     let left: Vec<_> = groups.iter().filter(|g| g.exists()).collect();
     assert!(left.is_empty(), "{left:?}");
-}
-
-/// Runs the futures concurrently, in this task.
-async fn join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
-    let mut fs: Vec<_> = fs.into_iter().map(Box::pin).collect();
-    let mut done: Vec<Option<F::Output>> = fs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in fs.iter_mut().zip(done.iter_mut()) {
-            if slot.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    done.into_iter().flatten().collect()
 }

@@ -17,30 +17,6 @@ use agentjail::proto::ExecRequest;
 use shell_common::*;
 use std::time::Duration;
 
-/// The audit outcome record of the call `exec_id`.
-fn record_of(d: &ShellDaemon, exec_id: &str) -> serde_json::Value {
-    d.audit_records()
-        .into_iter()
-        .rev()
-        .find(|r| r["request_id"] == exec_id && r["phase"].is_null())
-        .unwrap_or_else(|| panic!("no record for {exec_id}"))
-}
-
-fn pooled(d: &ShellDaemon, r: &Ran) -> bool {
-    let rec = record_of(d, &r.result.exec_id);
-    rec["enforced"]["pooled"]
-        .as_bool()
-        .unwrap_or_else(|| panic!("no enforced.pooled in {rec}"))
-}
-
-async fn await_ready(d: &ShellDaemon) {
-    assert!(
-        wait_until(Duration::from_secs(10), || d.pool_ready() > 0).await,
-        "a sandbox should be built ahead after a call; log:\n{}",
-        d.log()
-    );
-}
-
 /// A marker the second call can look for without carrying it in its own
 /// argv (it is assembled from two halves at run time).
 const MARK_A: &str = "PREVCALL";
@@ -113,13 +89,13 @@ async fn nothing_of_an_earlier_call_reaches_the_pooled_sandbox_of_the_next() {
         "control: the first call ran: {r1:?}"
     );
     assert_no_process_with(&sleeper, Duration::from_secs(5)).await;
-    await_ready(&d).await;
+    d.await_ready().await;
 
     let mut second = py_req(SNOOP);
     second.env.insert("AJ_HALF".into(), MARK_A.into());
     let r2 = d.run_ok(second).await;
     let out = r2.ok();
-    assert!(pooled(&d, &r2), "control: served pooled: {r2:?}");
+    assert!(d.was_pooled(&r2), "control: served pooled: {r2:?}");
     // Positive control: the scan finds a marker where one is (its own
     // environment holds half of it; the whole is assembled in memory).
     assert!(out.contains("self-environ ok"), "{out}");
@@ -156,7 +132,7 @@ async fn a_denied_file_created_after_the_build_stays_unreadable() {
     let read = "cat /workspace/sub/.env /workspace/made/.env 2>&1; cat /workspace/free.txt";
     let warm = d.sh(read).await;
     assert!(warm.stdout.contains("FREE"), "{warm:?}");
-    await_ready(&d).await;
+    d.await_ready().await;
     // Made on the host after the sandbox was built ahead.
     let host = put_ws(&d.dirs, "sub/.env", format!("{NEW}\n"));
     let r = d.sh(read).await;
@@ -165,7 +141,7 @@ async fn a_denied_file_created_after_the_build_stays_unreadable() {
     assert_eq!(std::fs::read_to_string(&host).unwrap(), format!("{NEW}\n"));
 
     // Made by a command of the same agent, read by the next (pooled) one.
-    await_ready(&d).await;
+    d.await_ready().await;
     let w = d
         .sh(&format!(
             "mkdir -p /workspace/made && echo {OLD} > /workspace/made/.env && echo wrote"
@@ -176,7 +152,7 @@ async fn a_denied_file_created_after_the_build_stays_unreadable() {
         d.dirs.w("made/.env").exists(),
         "control: the command made it"
     );
-    await_ready(&d).await;
+    d.await_ready().await;
     let r = d.sh(read).await;
     assert!(
         !r.stdout.contains(OLD) && !r.stdout.contains(NEW),
@@ -184,9 +160,9 @@ async fn a_denied_file_created_after_the_build_stays_unreadable() {
     );
     assert!(r.stdout.contains("FREE"), "control: {r:?}");
     // With the mask list settled, the next call is pooled and sees the same.
-    await_ready(&d).await;
+    d.await_ready().await;
     let again = d.sh(read).await;
-    assert!(pooled(&d, &again), "control: pooled again: {again:?}");
+    assert!(d.was_pooled(&again), "control: pooled again: {again:?}");
     assert_eq!(again.stdout, r.stdout);
     d.assert_no_leftovers(Duration::from_secs(5)).await;
 }
@@ -208,7 +184,7 @@ async fn a_denied_file_exchanged_in_place_with_an_allowed_one_stays_masked() {
     let warm = d.sh(read).await;
     assert!(!warm.stdout.contains(OLD), "masked before: {warm:?}");
     assert!(warm.stdout.contains(NEW), "control: {warm:?}");
-    await_ready(&d).await;
+    d.await_ready().await;
     rustix::fs::renameat_with(
         rustix::fs::CWD,
         d.dirs.w("conf/secret.txt"),
@@ -226,7 +202,7 @@ async fn a_denied_file_exchanged_in_place_with_an_allowed_one_stays_masked() {
     // A path rule: the old content, now at the allowed name, is readable,
     // exactly as in a sandbox built for the call.
     assert!(r.stdout.contains(&format!("free={OLD}")), "control: {r:?}");
-    assert!(!pooled(&d, &r), "the stale sandbox must not serve: {r:?}");
+    assert!(!d.was_pooled(&r), "the stale sandbox must not serve: {r:?}");
     assert!(
         d.log().contains("a sandbox built ahead is stale"),
         "log:\n{}",
@@ -255,7 +231,7 @@ async fn a_replaced_workspace_root_is_never_served_by_a_sandbox_built_for_the_ol
         warm.stdout.contains("old-root") && !warm.stdout.contains(OLD),
         "{warm:?}"
     );
-    await_ready(&d).await;
+    d.await_ready().await;
     let old_root = d.dirs.outside.join("ws-old");
     std::fs::rename(&d.dirs.ws, &old_root).unwrap();
     std::fs::create_dir(&d.dirs.ws).unwrap();
@@ -269,7 +245,7 @@ async fn a_replaced_workspace_root_is_never_served_by_a_sandbox_built_for_the_ol
         r.stdout.contains("new-root"),
         "the call sees the new root: {r:?}"
     );
-    assert!(!pooled(&d, &r), "the stale sandbox must not serve: {r:?}");
+    assert!(!d.was_pooled(&r), "the stale sandbox must not serve: {r:?}");
     assert!(
         d.log().contains("the workspace root was replaced"),
         "log:\n{}",
@@ -300,7 +276,7 @@ async fn another_sandboxs_command_cannot_reach_a_ready_init() {
         ..Default::default()
     };
     d.run_ok(ro("true")).await;
-    await_ready(&d).await;
+    d.await_ready().await;
     let ready = ready_inits_of(d.pid);
     assert!(!ready.is_empty(), "a sandbox built ahead: {ready:?}");
     // The newest: the attacking call's own refill may take the place of
@@ -331,7 +307,7 @@ async fn another_sandboxs_command_cannot_reach_a_ready_init() {
     let served = d.run_ok(ro("echo served")).await;
     assert!(served.ok().contains("served"), "{served:?}");
     assert!(
-        pooled(&d, &served),
+        d.was_pooled(&served),
         "control: the ready one served: {served:?}"
     );
     d.assert_no_leftovers(Duration::from_secs(5)).await;
@@ -360,7 +336,7 @@ async fn a_command_named_like_a_ready_init_does_not_outlive_its_call() {
 async fn a_killed_daemon_leaves_no_sandbox_built_ahead() {
     let mut d = ShellDaemon::start().await;
     d.sh("true").await;
-    await_ready(&d).await;
+    d.await_ready().await;
     let ready = ready_inits_of(d.pid);
     assert!(!ready.is_empty(), "control: a sandbox was built ahead");
     let status = d
@@ -389,7 +365,7 @@ async fn a_reload_that_changes_uid_network_and_limits_is_in_force_for_the_next_c
     let old = d.sh(look).await;
     let old_uid = old.ok().lines().next().unwrap().to_string();
     assert_eq!(old_uid, SANDBOX_UID.to_string(), "{old:?}");
-    await_ready(&d).await;
+    d.await_ready().await;
     let ready = ready_inits_of(d.pid);
     // The new policy: another uid, the network granted, another limit.
     let after = Policy {
@@ -419,7 +395,7 @@ async fn a_reload_that_changes_uid_network_and_limits_is_in_force_for_the_next_c
     assert_eq!(lines[0], "54403", "the new uid: {r:?}");
     assert_eq!(lines[2], "321", "the new limit: {r:?}");
     assert!(
-        !pooled(&d, &r),
+        !d.was_pooled(&r),
         "nothing built before the reload serves: {r:?}"
     );
     assert!(
@@ -434,9 +410,9 @@ async fn a_reload_that_changes_uid_network_and_limits_is_in_force_for_the_next_c
     let new_ifaces: u32 = lines[1].trim().parse().unwrap();
     assert_eq!(old_ifaces, 1, "no network before: only lo: {old:?}");
     // Positive control: pooled again after the reload, with the new policy.
-    await_ready(&d).await;
+    d.await_ready().await;
     let again = d.sh(look).await;
-    assert!(pooled(&d, &again), "{again:?}");
+    assert!(d.was_pooled(&again), "{again:?}");
     assert_eq!(again.ok(), r.ok());
     assert!(
         new_ifaces > old_ifaces,
@@ -448,7 +424,7 @@ async fn a_reload_that_changes_uid_network_and_limits_is_in_force_for_the_next_c
 async fn a_killed_launcher_leaves_no_sandbox_built_ahead() {
     let d = ShellDaemon::start().await;
     d.sh("true").await;
-    await_ready(&d).await;
+    d.await_ready().await;
     let ready = ready_inits_of(d.pid);
     assert!(!ready.is_empty(), "control: a sandbox was built ahead");
     let launcher = host_processes()
@@ -489,7 +465,7 @@ async fn a_pooled_sandbox_shows_the_etc_a_cold_one_does() {
     let look = "cat /etc/passwd /etc/group; echo HOME=$HOME";
     let cold = d.sh(look).await;
     assert!(
-        !pooled(&d, &cold),
+        !d.was_pooled(&cold),
         "control: the first call is built for it"
     );
     // The passwd entry's home is the command's HOME (what getpwuid says).
@@ -505,9 +481,9 @@ async fn a_pooled_sandbox_shows_the_etc_a_cold_one_does() {
             .any(|l| l.starts_with("agent:") && l.split(':').nth(5) == Some(home)),
         "{cold:?}"
     );
-    await_ready(&d).await;
+    d.await_ready().await;
     let warm = d.sh(look).await;
-    assert!(pooled(&d, &warm), "control: served pooled: {warm:?}");
+    assert!(d.was_pooled(&warm), "control: served pooled: {warm:?}");
     assert_eq!(warm.ok(), cold.ok(), "a pooled /etc is a cold one's");
 }
 
@@ -535,9 +511,9 @@ async fn the_pool_bound_holds_under_a_burst_of_distinct_shapes() {
     let mut pooled_calls = 0;
     for round in 0..3 {
         let calls: Vec<_> = (0..8).map(|i| d.run_ok(req(i + round))).collect();
-        for r in join_all(calls).await {
+        for r in futures::future::join_all(calls).await {
             assert!(r.ok().contains("ok"), "{r:?}");
-            pooled_calls += usize::from(pooled(&d, &r));
+            pooled_calls += usize::from(d.was_pooled(&r));
         }
         // Sampled while the replacements are built, then once they are.
         for _ in 0..10 {
@@ -606,28 +582,4 @@ async fn a_client_choosing_home_cannot_grow_the_hosts_etc_snapshots() {
         snapshots()
     );
     d.assert_no_leftovers(Duration::from_secs(5)).await;
-}
-
-/// Runs the futures concurrently, in this task.
-async fn join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
-    let mut fs: Vec<_> = fs.into_iter().map(Box::pin).collect();
-    let mut done: Vec<Option<F::Output>> = fs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in fs.iter_mut().zip(done.iter_mut()) {
-            if slot.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    done.into_iter().flatten().collect()
 }

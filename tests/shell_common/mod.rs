@@ -552,12 +552,7 @@ impl ShellDaemon {
         if !commands_pooled() || !alone || exec_id.is_empty() {
             return;
         }
-        let records = self.audit_records();
-        let Some(rec) = records
-            .iter()
-            .rev()
-            .find(|r| r["request_id"] == exec_id && r["phase"].is_null())
-        else {
+        let Some(rec) = self.outcome_record(exec_id) else {
             return;
         };
         if rec["enforced"].is_object() {
@@ -568,9 +563,39 @@ impl ShellDaemon {
         }
     }
 
+    /// The audit outcome record of the call `exec_id` (not its intent).
+    pub fn outcome_record(&self, exec_id: &str) -> Option<serde_json::Value> {
+        self.audit_records()
+            .into_iter()
+            .rev()
+            .find(|r| r["request_id"] == exec_id && r["phase"].is_null())
+    }
+
+    /// Whether a sandbox built ahead served the call `r`, as its outcome
+    /// record says (`enforced.pooled`).
+    #[track_caller]
+    pub fn was_pooled(&self, r: &Ran) -> bool {
+        let exec_id = &r.result.exec_id;
+        let rec = self
+            .outcome_record(exec_id)
+            .unwrap_or_else(|| panic!("no record for {exec_id}"));
+        rec["enforced"]["pooled"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("no enforced.pooled in {rec}"))
+    }
+
     /// Sandboxes built ahead that wait for a call (`aj-ready` inits).
     pub fn pool_ready(&self) -> usize {
         ready_inits_of(self.pid).len()
+    }
+
+    /// Waits until the daemon holds a sandbox built ahead, ready for a call.
+    pub async fn await_ready(&self) {
+        assert!(
+            wait_until(Duration::from_secs(10), || self.pool_ready() > 0).await,
+            "a sandbox should be built ahead after a call; log:\n{}",
+            self.log()
+        );
     }
 
     /// Closes the sessions [`commands_in_session`] opened.
