@@ -76,6 +76,9 @@ impl WithinLimits for GrepRequest {
     }
 }
 
+/// What a command over its argv or environment limits should do instead.
+const PASS_DATA: &str = "pass large data through stdin or a file in the workspace";
+
 /// A command's argv, script and environment: the same limits for a Run, an
 /// Exec and a session's background process.
 fn command_input<'a>(
@@ -83,19 +86,17 @@ fn command_input<'a>(
     shell: &str,
     env: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
 ) -> ToolResult<()> {
-    let pass_data = "pass large data through stdin or a file in the workspace";
-    at_most(MAX_ARGV_ENTRIES, argv.len(), pass_data)?;
+    at_most(MAX_ARGV_ENTRIES, argv.len(), PASS_DATA)?;
     let argv_bytes: usize = argv.iter().map(|a| a.len() + 1).sum();
-    at_most(MAX_ARGV_BYTES, argv_bytes, pass_data)?;
-    at_most(MAX_SHELL_BYTES, shell.len(), pass_data)?;
+    at_most(MAX_ARGV_BYTES, argv_bytes, PASS_DATA)?;
+    at_most(MAX_SHELL_BYTES, shell.len(), PASS_DATA)?;
     environment(env)
 }
 
 fn environment<'a>(env: impl ExactSizeIterator<Item = (&'a String, &'a String)>) -> ToolResult<()> {
-    let pass_data = "pass large data through stdin or a file in the workspace";
-    at_most(MAX_ENV_ENTRIES, env.len(), pass_data)?;
+    at_most(MAX_ENV_ENTRIES, env.len(), PASS_DATA)?;
     let env_bytes: usize = env.map(|(k, v)| k.len() + v.len() + 2).sum();
-    at_most(MAX_ENV_BYTES, env_bytes, pass_data)
+    at_most(MAX_ENV_BYTES, env_bytes, PASS_DATA)
 }
 
 impl WithinLimits for ExecRequest {
