@@ -178,7 +178,9 @@ fn procs_in(dir: &std::path::Path) -> Vec<u32> {
 /// the first is still setting up; the first then completes once thawed.
 #[tokio::test]
 async fn a_stalled_setup_does_not_delay_another_call() {
-    let d = ShellDaemon::start().await;
+    // Without sandboxes built ahead: the groups found below must be A's
+    // setup, not a ready sandbox of the pool (which A might not take).
+    let d = ShellDaemon::start_with_config(&Policy::default(), "[pool]\nper_agent = 0\n").await;
     let parent = sandboxes_v2_parent();
     // Control: commands run.
     assert_eq!(d.sh("echo warm").await.stdout, "warm\n");
