@@ -54,17 +54,11 @@ impl CommandArea {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 fills both fds on success.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            let e = io::Error::last_os_error();
+        let (r, w) = super::sys::pipe().map_err(|e| {
             // SAFETY: our mapping of that length.
             unsafe { libc::munmap(base, AREA_BYTES) };
-            return Err(e);
-        }
-        use std::os::fd::FromRawFd;
-        // SAFETY: fresh fds owned by nobody else.
-        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            io::Error::from_raw_os_error(e)
+        })?;
         Ok(CommandArea {
             base: base.cast(),
             go: Some(w),

@@ -238,13 +238,7 @@ fn last_errno() -> i32 {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), Failure> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills both fds on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(("pipe", last_errno()));
-    }
-    // SAFETY: fresh fds owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    sys::pipe().map_err(|e| ("pipe", e))
 }
 
 fn cstring(s: &str) -> Result<CString, Failure> {

@@ -19,6 +19,23 @@ fn errno() -> Errno {
     unsafe { *libc::__errno_location() }
 }
 
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), Errno> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills both fds on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(errno());
+    }
+    // SAFETY: fresh fds owned by nobody else.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
 /// Turns a raw syscall return into a `Result`.
 pub fn check(ret: c_long) -> Result<c_long, Errno> {
     if ret < 0 { Err(errno()) } else { Ok(ret) }

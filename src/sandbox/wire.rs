@@ -294,7 +294,7 @@ mod tests {
     #[test]
     fn messages_carry_descriptors_and_eof_is_none() {
         let (a, b) = pair().unwrap();
-        let (r, _w) = super::super::launcher_process::pipe_pair().unwrap();
+        let (r, _w) = super::super::sys::pipe().unwrap();
         send(a.as_fd(), &ToLauncher::Kill, &[r.as_fd()]).unwrap();
         let (msg, fds) = recv::<ToLauncher>(b.as_fd()).unwrap().unwrap();
         assert!(matches!(msg, ToLauncher::Kill));
