@@ -142,6 +142,16 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
     //    command already there. EOF instead: the sandbox is destroyed.
     //    Its name says which (`ps`, and the tests' leftover checks).
     let e = p.err_w;
+    //    What the command's spawn needs is made before: `fast_spawn`, not
+    //    fork (init is a copy of the launcher, and a fork would copy its
+    //    page tables, ~0.3 ms), its stack (mmap, not malloc: nothing
+    //    allocates in init) and the handlers to reset (none since
+    //    `reset_signals`, asked once).
+    let mut stack = match fast_spawn::Stack::new(fast_spawn::CHILD_STACK_BYTES) {
+        Ok(stack) => stack,
+        Err(err) => report::fail(e, Step::ForkCommand, errno_of(&err)),
+    };
+    let handlers = fast_spawn::Handlers::now();
     let _ = sys::prctl(libc::PR_SET_NAME, c"aj-ready".as_ptr() as libc::c_ulong);
     if sys::write_all(e, &report::READY).is_err() {
         sys::exit(1)
@@ -158,19 +168,13 @@ pub fn run_init(p: &mut ChildPlan) -> ! {
     if let Err(errno) = sys::chdir(cmd.cwd) {
         report::fail(e, Step::Cwd, errno);
     }
-    //     Started with `fast_spawn`, not fork: init is a copy of the
-    //     launcher, and a fork would copy its page tables (~0.3 ms). The
-    //     stack is mapped here (mmap, not malloc: nothing allocates in init).
-    let mut stack = match fast_spawn::Stack::new(fast_spawn::CHILD_STACK_BYTES) {
-        Ok(stack) => stack,
-        Err(err) => report::fail(e, Step::ForkCommand, errno_of(&err)),
-    };
+    //     Started with `fast_spawn` (see 9.).
     let status_w = p.status_w;
     // SAFETY: the routine makes raw syscalls only and ends in execve or
     // `Failure::fail`; the strings and arrays it passes were laid out in
     // the command area before, and it writes no memory.
     let spawned = unsafe {
-        fast_spawn::spawn(&mut stack, 0, |failure| {
+        fast_spawn::spawn(&mut stack, 0, handlers, |failure| {
             sys::close(status_w);
             let errno = sys::execve(cmd.program, cmd.argv, cmd.envp);
             failure.fail(Step::Exec as u32, errno)

@@ -7,9 +7,12 @@
 //!
 //! Order, the caller's side: block every signal, clone (with `CLONE_PIDFD`:
 //! the pidfd comes with the pid, no `pidfd_open` race), restore the mask.
-//! The child's side, before the caller's routine: every signal that has a
-//! handler is reset to SIG_DFL (a handler would run on the caller's
-//! memory), then the caller's mask is restored. A routine that gives up
+//! The child's side, before the caller's routine: every signal that had a
+//! handler when the caller took its [`Handlers`] is reset to SIG_DFL (a
+//! handler would run on the caller's memory), then the caller's mask is
+//! restored. The caller takes that snapshot once, not the child at every
+//! spawn: asking the kernel about 62 signals was ~20% of a session
+//! command's spawn. A routine that gives up
 //! before exec reports `(step, errno)` through [`Failure::fail`], a word in
 //! the caller's memory; the caller reaps such a child before it returns.
 
@@ -96,6 +99,40 @@ impl Failure {
     }
 }
 
+/// The signals that have a handler (neither SIG_DFL nor SIG_IGN), as they
+/// were when [`Handlers::now`] was called: what a child must reset. Take
+/// it after the caller's last change of a disposition; a sandbox's init
+/// resets every one at its start and changes none after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handlers(u64);
+
+impl Handlers {
+    /// This process's handlers now.
+    pub fn now() -> Handlers {
+        let mut set = 0u64;
+        for sig in 1..=64 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            // SAFETY: sigaction only reads into a plain-data value (errors,
+            // for the signals libc reserves, leave it zeroed: SIG_DFL).
+            let old = unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(sig, std::ptr::null(), &mut old);
+                old
+            };
+            if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
+                set |= 1 << (sig - 1);
+            }
+        }
+        Handlers(set)
+    }
+
+    fn has(self, sig: i32) -> bool {
+        self.0 & (1 << (sig - 1)) != 0
+    }
+}
+
 /// What became of a spawn.
 #[derive(Debug)]
 pub enum Spawned {
@@ -114,6 +151,7 @@ struct Shared<F> {
     routine: Option<F>,
     failure: Failure,
     mask: libc::sigset_t,
+    handlers: Handlers,
 }
 
 /// Starts a child that runs `routine` on `stack`, sharing this process's
@@ -121,6 +159,7 @@ struct Shared<F> {
 ///
 /// `flags` are added to `CLONE_VM | CLONE_VFORK | CLONE_PIDFD` (e.g.
 /// namespace flags for a sandbox's init); the exit signal is SIGCHLD.
+/// `handlers` are the caller's signal handlers (see [`Handlers`]).
 ///
 /// # Safety
 ///
@@ -136,10 +175,17 @@ struct Shared<F> {
 /// - never return: end in `execve` or in [`Failure::fail`] (or `_exit`);
 ///   its return type, `Infallible`, says so (`!` is not stable).
 ///
+/// And `handlers` must hold every signal that has a handler now.
+///
 /// The caller's thread is suspended until then: a routine that blocks
 /// blocks it too. What the routine owns is never dropped (it does not
 /// return): capture references.
-pub unsafe fn spawn<F>(stack: &mut Stack, flags: libc::c_int, routine: F) -> io::Result<Spawned>
+pub unsafe fn spawn<F>(
+    stack: &mut Stack,
+    flags: libc::c_int,
+    handlers: Handlers,
+    routine: F,
+) -> io::Result<Spawned>
 where
     F: FnOnce(&Failure) -> Infallible,
 {
@@ -150,6 +196,7 @@ where
             word: AtomicU64::new(0),
         },
         mask: unsafe { std::mem::zeroed() },
+        handlers,
     };
     // SAFETY: sigset_t is plain data.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -204,19 +251,10 @@ where
     // SAFETY: sigaction with valid pointers (errors, for the signals libc
     // reserves, are ignored); sigprocmask with the caller's saved mask.
     unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
-        for sig in 1..=64 {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
-                && old.sa_sigaction != libc::SIG_DFL
-                && old.sa_sigaction != libc::SIG_IGN
-            {
-                libc::sigaction(sig, &dfl, std::ptr::null_mut());
-            }
+        for sig in (1..=64).filter(|s| shared.handlers.has(*s)) {
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &shared.mask, std::ptr::null_mut());
     }
@@ -264,7 +302,7 @@ mod tests {
         let envp = [std::ptr::null::<libc::c_char>()];
         // SAFETY: the routine only calls execve and fail.
         let spawned = unsafe {
-            spawn(&mut stack, 0, |failure| {
+            spawn(&mut stack, 0, Handlers::now(), |failure| {
                 libc::execve(prog.as_ptr(), argv.as_ptr(), envp.as_ptr());
                 failure.fail(2, *libc::__errno_location())
             })
@@ -285,7 +323,7 @@ mod tests {
         let missing = CString::new("/nonexistent/agentjail-fast-spawn").unwrap();
         // SAFETY: the routine only calls chdir and fail.
         let spawned = unsafe {
-            spawn(&mut stack, 0, |failure| {
+            spawn(&mut stack, 0, Handlers::now(), |failure| {
                 if libc::chdir(missing.as_ptr()) != 0 {
                     failure.fail(1, *libc::__errno_location());
                 }
@@ -303,6 +341,49 @@ mod tests {
         assert_eq!(r, -1, "the failed child was left unreaped");
     }
 
+    extern "C" fn ignore(_: libc::c_int) {}
+
+    /// Whether the child saw a handler for `sig` (exit 1) or SIG_DFL (0).
+    fn child_sees_handler(sig: i32, handlers: Handlers) -> bool {
+        let mut stack = Stack::new(64 << 10).unwrap();
+        // SAFETY: the routine only reads a disposition and exits.
+        let spawned = unsafe {
+            spawn(&mut stack, 0, handlers, |_failure| {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(sig, std::ptr::null(), &mut old);
+                libc::_exit(i32::from(old.sa_sigaction != libc::SIG_DFL))
+            })
+        }
+        .unwrap();
+        let Spawned::Running { pid, .. } = spawned else {
+            panic!("unexpected {spawned:?}");
+        };
+        libc::WEXITSTATUS(wait(pid)) == 1
+    }
+
+    #[test]
+    fn a_handler_in_the_snapshot_is_reset_in_the_child_and_only_there() {
+        let sig = libc::SIGURG;
+        // SAFETY: a handler that does nothing, for a signal nothing sends.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = ignore as *const () as usize;
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+        let handlers = Handlers::now();
+        assert!(handlers.has(sig), "the snapshot missed the handler");
+        assert!(!child_sees_handler(sig, handlers), "the child kept it");
+        // The control: a snapshot without it leaves it in the child, so
+        // the reset above was the snapshot's doing.
+        assert!(child_sees_handler(sig, Handlers(0)));
+        // SAFETY: back to the default.
+        unsafe {
+            let dfl: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        }
+        assert!(!Handlers::now().has(sig));
+    }
+
     #[test]
     fn the_callers_signal_mask_is_restored_and_the_child_gets_it() {
         // SIGUSR2 blocked in this thread, SIGUSR1 not.
@@ -318,7 +399,7 @@ mod tests {
         // be: the caller's mask, not the all-blocked one of the clone).
         // SAFETY: the routine only reads its mask and exits.
         let spawned = unsafe {
-            spawn(&mut stack, 0, |_failure| {
+            spawn(&mut stack, 0, Handlers::now(), |_failure| {
                 let mut m: libc::sigset_t = std::mem::zeroed();
                 libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut m);
                 let code = i32::from(libc::sigismember(&m, libc::SIGUSR1) == 1)

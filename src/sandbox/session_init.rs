@@ -101,9 +101,17 @@ pub fn serve(sock: i32, status_w: i32) -> ! {
     // SAFETY: init's end of the supervisor socket, owned by nothing else.
     let sock = unsafe { OwnedFd::from_raw_fd(sock) };
     let mut live: Vec<Live> = Vec::new();
-    // One stack for every spawn (each returns once its child has exec'd).
+    // Made once for every request: the buffer a request is read into, one
+    // stack (each spawn returns once its child has exec'd), /dev/null for
+    // a command without stdin, and the handlers a child resets (none since
+    // init's `reset_signals`).
     let mut stack =
         fast_spawn::Stack::new(fast_spawn::CHILD_STACK_BYTES).unwrap_or_else(|_| sys::exit(1));
+    let mut inbox = vec![0u8; wire::MAX_BODY];
+    let spawner = Spawner {
+        null: open_dev_null().unwrap_or_else(|_| sys::exit(1)),
+        handlers: fast_spawn::Handlers::now(),
+    };
     loop {
         let mut fds = vec![pollfd(sock.as_raw_fd())];
         fds.extend(live.iter().map(|l| pollfd(l.pidfd.as_raw_fd())));
@@ -115,10 +123,10 @@ pub fn serve(sock: i32, status_w: i32) -> ! {
         if fds[0].revents == 0 {
             continue;
         }
-        match wire::recv::<ToSupervisor>(sock.as_fd()) {
+        match wire::recv_in::<ToSupervisor>(sock.as_fd(), &mut inbox) {
             Ok(Some((ToSupervisor::Spawn(req), _))) => {
                 let id = req.id;
-                match spawn(&mut stack, &req) {
+                match spawn(&mut stack, &spawner, &req) {
                     Ok((pid, pidfd, mut ends)) => {
                         ends.insert(0, pidfd.try_clone().unwrap_or_else(|_| sys::exit(1)));
                         let passed: Vec<BorrowedFd<'_>> = ends.iter().map(|f| f.as_fd()).collect();
@@ -281,8 +289,26 @@ fn open_pty(rows: u16, cols: u16) -> Result<OwnedFd, Failure> {
 const TIOCGPTPEER: libc::c_ulong = 0x5441;
 
 /// Starts one process. Returns its pid, pidfd and the daemon's ends.
+/// What every spawn of the supervisor shares.
+struct Spawner {
+    /// Stdin of a command that gets none (dup'd onto its fd 0).
+    null: OwnedFd,
+    handlers: fast_spawn::Handlers,
+}
+
+fn open_dev_null() -> Result<OwnedFd, Failure> {
+    // SAFETY: open with a constant path.
+    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(("open /dev/null", last_errno()));
+    }
+    // SAFETY: a fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 fn spawn(
     stack: &mut fast_spawn::Stack,
+    spawner: &Spawner,
     req: &SpawnRequest,
 ) -> Result<(libc::pid_t, OwnedFd, Vec<OwnedFd>), Failure> {
     let program = cstring(&req.program)?;
@@ -308,6 +334,7 @@ fn spawn(
     // The child's fds [0, 1, 2] and the daemon's ends.
     let mut theirs: Vec<OwnedFd> = Vec::new();
     let mut mine: Vec<OwnedFd> = Vec::new();
+    let mut mine_raw: Vec<i32> = Vec::new();
     let mut master: Option<i32> = None;
     if let Some((rows, cols)) = req.tty {
         let m = open_pty(rows, cols)?;
@@ -316,44 +343,26 @@ fn spawn(
     } else {
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
-        let stdin = if req.stdin {
-            let (r, w) = pipe()?;
-            Some((r, w))
-        } else {
-            None
-        };
-        let null = match &stdin {
-            Some(_) => None,
-            None => {
-                // SAFETY: open with a constant path.
-                let fd =
-                    unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-                if fd < 0 {
-                    return Err(("open /dev/null", last_errno()));
-                }
-                // SAFETY: a fresh fd.
-                Some(unsafe { OwnedFd::from_raw_fd(fd) })
-            }
-        };
         theirs.push(out_r);
         theirs.push(err_r);
-        match (stdin, null) {
-            (Some((r, w)), _) => {
-                mine.push(r);
-                theirs.push(w);
-            }
-            (None, Some(n)) => mine.push(n),
-            (None, None) => unreachable!(),
-        }
-        mine.push(out_w);
-        mine.push(err_w);
+        // The child's 0, 1, 2; ours stay open until it has its copies.
+        let stdin = if req.stdin {
+            let (r, w) = pipe()?;
+            theirs.push(w);
+            let raw = r.as_raw_fd();
+            mine.push(r);
+            raw
+        } else {
+            spawner.null.as_raw_fd()
+        };
+        mine_raw.extend([stdin, out_w.as_raw_fd(), err_w.as_raw_fd()]);
+        mine.extend([out_w, err_w]);
     }
-    let mine_raw: Vec<i32> = mine.iter().map(|f| f.as_raw_fd()).collect();
 
     // SAFETY: `child` makes raw syscalls only, reads what was prepared above
     // and ends in execve or `Failure::fail`.
     let spawned = unsafe {
-        fast_spawn::spawn(stack, 0, |failure| {
+        fast_spawn::spawn(stack, 0, spawner.handlers, |failure| {
             child(master, &mine_raw, failure, &cwd, &program, &argv_p, &env_p)
         })
     }
@@ -417,7 +426,8 @@ fn child(
             n = i + 1;
         }
     }
-    for fd in src.iter_mut().take(n) {
+    // Only one in 0..3 needs it (the supervisor's own pipes sit higher).
+    for fd in src.iter_mut().take(n).filter(|fd| **fd < 3) {
         // SAFETY: F_DUPFD_CLOEXEC on an fd we hold.
         let lifted = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 64) };
         if lifted < 0 {

@@ -179,7 +179,17 @@ impl SandboxSpec {
     /// argv[0] as an absolute path inside the sandbox: kept when it contains
     /// a `/`, else searched on the spec's own `PATH` (never the daemon's).
     pub fn resolve_program(&self) -> io::Result<PathBuf> {
-        let name = self.argv.first().ok_or_else(|| invalid("empty argv"))?;
+        self.resolve_program_for(&self.argv, &self.env)
+    }
+
+    /// Like [`SandboxSpec::resolve_program`], for `argv` and `env` in this
+    /// sandbox (a session's command: no copy of the spec for each).
+    pub fn resolve_program_for(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+    ) -> io::Result<PathBuf> {
+        let name = argv.first().ok_or_else(|| invalid("empty argv"))?;
         if name.contains('/') {
             return if name.starts_with('/') {
                 Ok(name.into())
@@ -187,8 +197,7 @@ impl SandboxSpec {
                 Err(invalid("relative program path"))
             };
         }
-        let path = self
-            .env
+        let path = env
             .iter()
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str())

@@ -36,6 +36,17 @@ pub fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), Errno> {
     })
 }
 
+/// Makes `fd` non-blocking, with one `F_SETFL` and no `F_GETFL` first: the
+/// other status flags (`O_APPEND`, `O_ASYNC`, ...) are cleared, which is
+/// right for the pipes, sockets and terminals the daemon reads and writes
+/// (some of them handed over by a supervisor it does not trust).
+pub fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor the caller holds.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } as c_long)
+        .map(drop)
+}
+
 /// Turns a raw syscall return into a `Result`.
 pub fn check(ret: c_long) -> Result<c_long, Errno> {
     if ret < 0 { Err(errno()) } else { Ok(ret) }

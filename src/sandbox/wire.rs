@@ -32,8 +32,9 @@ use super::spec::SandboxSpec;
 
 /// The most descriptors one message carries.
 pub const MAX_FDS: usize = 6;
-/// Replies are small (an exit record, an error message).
-const MAX_BODY: usize = 64 << 10;
+/// Replies are small (an exit record, an error message): the most one
+/// message's body holds (a [`recv_in`] buffer of this size fits any).
+pub const MAX_BODY: usize = 64 << 10;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToLauncher {
@@ -154,14 +155,19 @@ pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Sends one message. MSG_NOSIGNAL: a peer that went away is an error
 /// (EPIPE), not a SIGPIPE.
 pub fn send<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-    let body = serde_json::to_vec(msg)?;
+    send_encoded(sock, &serde_json::to_vec(msg)?, fds)
+}
+
+/// Sends one message already encoded (as `send` would: JSON), for a
+/// caller that measured it first.
+pub fn send_encoded(sock: BorrowedFd<'_>, body: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let rights = [ControlMessage::ScmRights(&raw)];
     let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &rights };
     loop {
         match sendmsg::<()>(
             sock.as_raw_fd(),
-            &[IoSlice::new(&body)],
+            &[IoSlice::new(body)],
             cmsgs,
             MsgFlags::MSG_NOSIGNAL,
             None,
@@ -178,8 +184,16 @@ pub fn send<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fds: &[BorrowedFd<'_>])
 pub fn recv<T: for<'de> Deserialize<'de>>(
     sock: BorrowedFd<'_>,
 ) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
-    let mut body = vec![0u8; MAX_BODY];
-    let Some((n, fds)) = recv_raw(sock, &mut body, MsgFlags::empty())? else {
+    recv_in(sock, &mut vec![0u8; MAX_BODY])
+}
+
+/// Like [`recv`], into the caller's buffer (`MAX_BODY` bytes fit any
+/// message), so that a loop reading many does not allocate one for each.
+pub fn recv_in<T: for<'de> Deserialize<'de>>(
+    sock: BorrowedFd<'_>,
+    body: &mut [u8],
+) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
+    let Some((n, fds)) = recv_raw(sock, body, MsgFlags::empty())? else {
         return Ok(None);
     };
     let msg = serde_json::from_slice(&body[..n])?;

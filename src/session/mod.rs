@@ -76,6 +76,8 @@ pub struct Session {
     pub sup: Arc<Supervisor>,
     /// See [`Session::oom_kills`].
     oom_file: std::sync::OnceLock<Option<String>>,
+    /// The OOM kills counted when [`Session::new_oom_kill`] last looked.
+    oom_seen: std::sync::atomic::AtomicU64,
     state: Mutex<Mutable>,
 }
 
@@ -109,6 +111,7 @@ impl Session {
             max_processes,
             sup,
             oom_file: std::sync::OnceLock::new(),
+            oom_seen: std::sync::atomic::AtomicU64::new(0),
             state: Mutex::new(Mutable {
                 shell,
                 last_used: now,
@@ -221,16 +224,25 @@ impl Session {
         argv: &[String],
         env: &[(String, String)],
     ) -> Result<String, ToolError> {
-        let mut spec = self.spec.clone();
-        spec.argv = argv.to_vec();
-        spec.env = env.to_vec();
-        spec.resolve_program()
+        self.spec
+            .resolve_program_for(argv, env)
             .map(|p| p.to_string_lossy().into_owned())
             .map_err(|e| ToolError::new(Reason::NotFound, format!("{e}; nothing ran")))
     }
 
+    /// Whether the session's cgroup has killed for memory since this was
+    /// last asked (the session's cgroup is new: none before). Asked only
+    /// when a command died of SIGKILL, so a command that exits normally
+    /// reads no counter, before or after.
+    pub fn new_oom_kill(&self) -> bool {
+        let now = self.oom_kills();
+        self.oom_seen
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed)
+            < now
+    }
+
     /// OOM kills in the session's cgroup so far (0 when unreadable).
-    pub fn oom_kills(&self) -> u64 {
+    fn oom_kills(&self) -> u64 {
         let Some(file) = self.oom_file.get_or_init(|| self.find_oom_file()) else {
             return 0;
         };
@@ -414,9 +426,6 @@ pub struct Command {
     exit: watch::Receiver<Option<Exit>>,
     /// A shell command: its exit notice carries the new state.
     report: bool,
-    /// The session's OOM kills when it started (one of its processes
-    /// killed by the memory limit since is reported as OOM).
-    oom_before: u64,
     started: Instant,
 }
 
@@ -449,7 +458,6 @@ impl Command {
             None => (argv, None),
         };
         let report = state_file.is_some();
-        let oom_before = session.oom_kills();
         let spawned = session
             .spawn(SpawnRequest {
                 id: 0,
@@ -483,7 +491,6 @@ impl Command {
             stderr: Some(err.into()),
             exit: spawned.exit,
             report,
-            oom_before,
             started,
         })
     }
@@ -521,7 +528,7 @@ impl Command {
         }
         let mut info = exit_info(&exit, wall);
         info.oom_killed = matches!(info.termination, Termination::Signaled(libc::SIGKILL))
-            && self.session.oom_kills() > self.oom_before;
+            && self.session.new_oom_kill();
         Ok(info)
     }
 }

@@ -6,7 +6,7 @@ use super::output::Stream;
 use super::supervisor::{Exit, Spawned, Supervisor};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,15 +37,7 @@ pub struct Process {
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    // SAFETY: fcntl on our own fd.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0
-        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    crate::sandbox::set_nonblocking(fd.as_fd()).map_err(io::Error::from_raw_os_error)
 }
 
 /// Reads `from` into `into` until EOF (or EIO: a terminal whose last

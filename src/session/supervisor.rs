@@ -116,13 +116,15 @@ impl Supervisor {
     }
 
     async fn read_loop(&self) {
+        let mut inbox = vec![0u8; crate::sandbox::SESSION_MAX_MESSAGE];
         loop {
             let mut guard = tokio::select! {
                 g = self.sock.readable() => match g { Ok(g) => g, Err(_) => break },
                 _ = self.gone.cancelled() => break,
             };
-            let got = guard
-                .try_io(|s| crate::sandbox::session_recv::<FromSupervisor>(s.get_ref().as_fd()));
+            let got = guard.try_io(|s| {
+                crate::sandbox::session_recv_in::<FromSupervisor>(s.get_ref().as_fd(), &mut inbox)
+            });
             match got {
                 Err(_would_block) => continue,
                 Ok(Ok(Some((msg, fds)))) => self.dispatch(msg, fds),
@@ -200,9 +202,15 @@ impl Supervisor {
     }
 
     async fn send(&self, msg: &ToSupervisor) -> io::Result<()> {
+        self.send_encoded(&serde_json::to_vec(msg)?).await
+    }
+
+    async fn send_encoded(&self, body: &[u8]) -> io::Result<()> {
         loop {
             let mut guard = self.sock.writable().await?;
-            match guard.try_io(|s| crate::sandbox::session_send(s.get_ref().as_fd(), msg, &[])) {
+            match guard
+                .try_io(|s| crate::sandbox::session_send_encoded(s.get_ref().as_fd(), body, &[]))
+            {
                 Ok(r) => return r,
                 Err(_would_block) => continue,
             }
@@ -213,12 +221,11 @@ impl Supervisor {
     pub async fn spawn(&self, mut req: SpawnRequest) -> Result<Spawned, SpawnError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         req.id = id;
-        let msg = ToSupervisor::Spawn(req);
-        let size = serde_json::to_vec(&msg)
-            .map(|b| b.len())
-            .unwrap_or(usize::MAX);
-        if size > MAX_REQUEST_BYTES {
-            return Err(SpawnError::TooLarge(size));
+        // Encoded once: measured, then sent.
+        let body = serde_json::to_vec(&ToSupervisor::Spawn(req))
+            .map_err(|_| SpawnError::TooLarge(usize::MAX))?;
+        if body.len() > MAX_REQUEST_BYTES {
+            return Err(SpawnError::TooLarge(body.len()));
         }
         if self.gone.is_cancelled() {
             return Err(SpawnError::Gone);
@@ -233,7 +240,7 @@ impl Supervisor {
             .lock()
             .map_err(|_| SpawnError::Gone)?
             .insert(id, exit_tx);
-        if self.send(&msg).await.is_err() {
+        if self.send_encoded(&body).await.is_err() {
             return Err(SpawnError::Gone);
         }
         let (pid, fds) = match rx.await {
@@ -292,15 +299,7 @@ pub enum SpawnError {
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    // SAFETY: fcntl on our own fd.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0
-        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    crate::sandbox::set_nonblocking(fd.as_fd()).map_err(io::Error::from_raw_os_error)
 }
 
 /// The pid a pidfd names, as the daemon sees it (/proc/self/fdinfo).

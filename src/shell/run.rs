@@ -9,6 +9,7 @@ use crate::proto::{ExecEvent, ExecExited, OutputChunk, exec_event};
 use crate::sandbox::{ExitInfo, SandboxChild, Termination};
 use sha2::{Digest, Sha256};
 use std::io;
+use std::os::fd::AsFd;
 use std::time::Duration;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -169,8 +170,15 @@ impl Sink {
     }
 }
 
+/// The runtime's reader of an output pipe: made non-blocking here, not
+/// checked with an fstat (a descriptor that is no pipe but can be polled
+/// only reads as one; one that cannot be polled fails the registration).
 fn receiver(file: Option<std::fs::File>) -> io::Result<Option<pipe::Receiver>> {
-    file.map(pipe::Receiver::from_file).transpose()
+    file.map(|f| {
+        crate::sandbox::set_nonblocking(f.as_fd()).map_err(io::Error::from_raw_os_error)?;
+        pipe::Receiver::from_file_unchecked(f)
+    })
+    .transpose()
 }
 
 /// Output past an Exec's budget is only counted and hashed, and only as fast
