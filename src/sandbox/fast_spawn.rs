@@ -12,9 +12,9 @@
 //! handler would run on the caller's memory), then the caller's mask is
 //! restored. The caller takes that snapshot once, not the child at every
 //! spawn: asking the kernel about 62 signals was ~20% of a session
-//! command's spawn. A routine that gives up
-//! before exec reports `(step, errno)` through [`Failure::fail`], a word in
-//! the caller's memory; the caller reaps such a child before it returns.
+//! command's spawn. A routine that gives up before exec reports
+//! `(step, errno)` through [`Failure::fail`], a word in the caller's
+//! memory; the caller reaps such a child before it returns.
 
 use std::convert::Infallible;
 use std::ffi::c_void;

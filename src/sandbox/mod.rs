@@ -62,8 +62,13 @@ pub use probe::{KernelSupport, Requirements, daemon_probe, probe, probe_at_start
 pub use remote::{LauncherGone, SandboxChild, launch, launcher_alive, request_etc_refresh};
 pub use report::{SetupError, Step, Termination};
 pub use spec::{DEFAULT_ETC, DEFAULT_SYSTEM_DIRS, Limits, SandboxSpec, Stdin, Workspace};
-pub use sys::set_nonblocking;
 pub use wire::{
     MAX_BODY as SESSION_MAX_MESSAGE, recv_in as session_recv_in, send as session_send,
     send_encoded as session_send_encoded,
 };
+
+/// Makes `fd` non-blocking (see `sys::set_nonblocking`), for the daemon's
+/// async readers and writers.
+pub fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    sys::set_nonblocking(fd).map_err(std::io::Error::from_raw_os_error)
+}

@@ -288,7 +288,6 @@ fn open_pty(rows: u16, cols: u16) -> Result<OwnedFd, Failure> {
 /// TIOCGPTPEER: opens a pty's slave from its master (no path lookup).
 const TIOCGPTPEER: libc::c_ulong = 0x5441;
 
-/// Starts one process. Returns its pid, pidfd and the daemon's ends.
 /// What every spawn of the supervisor shares.
 struct Spawner {
     /// Stdin of a command that gets none (dup'd onto its fd 0).
@@ -306,6 +305,7 @@ fn open_dev_null() -> Result<OwnedFd, Failure> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Starts one process. Returns its pid, pidfd and the daemon's ends.
 fn spawn(
     stack: &mut fast_spawn::Stack,
     spawner: &Spawner,
@@ -399,7 +399,8 @@ fn child(
     if let Err(e) = sys::setsid() {
         fail(3, e);
     }
-    // Sources first lifted above the targets, so no dup2 clobbers one.
+    // A source in 0..3 is first lifted above the targets, so no dup2
+    // clobbers one (the supervisor's own pipes sit higher and need not).
     let mut src = [-1i32; 3];
     let mut n = 0;
     if let Some(m) = master {
@@ -426,7 +427,6 @@ fn child(
             n = i + 1;
         }
     }
-    // Only one in 0..3 needs it (the supervisor's own pipes sit higher).
     for fd in src.iter_mut().take(n).filter(|fd| **fd < 3) {
         // SAFETY: F_DUPFD_CLOEXEC on an fd we hold.
         let lifted = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 64) };

@@ -36,10 +36,6 @@ pub struct Process {
     ended: std::sync::Mutex<Option<std::time::Duration>>,
 }
 
-fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    crate::sandbox::set_nonblocking(fd.as_fd()).map_err(io::Error::from_raw_os_error)
-}
-
 /// Reads `from` into `into` until EOF (or EIO: a terminal whose last
 /// process has gone).
 fn pump(from: pipe::Receiver, into: Arc<Stream>) {
@@ -72,7 +68,7 @@ impl Process {
         let missing = || io::Error::other("the session's answer lacked the process's descriptors");
         let (stdin, master) = if tty {
             let master = fds.next().ok_or_else(missing)?;
-            set_nonblocking(&master)?;
+            crate::sandbox::set_nonblocking(master.as_fd())?;
             // A pty master, in non-blocking mode, read and written through
             // its own duplicates.
             let reader = pipe::Receiver::from_file_unchecked(File::from(master.try_clone()?))?;

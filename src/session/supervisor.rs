@@ -78,7 +78,7 @@ impl Supervisor {
             .ok_or_else(|| io::Error::other("the launcher returned no session socket"))?;
         // Init's stdio is not the commands': nothing reads it.
         drop(sandbox.take_stdio());
-        set_nonblocking(&sock)?;
+        crate::sandbox::set_nonblocking(sock.as_fd())?;
         // SAFETY: the AsyncFd owns the socket, which stays open and the same
         // until it is dropped.
         let sock =
@@ -296,10 +296,6 @@ pub enum SpawnError {
     TooLarge(usize),
     /// A step in the supervisor failed (nothing runs).
     Failed { step: String, errno: i32 },
-}
-
-fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    crate::sandbox::set_nonblocking(fd.as_fd()).map_err(io::Error::from_raw_os_error)
 }
 
 /// The pid a pidfd names, as the daemon sees it (/proc/self/fdinfo).

@@ -175,7 +175,7 @@ impl Sink {
 /// only reads as one; one that cannot be polled fails the registration).
 fn receiver(file: Option<std::fs::File>) -> io::Result<Option<pipe::Receiver>> {
     file.map(|f| {
-        crate::sandbox::set_nonblocking(f.as_fd()).map_err(io::Error::from_raw_os_error)?;
+        crate::sandbox::set_nonblocking(f.as_fd())?;
         pipe::Receiver::from_file_unchecked(f)
     })
     .transpose()
